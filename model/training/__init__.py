@@ -1,0 +1,1 @@
+"""Tools that make Replit-architecture checkpoints: tokenizer training, export, demo training."""
