@@ -1,0 +1,1 @@
+"""The language server, the OpenAI-compatible HTTP endpoint and the command line."""

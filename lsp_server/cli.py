@@ -1,0 +1,161 @@
+"""`replit-lsp`: one-shot completion, the language server, and the HTTP endpoint."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from model.config import ConfigError
+from model.engine import Engine, EngineError, EngineOptions
+from model.hub import DEFAULT_MODEL, ModelNotFoundError, resolve_model_dir
+from model.sampling import SamplingParams
+from model.weights import ENCODINGS
+
+log = logging.getLogger("replit_lsp")
+
+# The errors a user can fix from the command line: printed as one sentence, no traceback.
+USER_ERRORS = (ConfigError, EngineError, ModelNotFoundError, ValueError, OSError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="replit-lsp",
+        description="Inline code completions from a local Replit Code v1.5 model on MAX.",
+    )
+    mode = parser.add_argument_group("what to run")
+    mode.add_argument("--prompt", help="complete this text once, stream it to stdout and exit")
+    mode.add_argument("--stdio", action="store_true", help="language server over stdin/stdout")
+    mode.add_argument("--tcp", action="store_true", help="language server over TCP")
+    mode.add_argument("--serve", action="store_true", help="OpenAI-compatible HTTP endpoint")
+    mode.add_argument("--host", default="127.0.0.1", help="address for --tcp/--serve")
+    mode.add_argument("--port", type=int, default=None, help="port for --tcp, else for --serve")
+    mode.add_argument("--http-port", type=int, default=None, help="port for --serve (8000)")
+    mode.add_argument("--api-key", default=None, help="require this Bearer key on HTTP requests")
+    mode.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+
+    model = parser.add_argument_group("model")
+    model.add_argument("--weight-path", help="model directory in Hugging Face layout, or repo id")
+    model.add_argument(
+        "--model", default=DEFAULT_MODEL, help="Hugging Face repo id, or 'demo' for the bundled one"
+    )
+    model.add_argument("--quantization-encoding", choices=ENCODINGS, default="float32")
+    model.add_argument("--max-length", type=int, default=512, help="prompt + completion tokens")
+    model.add_argument("--max-new-tokens", type=int, default=-1, help="-1: up to --max-length")
+    model.add_argument("--top-k", type=int, default=1, help="1 is greedy")
+    model.add_argument("--temperature", type=float, default=1.0)
+    model.add_argument("--seed", type=int, default=None)
+    model.add_argument("--max-cache-batch-size", type=int, default=4, help="KV cache slots")
+    model.add_argument("--use-gpu", action="store_true", help="run on a MAX-supported GPU")
+    model.add_argument("--serialized-model-path", type=Path, default=None)
+    model.add_argument("--save-to-serialized-model-path", type=Path, default=None)
+    return parser
+
+
+def engine_options(args: argparse.Namespace) -> EngineOptions:
+    return EngineOptions(
+        model_dir=resolve_model_dir(args.weight_path, args.model),
+        quantization_encoding=args.quantization_encoding,
+        max_length=args.max_length,
+        max_cache_batch_size=args.max_cache_batch_size,
+        use_gpu=args.use_gpu,
+        serialized_model_path=args.serialized_model_path,
+        save_to_serialized_model_path=args.save_to_serialized_model_path,
+    )
+
+
+def sampling_params(args: argparse.Namespace) -> SamplingParams:
+    return SamplingParams(
+        max_new_tokens=args.max_new_tokens,
+        top_k=args.top_k,
+        temperature=args.temperature,
+        seed=args.seed,
+    )
+
+
+def fit_prompt(tokens: list[int], max_length: int, max_new_tokens: int) -> list[int]:
+    """Cuts the prompt from the front so the completion has room: `max_new_tokens` of it, or a
+    quarter of `max_length` when the completion may run to the end."""
+    room = max_new_tokens if max_new_tokens > 0 else max(1, max_length // 4)
+    keep = max(1, max_length - min(room, max_length - 1))
+    return tokens[-keep:]
+
+
+def complete_once(args: argparse.Namespace) -> int:
+    params = sampling_params(args)
+    engine = Engine(engine_options(args), progress=lambda m: print(m, file=sys.stderr, flush=True))
+    tokens = engine.tokenizer.encode(args.prompt)
+    if not tokens:
+        print("replit-lsp: the prompt is empty", file=sys.stderr)
+        return 2
+    fitted = fit_prompt(tokens, engine.max_length, params.max_new_tokens)
+    if len(fitted) < len(tokens):
+        print(
+            f"warning: the prompt has {len(tokens)} tokens; keeping its last {len(fitted)} "
+            f"to fit --max-length {engine.max_length}",
+            file=sys.stderr,
+        )
+    decoder = engine.tokenizer.stream()
+    with engine.generate(fitted, params) as generation:
+        for token in generation:
+            sys.stdout.write(decoder.push(token))
+            sys.stdout.flush()
+    sys.stdout.write(decoder.flush() + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.prompt is not None:
+        return complete_once(args)
+    if not (args.stdio or args.tcp or args.serve):
+        print("replit-lsp: give --prompt TEXT, --stdio, --tcp or --serve", file=sys.stderr)
+        return 2
+    from lsp_server.resident import ResidentModel
+
+    resident = ResidentModel(lambda: engine_options(args))
+    defaults = sampling_params(args)
+    http = None
+    if args.serve:
+        from lsp_server.http_app import HttpServer
+
+        lsp_uses_port = args.tcp
+        port = args.http_port or (None if lsp_uses_port else args.port) or 8000
+        http = HttpServer(resident, defaults, host=args.host, port=port, api_key=args.api_key)
+    if args.stdio or args.tcp:
+        from lsp_server.server import run_language_server
+
+        if http is not None:
+            http.start_in_background()
+        run_language_server(
+            resident,
+            defaults,
+            transport="stdio" if args.stdio else "tcp",
+            host=args.host,
+            port=args.port or 2087,
+        )
+        return 0
+    assert http is not None
+    http.serve_forever()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return run(args)
+    except USER_ERRORS as error:
+        print(f"replit-lsp: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""Compiling the graph, and keeping compiled models on disk so a restart never recompiles.
+
+A compiled model (MAX's MEF) depends on the graph's structure only: the config, the weight
+dtype, the device and the MAX version. The automatic cache keys the MEF by exactly those; the
+weights are bound at load time, so two checkpoints of the same shape share one entry. An
+explicitly serialized model carries the same key in a sidecar file so that loading one built
+for another model fails with a clear message instead of wrong numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import max as max_package
+from max.driver import Device
+from max.dtype import DType
+from max.engine import CompiledModel, InferenceSession, read
+from max.graph import DeviceRef
+
+from model.config import ModelConfig
+from model.graph import GRAPH_VERSION, build_graph
+
+
+class SerializedModelError(ValueError):
+    """A serialized model that cannot be used for this checkpoint and device."""
+
+
+def default_cache_dir() -> Path:
+    root = os.environ.get("REPLIT_LSP_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "replit-lsp"
+    )
+    return Path(root) / "compiled"
+
+
+def graph_key(config: ModelConfig, dtype: DType, device: Device) -> str:
+    """A digest of everything that changes the compiled graph."""
+    facts = {
+        "graph_version": GRAPH_VERSION,
+        "config": config.to_dict(),
+        "dtype": str(dtype),
+        "device": device.label if device.is_host else f"{device.label}:{device.architecture_name}",
+        "max": getattr(max_package, "__version__", None) or _max_version(),
+    }
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _max_version() -> str:
+    from importlib.metadata import version
+
+    return version("max")
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_serialized(compiled: CompiledModel, path: Path, key: str) -> None:
+    _atomic_write(Path(path), compiled.export_mef)
+    sidecar = Path(f"{path}.json")
+    _atomic_write(sidecar, lambda p: p.write_text(json.dumps({"graph_key": key}) + "\n"))
+
+
+def load_serialized(path: Path, key: str) -> CompiledModel:
+    path = Path(path)
+    if not path.is_file():
+        raise SerializedModelError(f"{path}: serialized model not found")
+    sidecar = Path(f"{path}.json")
+    if sidecar.is_file():
+        try:
+            saved_key = json.loads(sidecar.read_text()).get("graph_key")
+        except (json.JSONDecodeError, AttributeError):
+            saved_key = None
+        if saved_key != key:
+            raise SerializedModelError(
+                f"{path}: this serialized model was compiled for a different model config, "
+                "dtype, device or MAX version; save it again with --save-to-serialized-model-path"
+            )
+    try:
+        return read(path)
+    except Exception as error:  # MAX raises RuntimeError subclasses with native messages
+        raise SerializedModelError(f"{path}: cannot read serialized model ({error})") from None
+
+
+def obtain_compiled(
+    session: InferenceSession,
+    config: ModelConfig,
+    dtype: DType,
+    device: Device,
+    *,
+    serialized_path: Path | None = None,
+    save_path: Path | None = None,
+    cache_dir: Path | None = None,
+    progress: Callable[[str], None] = lambda message: None,
+) -> tuple[CompiledModel, str]:
+    """Returns the compiled model and how it was obtained ("serialized", "cache", "compiled")."""
+    key = graph_key(config, dtype, device)
+    if serialized_path is not None:
+        progress(f"loading serialized model {serialized_path}")
+        compiled, how = load_serialized(serialized_path, key), "serialized"
+    else:
+        cached = (cache_dir or default_cache_dir()) / f"{key}.mef"
+        compiled = None
+        if cached.is_file():
+            try:
+                compiled, how = read(cached), "cache"
+                progress(f"loaded compiled model from cache {cached}")
+            except Exception:
+                progress(f"ignoring unreadable cached model {cached}")
+        if compiled is None:
+            progress("compiling the model graph (a minute or more the first time)")
+            device_ref = DeviceRef.from_device(device)
+            compiled, how = session.compile(build_graph(config, dtype, device_ref)), "compiled"
+            try:
+                save_serialized(compiled, cached, key)
+            except OSError as error:
+                progress(f"could not write the compiled-model cache ({error})")
+    if save_path is not None:
+        save_serialized(compiled, save_path, key)
+        progress(f"saved serialized model to {save_path}")
+    return compiled, how

@@ -1,0 +1,298 @@
+"""The resident model: one compiled graph, KV cache slots with prefix reuse, and generation.
+
+Both front doors (the language server and the HTTP endpoint) share one `Engine`. Generation
+runs in the caller's thread; graph executions are serialized by a lock, so several
+generations interleave token by token, each in its own cache slot.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from cachetools import LRUCache
+from max.driver import CPU, Accelerator, Buffer, Device, accelerator_count
+from max.dtype import DType
+from max.engine import InferenceSession, Model
+
+from model.compiled import obtain_compiled
+from model.config import ModelConfig, load_config
+from model.sampling import Sampler, SamplingParams
+from model.tokenizer import Tokenizer
+from model.weights import load_weights
+
+# Longest run of prompt tokens sent through the graph at once: bounds the attention score
+# tensor (heads x chunk x context) and lets other requests interleave with a long prefill.
+PREFILL_CHUNK = 512
+
+
+class EngineError(RuntimeError):
+    """The engine cannot be built as asked (no accelerator, bad option)."""
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    model_dir: Path
+    quantization_encoding: str = "float32"
+    max_length: int = 512
+    max_cache_batch_size: int = 4
+    use_gpu: bool = False
+    serialized_model_path: Path | None = None
+    save_to_serialized_model_path: Path | None = None
+    cache_dir: Path | None = None
+    prefix_reuse: bool = True
+
+
+@dataclass(eq=False)
+class _Slot:
+    """One sequence's K/V buffers and the tokens whose K/V they hold."""
+
+    caches: list[Buffer]
+    tokens: list[int] = field(default_factory=list)
+
+
+def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def relative_positions(start: int, count: int) -> np.ndarray:
+    """[count, start+count]: key minus query position where visible, -inf for future keys."""
+    query = np.arange(start, start + count, dtype=np.int64)[:, None]
+    key = np.arange(start + count, dtype=np.int64)[None, :]
+    rel = (key - query).astype(np.float32)
+    rel[key > query] = -np.inf
+    return rel
+
+
+class Generation(Iterator[int]):
+    """An in-progress completion: iterate for token ids; the stats fill in as it runs.
+
+    Use it as a context manager (or call `close`) so its cache slot is released even when the
+    consumer stops early.
+    """
+
+    def __init__(self, prompt_tokens: int) -> None:
+        self.prompt_tokens = prompt_tokens
+        self.reused_tokens = 0
+        self.tokens: list[int] = []
+        self.finish_reason: str | None = None  # "stop" (eos), "length" or "cancelled"
+        self.prefill_seconds = 0.0
+        self._steps: Iterator[int] = iter(())
+
+    def __next__(self) -> int:
+        return next(self._steps)
+
+    def close(self) -> None:
+        self._steps.close()  # type: ignore[attr-defined]
+
+    def __enter__(self) -> Generation:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def select_device(use_gpu: bool) -> Device:
+    if not use_gpu:
+        return CPU()
+    if accelerator_count() == 0:
+        raise EngineError("--use-gpu was given but MAX finds no supported GPU on this machine")
+    return Accelerator()
+
+
+class Engine:
+    def __init__(
+        self,
+        options: EngineOptions,
+        progress: Callable[[str], None] = lambda message: None,
+    ) -> None:
+        started = time.perf_counter()
+        if options.max_cache_batch_size < 1:
+            raise EngineError("--max-cache-batch-size must be at least 1")
+        self.options = options
+        self.config: ModelConfig = load_config(options.model_dir)
+        if not 2 <= options.max_length <= self.config.max_seq_len:
+            raise EngineError(
+                f"--max-length must be between 2 and the model's max_seq_len "
+                f"{self.config.max_seq_len}, got {options.max_length}"
+            )
+        self.tokenizer = Tokenizer(options.model_dir)
+        self.eos_id = self.tokenizer.eos_id
+        if self.eos_id is None:
+            self.eos_id = self.config.eos_token_id
+        self.max_length = options.max_length
+        self.device = select_device(options.use_gpu)
+        dtype = DType.bfloat16 if options.quantization_encoding == "bfloat16" else DType.float32
+
+        progress(f"loading weights from {options.model_dir}")
+        weights = load_weights(options.model_dir, self.config, options.quantization_encoding)
+        registry = {
+            name: Buffer.from_numpy(array).view(DType.bfloat16)
+            if array.dtype == np.uint16
+            else array
+            for name, array in weights.items()
+        }
+        session = InferenceSession(devices=[self.device])
+        compiled, self.compile_source = obtain_compiled(
+            session,
+            self.config,
+            dtype,
+            self.device,
+            serialized_path=options.serialized_model_path,
+            save_path=options.save_to_serialized_model_path,
+            cache_dir=options.cache_dir,
+            progress=progress,
+        )
+        self._model: Model = session.init(compiled, weights_registry=registry)
+        self._weights = registry  # the model may alias host arrays: keep them alive
+
+        self._run_lock = threading.Lock()
+        self._slots_changed = threading.Condition()
+        self._all_slots: list[_Slot] = []
+        self._idle: LRUCache[int, _Slot] = LRUCache(maxsize=options.max_cache_batch_size)
+        self.load_seconds = time.perf_counter() - started
+        progress(f"model ready in {self.load_seconds:.1f}s ({self.compile_source})")
+
+    # ------------------------------------------------------------------ slots
+
+    def _new_slot(self) -> _Slot:
+        c = self.config
+        shape = (self.max_length, c.kv_n_heads, c.head_dim)
+        caches = [Buffer(DType.float32, shape, self.device) for _ in range(2 * c.n_layers)]
+        self._all_slots.append(_Slot(caches))
+        return self._all_slots[-1]
+
+    def _acquire(self, prompt: Sequence[int]) -> _Slot:
+        """The idle slot sharing the longest prefix, else a fresh one, else the LRU idle one."""
+        with self._slots_changed:
+            while True:
+                best_index, best_length = None, 0
+                for index in list(self._idle.keys()):
+                    length = common_prefix_length(self._all_slots[index].tokens, prompt)
+                    if length > best_length:
+                        best_index, best_length = index, length
+                if best_index is not None and self.options.prefix_reuse:
+                    return self._idle.pop(best_index)
+                if len(self._all_slots) < self.options.max_cache_batch_size:
+                    return self._new_slot()
+                if self._idle:
+                    _, slot = self._idle.popitem()
+                    slot.tokens.clear()
+                    return slot
+                self._slots_changed.wait()
+
+    def _release(self, slot: _Slot) -> None:
+        with self._slots_changed:
+            self._idle[self._all_slots.index(slot)] = slot
+            self._slots_changed.notify()
+
+    # -------------------------------------------------------------- execution
+
+    def _run(self, slot: _Slot, tokens: Sequence[int]) -> np.ndarray:
+        """Appends `tokens` to the slot's cache and returns the logits after the last one."""
+        start = len(slot.tokens)
+        ids = np.asarray(tokens, dtype=np.int64)
+        rel = relative_positions(start, len(tokens))
+        position = np.array([start], dtype=np.int64)
+        with self._run_lock:
+            try:
+                if isinstance(self.device, CPU):
+                    logits = self._model.execute(ids, position, rel, *slot.caches)[0]
+                else:
+                    logits = self._model.execute(
+                        Buffer.from_numpy(ids).to(self.device),
+                        position,
+                        Buffer.from_numpy(rel).to(self.device),
+                        *slot.caches,
+                    )[0]
+            except BaseException:
+                slot.tokens.clear()  # the cache may be partly written: trust none of it
+                raise
+            slot.tokens.extend(tokens)
+            return logits.to_numpy()
+
+    def _prefill(self, slot: _Slot, prompt: Sequence[int], cancelled: Callable[[], bool]) -> int:
+        """Brings the slot's cache to `prompt` minus its last token; returns the reused count."""
+        reused = common_prefix_length(slot.tokens, prompt) if self.options.prefix_reuse else 0
+        reused = min(reused, len(prompt) - 1)
+        del slot.tokens[reused:]
+        for begin in range(reused, len(prompt) - 1, PREFILL_CHUNK):
+            if cancelled():
+                break
+            self._run(slot, prompt[begin : min(begin + PREFILL_CHUNK, len(prompt) - 1)])
+        return reused
+
+    def generate(
+        self,
+        prompt: Sequence[int],
+        params: SamplingParams,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> Generation:
+        """Starts a completion of `prompt` (token ids); nothing runs until it is iterated."""
+        prompt = list(prompt)
+        if not prompt:
+            raise ValueError("the prompt must contain at least one token")
+        if len(prompt) >= self.max_length:
+            raise ValueError(
+                f"the prompt has {len(prompt)} tokens; at most {self.max_length - 1} fit "
+                f"with --max-length {self.max_length}"
+            )
+        generation = Generation(len(prompt))
+        generation._steps = self._steps(generation, prompt, params, cancelled)
+        return generation
+
+    def _steps(
+        self,
+        generation: Generation,
+        prompt: list[int],
+        params: SamplingParams,
+        cancelled: Callable[[], bool],
+    ) -> Iterator[int]:
+        room = self.max_length - len(prompt)
+        budget = room if params.max_new_tokens == -1 else min(params.max_new_tokens, room)
+        sample = Sampler(params)
+        slot = self._acquire(prompt)
+        try:
+            started = time.perf_counter()
+            generation.reused_tokens = self._prefill(slot, prompt, cancelled)
+            next_input = prompt[-1]
+            for _ in range(budget):
+                if cancelled():
+                    generation.finish_reason = "cancelled"
+                    return
+                logits = self._run(slot, [next_input])
+                if not generation.tokens:
+                    generation.prefill_seconds = time.perf_counter() - started
+                token = sample(logits)
+                if token == self.eos_id:
+                    generation.finish_reason = "stop"
+                    return
+                generation.tokens.append(token)
+                next_input = token
+                yield token
+            generation.finish_reason = "length"
+        finally:
+            self._release(slot)
+
+    def logits(self, prompt: Sequence[int]) -> np.ndarray:
+        """Next-token logits after `prompt`, through the same cache path as generation."""
+        prompt = list(prompt)
+        slot = self._acquire(prompt)
+        try:
+            self._prefill(slot, prompt, lambda: False)
+            return self._run(slot, prompt[-1:])
+        finally:
+            self._release(slot)
+
+    def complete_text(self, text: str, params: SamplingParams) -> str:
+        """Convenience for one-shot use: the decoded completion of `text`."""
+        with self.generate(self.tokenizer.encode(text), params) as generation:
+            return self.tokenizer.decode(list(generation))

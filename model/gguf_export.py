@@ -1,0 +1,88 @@
+"""Writes a checkpoint as GGUF in the MPT layout that llama.cpp loads.
+
+Used to run llama.cpp on exactly the weights this project runs (benchmarks), and to test the
+GGUF loader against the safetensors one.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import gguf
+import numpy as np
+
+from model.config import load_config
+from model.weights import load_weights
+
+_HF_TO_GGUF = {
+    "transformer.wte.weight": "token_embd.weight",
+    "transformer.norm_f.weight": "output_norm.weight",
+    "norm_1.weight": "attn_norm.weight",
+    "attn.Wqkv.weight": "attn_qkv.weight",
+    "attn.out_proj.weight": "attn_output.weight",
+    "norm_2.weight": "ffn_norm.weight",
+    "ffn.up_proj.weight": "ffn_up.weight",
+    "ffn.down_proj.weight": "ffn_down.weight",
+}
+
+
+def gguf_name(hf_name: str) -> str:
+    if hf_name in _HF_TO_GGUF:
+        return _HF_TO_GGUF[hf_name]
+    _, _, layer, rest = hf_name.split(".", 3)
+    return f"blk.{layer}.{_HF_TO_GGUF[rest]}"
+
+
+def _add_tokenizer(writer: gguf.GGUFWriter, model_dir: Path, vocab_size: int) -> None:
+    """The GPT-2 style BPE vocabulary and merges that llama.cpp's tokenizer needs."""
+    spec = json.loads((model_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    vocab: dict[str, int] = dict(spec["model"]["vocab"])
+    special = {t["content"]: t["id"] for t in spec.get("added_tokens", [])}
+    vocab.update(special)
+    tokens = [f"[PAD{i}]" for i in range(vocab_size)]
+    types = [gguf.TokenType.UNUSED] * vocab_size
+    for token, index in vocab.items():
+        if index < vocab_size:
+            tokens[index] = token
+            types[index] = gguf.TokenType.CONTROL if token in special else gguf.TokenType.NORMAL
+    merges = [m if isinstance(m, str) else " ".join(m) for m in spec["model"].get("merges", [])]
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list(tokens)
+    writer.add_token_types(types)
+    writer.add_token_merges(merges)
+    eos = special.get("<|endoftext|>")
+    if eos is not None:
+        writer.add_eos_token_id(eos)
+        writer.add_bos_token_id(eos)
+
+
+def export_gguf(model_dir: Path, out_path: Path, encoding: str = "float32") -> Path:
+    """Writes `out_path` from the Hugging Face checkpoint in `model_dir`."""
+    model_dir, out_path = Path(model_dir), Path(out_path)
+    config = load_config(model_dir)
+    weights = load_weights(model_dir, config, encoding)
+    writer = gguf.GGUFWriter(str(out_path), "mpt")
+    writer.add_name(model_dir.name)
+    writer.add_context_length(config.max_seq_len)
+    writer.add_embedding_length(config.d_model)
+    writer.add_block_count(config.n_layers)
+    writer.add_feed_forward_length(config.ffn_hidden_size)
+    writer.add_head_count(config.n_heads)
+    writer.add_head_count_kv(config.kv_n_heads)
+    writer.add_max_alibi_bias(config.alibi_bias_max)
+    writer.add_layer_norm_eps(config.layer_norm_eps)
+    writer.add_file_type(
+        gguf.LlamaFileType.MOSTLY_BF16 if encoding == "bfloat16" else gguf.LlamaFileType.ALL_F32
+    )
+    _add_tokenizer(writer, model_dir, config.vocab_size)
+    for name, array in weights.items():
+        if array.dtype == np.uint16:
+            writer.add_tensor(gguf_name(name), array, raw_dtype=gguf.GGMLQuantizationType.BF16)
+        else:
+            writer.add_tensor(gguf_name(name), array)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return out_path

@@ -1,0 +1,147 @@
+"""The Replit Code (MPT) forward pass as one MAX Graph, with an in-place KV cache.
+
+One graph serves both prefill and decode: `seq_len` (new tokens), `total_len` (cached plus new
+tokens) and the cache capacity are symbolic, so a single compiled model runs any prompt length
+and any `--max-length`. Each layer's K and V live in preallocated buffers that the graph writes
+at `[start, start + seq_len)` and reads back as `[0, total_len)`; nothing is concatenated or
+copied back to the host between steps. Only the last position's logits leave the graph.
+"""
+
+from __future__ import annotations
+
+import math
+
+from max.dtype import DType
+from max.graph import BufferType, DeviceRef, Graph, TensorType, TensorValue, Weight, ops
+
+from model.config import ModelConfig
+
+# Bump when the graph below changes in a way the compiled-model cache must notice.
+GRAPH_VERSION = 1
+
+
+def weight_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Every tensor the graph reads, by its Hugging Face name, with its [out, in] shape."""
+    d, ffn = config.d_model, config.ffn_hidden_size
+    shapes: dict[str, tuple[int, ...]] = {"transformer.wte.weight": (config.vocab_size, d)}
+    for n in range(config.n_layers):
+        p = f"transformer.blocks.{n}."
+        shapes[p + "norm_1.weight"] = (d,)
+        shapes[p + "attn.Wqkv.weight"] = (config.qkv_size, d)
+        shapes[p + "attn.out_proj.weight"] = (d, d)
+        shapes[p + "norm_2.weight"] = (d,)
+        shapes[p + "ffn.up_proj.weight"] = (ffn, d)
+        shapes[p + "ffn.down_proj.weight"] = (d, ffn)
+    shapes["transformer.norm_f.weight"] = (d,)
+    return shapes
+
+
+class _Builder:
+    """Holds what every layer needs while the graph is traced."""
+
+    def __init__(self, config: ModelConfig, dtype: DType, device: DeviceRef) -> None:
+        self.config = config
+        self.dtype = dtype
+        self.device = device
+        self.shapes = weight_shapes(config)
+        self.weights: dict[str, Weight] = {}
+
+    def weight(self, name: str) -> Weight:
+        """One Weight per name: the tied embedding is read twice but stored once."""
+        if name not in self.weights:
+            self.weights[name] = Weight(name, self.dtype, self.shapes[name], self.device)
+        return self.weights[name]
+
+    def linear(self, x: TensorValue, name: str) -> TensorValue:
+        """x @ W.T with W in the checkpoint's dtype; activations stay float32 between ops."""
+        w = self.weight(name)
+        if self.dtype == DType.float32:
+            return x @ w.T
+        return ops.cast(ops.cast(x, self.dtype) @ w.T, DType.float32)
+
+    def layer_norm(self, x: TensorValue, name: str) -> TensorValue:
+        gamma = ops.cast(self.weight(name), DType.float32)
+        beta = ops.constant(0.0, DType.float32, self.device).broadcast_to(gamma.shape)
+        return ops.layer_norm(x, gamma, beta, self.config.layer_norm_eps)
+
+    def attention(
+        self,
+        x: TensorValue,
+        layer: int,
+        start: TensorValue,
+        end: TensorValue,
+        rel_pos: TensorValue,
+        k_cache: TensorValue,
+        v_cache: TensorValue,
+    ) -> TensorValue:
+        c = self.config
+        hd, kvh, group = c.head_dim, c.kv_n_heads, c.n_heads // c.kv_n_heads
+        seq = x.shape[0]
+        qkv = self.linear(x, f"transformer.blocks.{layer}.attn.Wqkv.weight")
+        kv_width = kvh * hd
+        q = qkv[:, : c.d_model]
+        k = qkv[:, c.d_model : c.d_model + kv_width].reshape([seq, kvh, hd])
+        v = qkv[:, c.d_model + kv_width :].reshape([seq, kvh, hd])
+
+        new_rows = (slice(start, end), seq)
+        ops.buffer_store_slice(k_cache, k, [new_rows, slice(None), slice(None)])
+        ops.buffer_store_slice(v_cache, v, [new_rows, slice(None), slice(None)])
+        total = rel_pos.shape[1]
+        all_rows = (slice(0, end), total)
+        keys = ops.buffer_load(k_cache)[all_rows, :, :]
+        values = ops.buffer_load(v_cache)[all_rows, :, :]
+
+        # Query head i reads kv head i // group: group the query heads under their kv head so
+        # one batched matmul per kv head serves the whole group without repeating K/V.
+        q = q.reshape([seq, kvh, group, hd]).permute([1, 2, 0, 3]).reshape([kvh, group * seq, hd])
+        scores = q @ keys.permute([1, 2, 0])  # [kvh, group*seq, total]
+        scores = scores.reshape([kvh, group, seq, total]) * (1.0 / math.sqrt(hd))
+        slopes = ops.constant(c.alibi_slopes(), DType.float32, self.device).reshape(
+            [kvh, group, 1, 1]
+        )
+        # rel_pos holds j - i for visible keys and -inf for future ones: ALiBi and the causal
+        # mask in one tensor (slopes are positive, so -inf stays -inf).
+        probs = ops.softmax(scores + slopes * rel_pos)
+        out = probs.reshape([kvh, group * seq, total]) @ values.permute([1, 0, 2])
+        out = out.reshape([kvh, group, seq, hd]).permute([2, 0, 1, 3]).reshape([seq, c.d_model])
+        return self.linear(out, f"transformer.blocks.{layer}.attn.out_proj.weight")
+
+    def mlp(self, x: TensorValue, layer: int) -> TensorValue:
+        p = f"transformer.blocks.{layer}.ffn."
+        return self.linear(ops.gelu(self.linear(x, p + "up_proj.weight")), p + "down_proj.weight")
+
+
+def build_graph(config: ModelConfig, dtype: DType, device: DeviceRef) -> Graph:
+    """Traces the model for `config` with weights in `dtype` on `device`.
+
+    Inputs: `tokens` [seq_len] int64; `start` (host scalar) the cache position of the first new
+    token; `rel_pos` [seq_len, total_len] float32 (key minus query position, -inf when masked);
+    then the K and V cache buffers of each layer, [capacity, kv_n_heads, head_dim] float32.
+    Output: float32 logits [vocab_size] of the last new token.
+    """
+    b = _Builder(config, dtype, device)
+    cache_type = BufferType(DType.float32, ["capacity", config.kv_n_heads, config.head_dim], device)
+    input_types = [
+        TensorType(DType.int64, ["seq_len"], device),
+        TensorType(DType.int64, [1], DeviceRef.CPU()),
+        TensorType(DType.float32, ["seq_len", "total_len"], device),
+        *[cache_type] * (2 * config.n_layers),
+    ]
+    with Graph("replit_mpt", input_types=input_types) as graph:
+        tokens, start, rel_pos, *caches = graph.inputs
+        tokens, start, rel_pos = tokens.tensor, start.tensor, rel_pos.tensor
+        end = start + ops.shape_to_tensor([tokens.shape[0]])
+        start, end = start.reshape([]), end.reshape([])
+
+        h = ops.cast(ops.gather(b.weight("transformer.wte.weight"), tokens, axis=0), DType.float32)
+        for n in range(config.n_layers):
+            p = f"transformer.blocks.{n}."
+            k_cache, v_cache = caches[2 * n].buffer, caches[2 * n + 1].buffer
+            a = b.layer_norm(h, p + "norm_1.weight")
+            h = h + b.attention(a, n, start, end, rel_pos, k_cache, v_cache)
+            h = h + b.mlp(b.layer_norm(h, p + "norm_2.weight"), n)
+
+        last = b.layer_norm(h[(slice(-1, None), 1), :], "transformer.norm_f.weight")
+        logits = b.linear(last, "transformer.wte.weight")
+        graph.output(logits.reshape([config.vocab_size]))
+    return graph

@@ -1,0 +1,70 @@
+"""Finds the model directory: a local path, the bundled demo model, or a Hugging Face repo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DEFAULT_MODEL = "replit/replit-code-v1_5-3b"
+DEMO_MODEL = "demo"
+DEMO_DIR = Path(__file__).parent / "assets" / "replit-code-demo"
+
+_WANTED = ("config.json", "tokenizer.json", "tokenizer_config.json")
+
+
+class ModelNotFoundError(RuntimeError):
+    """The model cannot be found locally and cannot be downloaded."""
+
+
+def _pick_weight_files(files: list[str]) -> list[str]:
+    """Safetensors when the repo has them, else one GGUF file, else PyTorch .bin: one copy."""
+    top = [f for f in files if "/" not in f]
+    for suffix in (".safetensors", ".gguf", ".bin"):
+        chosen = [f for f in top if f.endswith(suffix)]
+        if suffix == ".gguf" and chosen:
+            ranked = sorted(chosen, key=lambda f: ("bf16" not in f.lower(), "f32" not in f.lower()))
+            return ranked[:1]
+        if chosen:
+            return chosen + [f for f in top if f.endswith(suffix + ".index.json")]
+    return []
+
+
+def _download(repo_id: str) -> Path:
+    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    patterns = [*_WANTED, "*.safetensors", "*.safetensors.index.json", "*.gguf", "*.bin", "*.json"]
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True, allow_patterns=patterns))
+    except (LocalEntryNotFoundError, FileNotFoundError, OSError):
+        pass
+    try:
+        files = HfApi().list_repo_files(repo_id)
+        wanted = [f for f in files if f in _WANTED] + _pick_weight_files(files)
+        return Path(snapshot_download(repo_id, allow_patterns=wanted))
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as error:
+        raise ModelNotFoundError(
+            f"The model {repo_id} is not in the local Hugging Face cache and could not be "
+            f"downloaded ({type(error).__name__}); connect to the network once, pass "
+            "--weight-path DIR with a local copy, or try the bundled demo model with --model demo."
+        ) from None
+
+
+def resolve_model_dir(weight_path: str | None, model: str = DEFAULT_MODEL) -> Path:
+    """`--weight-path` wins; otherwise `--model` is `demo` or a Hugging Face repo id."""
+    if weight_path:
+        path = Path(weight_path).expanduser()
+        if path.is_dir():
+            return path
+        if path.is_file():
+            raise ModelNotFoundError(
+                f"--weight-path {weight_path}: expected a model directory (config.json, weights, "
+                "tokenizer.json), not a file"
+            )
+        if weight_path.count("/") == 1 and not weight_path.startswith((".", "/", "~")):
+            return _download(weight_path)
+        raise ModelNotFoundError(f"--weight-path {weight_path}: no such directory")
+    if model == DEMO_MODEL:
+        if not (DEMO_DIR / "config.json").is_file():
+            raise ModelNotFoundError(f"the bundled demo model is missing from {DEMO_DIR}")
+        return DEMO_DIR
+    return _download(model)

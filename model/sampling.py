@@ -1,0 +1,58 @@
+"""Top-k (and optional top-p) sampling with temperature over one row of logits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to pick each next token.
+
+    `top_k` 1 or `temperature` 0 is greedy. `max_new_tokens` -1 means up to the context
+    length. `seed` makes sampling reproducible per request.
+    """
+
+    max_new_tokens: int = -1
+    top_k: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens == 0 or self.max_new_tokens < -1:
+            raise ValueError(f"max_new_tokens must be >= 1 or -1, got {self.max_new_tokens}")
+        if self.top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {self.top_k}")
+        if not self.temperature >= 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.top_k == 1 or self.temperature == 0
+
+
+class Sampler:
+    def __init__(self, params: SamplingParams) -> None:
+        self.params = params
+        self._rng = np.random.default_rng(params.seed)
+
+    def __call__(self, logits: np.ndarray) -> int:
+        p = self.params
+        if p.greedy:
+            return int(np.argmax(logits))
+        k = min(p.top_k, logits.shape[-1])
+        top = np.argpartition(logits, -k)[-k:]
+        top = top[np.argsort(-logits[top], kind="stable")]
+        scaled = logits[top].astype(np.float64) / p.temperature
+        probs = np.exp(scaled - scaled.max())
+        probs /= probs.sum()
+        if p.top_p < 1:
+            keep = np.searchsorted(np.cumsum(probs), p.top_p) + 1
+            probs = probs[:keep] / probs[:keep].sum()
+            top = top[:keep]
+        return int(top[self._rng.choice(len(top), p=probs)])

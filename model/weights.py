@@ -1,0 +1,238 @@
+"""Loads a checkpoint's tensors by their Hugging Face names, checked against the config.
+
+Formats: safetensors (one file or shards with an index), GGUF (the `token_embd.weight` /
+`blk.N.*` names of the GGUF files MAX's original Replit pipeline used, any quantization the
+`gguf` package can dequantize), and `pytorch_model.bin` when torch is installed. bfloat16 is
+carried as its raw 16-bit pattern in a uint16 array, because NumPy has no bfloat16 type.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from model.config import ModelConfig
+from model.graph import weight_shapes
+
+ENCODINGS = ("float32", "bfloat16")
+
+
+class WeightsError(ValueError):
+    """A weight file that is missing, unreadable or does not match the config."""
+
+
+def float32_to_bfloat16_bits(x: np.ndarray) -> np.ndarray:
+    """Rounds to nearest bfloat16 (ties to even); NaN stays NaN."""
+    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
+    return np.where(np.isnan(x), np.uint16(0x7FC0), rounded)
+
+
+def bfloat16_bits_to_float32(bits: np.ndarray) -> np.ndarray:
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+# ---------------------------------------------------------------- safetensors
+
+_SAFETENSORS_DTYPES = {
+    "F32": np.float32,
+    "F16": np.float16,
+    "BF16": np.uint16,
+    "F64": np.float64,
+}
+
+
+def _read_safetensors(path: Path) -> Iterator[tuple[str, np.ndarray, bool]]:
+    """Yields (name, array, is_bfloat16) from a memory map, validating every offset."""
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        prefix = f.read(8)
+        if len(prefix) < 8:
+            raise WeightsError(f"{path}: truncated safetensors file (no header)")
+        (header_len,) = struct.unpack("<Q", prefix)
+        if header_len > size - 8:
+            raise WeightsError(f"{path}: truncated safetensors file (header runs past the end)")
+        try:
+            header = json.loads(f.read(header_len))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise WeightsError(f"{path}: corrupt safetensors header ({error})") from None
+    data_start = 8 + header_len
+    data = np.memmap(path, dtype=np.uint8, mode="r")
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        dtype = _SAFETENSORS_DTYPES.get(info.get("dtype"))
+        if dtype is None:
+            raise WeightsError(f"{path}: tensor {name} has unsupported dtype {info.get('dtype')}")
+        begin, end = info["data_offsets"]
+        shape = tuple(info["shape"])
+        expected = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        if end - begin != expected or data_start + end > size:
+            raise WeightsError(f"{path}: tensor {name} is truncated or corrupt")
+        raw = data[data_start + begin : data_start + end]
+        yield name, raw.view(dtype).reshape(shape), info["dtype"] == "BF16"
+
+
+def _safetensors_files(model_dir: Path) -> list[Path]:
+    index = model_dir / "model.safetensors.index.json"
+    if index.exists():
+        try:
+            weight_map = json.loads(index.read_text())["weight_map"]
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise WeightsError(f"{index}: not a valid safetensors index ({error})") from None
+        files = [model_dir / name for name in sorted(set(weight_map.values()))]
+        for file in files:
+            if not file.exists():
+                raise WeightsError(f"{index}: shard {file.name} is missing")
+        return files
+    return sorted(model_dir.glob("*.safetensors"))
+
+
+# ----------------------------------------------------------------------- GGUF
+
+_GGUF_NAMES = [
+    (r"token_embd\.weight", "transformer.wte.weight"),
+    (r"output_norm\.weight", "transformer.norm_f.weight"),
+    (r"blk\.(\d+)\.attn_norm\.weight", "transformer.blocks.{}.norm_1.weight"),
+    (r"blk\.(\d+)\.attn_qkv\.weight", "transformer.blocks.{}.attn.Wqkv.weight"),
+    (r"blk\.(\d+)\.attn_output\.weight", "transformer.blocks.{}.attn.out_proj.weight"),
+    (r"blk\.(\d+)\.ffn_norm\.weight", "transformer.blocks.{}.norm_2.weight"),
+    (r"blk\.(\d+)\.ffn_up\.weight", "transformer.blocks.{}.ffn.up_proj.weight"),
+    (r"blk\.(\d+)\.ffn_down\.weight", "transformer.blocks.{}.ffn.down_proj.weight"),
+]
+
+
+def gguf_to_hf_name(name: str) -> str | None:
+    for pattern, target in _GGUF_NAMES:
+        match = re.fullmatch(pattern, name)
+        if match:
+            return target.format(*match.groups())
+    return None
+
+
+def _read_gguf(path: Path) -> Iterator[tuple[str, np.ndarray, bool]]:
+    import gguf
+    from gguf.quants import dequantize
+
+    try:
+        reader = gguf.GGUFReader(str(path))
+    except Exception as error:  # the reader raises assorted errors on corrupt files
+        raise WeightsError(f"{path}: not a readable GGUF file ({error})") from None
+    for tensor in reader.tensors:
+        name = gguf_to_hf_name(tensor.name)
+        if name is None:
+            continue
+        shape = tuple(int(n) for n in reversed(tensor.shape))
+        kind = tensor.tensor_type
+        if kind == gguf.GGMLQuantizationType.BF16:
+            array = np.asarray(tensor.data).view(np.uint16).reshape(shape)
+            yield name, array, True
+            continue
+        if kind in (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16):
+            array = np.asarray(tensor.data)
+        else:
+            array = dequantize(tensor.data, kind)
+        yield name, array.reshape(shape), False
+
+
+# ------------------------------------------------------------------ torch .bin
+
+
+def _read_torch_bin(model_dir: Path) -> Iterator[tuple[str, np.ndarray, bool]]:
+    try:
+        import torch
+    except ImportError:
+        raise WeightsError(
+            f"{model_dir}: only pytorch_model.bin weights were found and torch is not installed; "
+            "install torch or convert them to safetensors (for example with "
+            '`python -c "import torch, safetensors.torch as s; '
+            "s.save_file(torch.load('pytorch_model.bin'), 'model.safetensors')\"`)"
+        ) from None
+    index = model_dir / "pytorch_model.bin.index.json"
+    files = (
+        sorted({model_dir / f for f in json.loads(index.read_text())["weight_map"].values()})
+        if index.exists()
+        else [model_dir / "pytorch_model.bin"]
+    )
+    for file in files:
+        try:
+            state = torch.load(file, map_location="cpu", weights_only=True)
+        except Exception as error:
+            raise WeightsError(f"{file}: not a readable PyTorch checkpoint ({error})") from None
+        for name, tensor in state.items():
+            if tensor.dtype == torch.bfloat16:
+                yield name, tensor.view(torch.int16).numpy().view(np.uint16), True
+            else:
+                yield name, tensor.float().numpy(), False
+
+
+# -------------------------------------------------------------------- loading
+
+
+def weight_files(model_dir: Path) -> list[Path]:
+    """The files the weights come from, in the order of preference safetensors > GGUF > .bin."""
+    model_dir = Path(model_dir)
+    for files in (
+        _safetensors_files(model_dir),
+        sorted(model_dir.glob("*.gguf")),
+        sorted(model_dir.glob("pytorch_model*.bin")),
+    ):
+        if files:
+            return files
+    raise WeightsError(
+        f"{model_dir}: no weights found (expected *.safetensors, *.gguf or pytorch_model.bin)"
+    )
+
+
+def _tensors(model_dir: Path) -> Iterator[tuple[str, np.ndarray, bool, Path]]:
+    files = weight_files(model_dir)
+    if files[0].suffix == ".bin":
+        for name, array, is_bf16 in _read_torch_bin(model_dir):
+            yield name, array, is_bf16, files[0]
+        return
+    reader = _read_gguf if files[0].suffix == ".gguf" else _read_safetensors
+    for file in files:
+        for name, array, is_bf16 in reader(file):
+            yield name, array, is_bf16, file
+
+
+def _convert(array: np.ndarray, is_bf16: bool, encoding: str) -> np.ndarray:
+    if encoding == "bfloat16":
+        return array if is_bf16 else float32_to_bfloat16_bits(array.astype(np.float32))
+    if is_bf16:
+        return bfloat16_bits_to_float32(array)
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def load_weights(
+    model_dir: Path, config: ModelConfig, encoding: str = "float32"
+) -> dict[str, np.ndarray]:
+    """Returns every tensor the graph needs, cast to `encoding` (bfloat16 as uint16 bits)."""
+    if encoding not in ENCODINGS:
+        raise WeightsError(f"unsupported quantization encoding {encoding!r}; use {ENCODINGS}")
+    expected = weight_shapes(config)
+    found: dict[str, np.ndarray] = {}
+    source: dict[str, Path] = {}
+    for name, array, is_bf16, file in _tensors(Path(model_dir)):
+        if name not in expected:
+            continue  # e.g. wpe, unused with ALiBi
+        if tuple(array.shape) != expected[name]:
+            raise WeightsError(
+                f"{file}: tensor {name} has shape {tuple(array.shape)}, "
+                f"expected {expected[name]} from config.json"
+            )
+        found[name] = _convert(array, is_bf16, encoding)
+        source[name] = file
+    missing = [name for name in expected if name not in found]
+    if missing:
+        files = ", ".join(sorted({str(p) for p in source.values()})) or str(model_dir)
+        raise WeightsError(
+            f"{files}: missing tensor {missing[0]}"
+            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+        )
+    return found

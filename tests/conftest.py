@@ -1,0 +1,37 @@
+"""Shared fixtures: one small random checkpoint and one resident engine per test session.
+
+Compiling a graph takes a minute here, so every test that needs the model shares these.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from model.engine import Engine, EngineOptions  # noqa: E402
+from tests.checkpoints import make_random_checkpoint  # noqa: E402
+from tests.reference import ReferenceMPT  # noqa: E402
+
+TINY_MAX_LENGTH = 256
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_random_checkpoint(tmp_path_factory.mktemp("tiny") / "tiny-mpt")
+
+
+@pytest.fixture(scope="session")
+def tiny_reference(tiny_model_dir: Path) -> ReferenceMPT:
+    return ReferenceMPT(tiny_model_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_engine(tiny_model_dir: Path) -> Engine:
+    return Engine(
+        EngineOptions(model_dir=tiny_model_dir, max_length=TINY_MAX_LENGTH, max_cache_batch_size=2)
+    )

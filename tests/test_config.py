@@ -1,0 +1,95 @@
+import json
+
+import pytest
+
+from model.config import ConfigError, load_config, mpt_config_dict, parse_config
+
+# The published config.json of replit/replit-code-v1_5-3b (fields that matter to the math).
+REPLIT_V1_5_3B = {
+    "architectures": ["MPTForCausalLM"],
+    "attn_config": {
+        "alibi": True,
+        "alibi_bias_max": 8,
+        "attn_impl": "triton",
+        "attn_pdrop": 0,
+        "attn_type": "grouped_query_attention",
+        "attn_uses_sequence_id": False,
+        "clip_qkv": None,
+        "kv_n_heads": 8,
+        "prefix_lm": False,
+        "qk_ln": False,
+        "softmax_scale": None,
+    },
+    "d_model": 3072,
+    "emb_pdrop": 0,
+    "embedding_fraction": 1.0,
+    "expansion_ratio": 4,
+    "learned_pos_emb": True,
+    "logit_scale": None,
+    "max_seq_len": 4096,
+    "model_type": "mpt",
+    "n_heads": 24,
+    "n_layers": 32,
+    "no_bias": True,
+    "norm_type": "low_precision_layernorm",
+    "resid_pdrop": 0,
+    "torch_dtype": "bfloat16",
+    "use_cache": False,
+    "vocab_size": 32768,
+}
+
+
+def test_replit_3b_config_is_read_with_its_real_sizes():
+    config = parse_config(REPLIT_V1_5_3B)
+    assert (config.d_model, config.n_heads, config.kv_n_heads) == (3072, 24, 8)
+    assert (config.head_dim, config.n_layers, config.vocab_size) == (128, 32, 32768)
+    assert config.ffn_hidden_size == 12288
+    assert config.qkv_size == 3072 + 2 * 8 * 128
+    assert config.layer_norm_eps == 1e-5
+
+
+def test_alibi_slopes_follow_mpt_for_power_of_two_and_other_head_counts():
+    eight = parse_config(
+        mpt_config_dict(
+            d_model=64, n_heads=8, kv_n_heads=8, n_layers=1, vocab_size=10, max_seq_len=8
+        )
+    )
+    assert eight.alibi_slopes() == [2.0 ** -(i + 1) for i in range(8)]
+    # 6 heads: computed for 8 (slopes 2^-1 .. 2^-8), then odd positions first, then even.
+    six = parse_config(
+        mpt_config_dict(
+            d_model=48, n_heads=6, kv_n_heads=2, n_layers=1, vocab_size=10, max_seq_len=8
+        )
+    )
+    assert six.alibi_slopes() == [2.0**-2, 2.0**-4, 2.0**-6, 2.0**-8, 2.0**-1, 2.0**-3]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"attn_config": {**REPLIT_V1_5_3B["attn_config"], "qk_ln": True}}, "qk_ln"),
+        ({"attn_config": {**REPLIT_V1_5_3B["attn_config"], "clip_qkv": 6.0}}, "clip_qkv"),
+        ({"attn_config": {**REPLIT_V1_5_3B["attn_config"], "alibi": False}}, "alibi"),
+        ({"attn_config": {**REPLIT_V1_5_3B["attn_config"], "kv_n_heads": 5}}, "kv_n_heads"),
+        ({"no_bias": False}, "no_bias"),
+        ({"logit_scale": 0.5}, "logit_scale"),
+        ({"d_model": 3070}, "divisible"),
+        ({"n_layers": 0}, "n_layers"),
+        ({"vocab_size": "big"}, "vocab_size"),
+        ({"model_type": "llama"}, "model_type"),
+        ({"norm_type": "rmsnorm"}, "norm_type"),
+    ],
+)
+def test_unsupported_values_are_rejected_by_name(change, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config({**REPLIT_V1_5_3B, **change})
+
+
+def test_missing_and_broken_config_files_name_the_file(tmp_path):
+    with pytest.raises(ConfigError, match="config.json: file not found"):
+        load_config(tmp_path)
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="config.json: not a readable JSON file"):
+        load_config(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps(REPLIT_V1_5_3B))
+    assert load_config(tmp_path).n_layers == 32
