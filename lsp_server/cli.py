@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -32,7 +33,14 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--host", default="127.0.0.1", help="address for --tcp/--serve")
     mode.add_argument("--port", type=int, default=None, help="port for --tcp, else for --serve")
     mode.add_argument("--http-port", type=int, default=None, help="port for --serve (8000)")
-    mode.add_argument("--api-key", default=None, help="require this Bearer key on HTTP requests")
+    mode.add_argument(
+        "--api-key",
+        default=os.environ.get("REPLIT_LSP_API_KEY"),
+        help="require this Bearer key on HTTP requests (default: $REPLIT_LSP_API_KEY)",
+    )
+    mode.add_argument(
+        "--max-queue", type=int, default=16, help="HTTP requests waiting for a slot, then 429"
+    )
     mode.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
 
     model = parser.add_argument_group("model")
@@ -122,7 +130,14 @@ def run(args: argparse.Namespace) -> int:
 
         lsp_uses_port = args.tcp
         port = args.http_port or (None if lsp_uses_port else args.port) or 8000
-        http = HttpServer(resident, defaults, host=args.host, port=port, api_key=args.api_key)
+        http = HttpServer(
+            resident,
+            defaults,
+            host=args.host,
+            port=port,
+            api_key=args.api_key,
+            max_queue=args.max_queue,
+        )
     if args.stdio or args.tcp:
         from lsp_server.server import run_language_server
 

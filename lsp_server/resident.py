@@ -22,6 +22,8 @@ class ResidentModel:
         self._options = options
         self.engine: Engine | None = None
         self.error: BaseException | None = None
+        # How many engines this process built: 1 proves every front door shares one model.
+        self.loads = 0
         self._ready = threading.Event()
         self._listeners: list[ProgressListener] = []
         self._lock = threading.Lock()
@@ -59,7 +61,9 @@ class ResidentModel:
 
     def _load(self) -> None:
         try:
-            self.engine = Engine(self._options(), progress=self._progress)
+            engine = Engine(self._options(), progress=self._progress)
+            self.loads += 1
+            self.engine = engine
         except BaseException as error:  # reported to every waiter and listener
             self.error = error
             self._progress(f"model failed to load: {error}")
