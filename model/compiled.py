@@ -30,6 +30,9 @@ class SerializedModelError(ValueError):
     """A serialized model that cannot be used for this checkpoint and device."""
 
 
+_NOT_IN_GRAPH = ("max_seq_len", "eos_token_id")
+
+
 def default_cache_dir() -> Path:
     root = os.environ.get("REPLIT_LSP_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "replit-lsp"
@@ -41,7 +44,8 @@ def graph_key(config: ModelConfig, dtype: DType, device: Device) -> str:
     """A digest of everything that changes the compiled graph."""
     facts = {
         "graph_version": GRAPH_VERSION,
-        "config": config.to_dict(),
+        # max_seq_len and the eos id do not shape the graph (its lengths are symbolic).
+        "config": {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_GRAPH},
         "dtype": str(dtype),
         "device": device.label if device.is_host else f"{device.label}:{device.architecture_name}",
         "max": getattr(max_package, "__version__", None) or _max_version(),
