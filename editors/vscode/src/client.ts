@@ -1,0 +1,55 @@
+/** The real client: `vscode-languageclient` over the server's stdin/stdout. */
+
+import {
+  type Executable,
+  LanguageClient,
+  type LanguageClientOptions,
+  State,
+} from "vscode-languageclient/node";
+import type { ClientFactory, ClientOptions, ClientState, ServerClient } from "./controller";
+
+/** Also the prefix of the `replitLsp.trace.server` setting the client reads. */
+export const CLIENT_ID = "replitLsp";
+export const CLIENT_NAME = "Replit LSP";
+const STOP_TIMEOUT_MS = 5000;
+
+const STATES: Record<State, ClientState> = {
+  [State.Starting]: "starting",
+  [State.Running]: "running",
+  [State.Stopped]: "stopped",
+  [State.StartFailed]: "stopped",
+};
+
+export const createLanguageClient: ClientFactory = (options: ClientOptions): ServerClient => {
+  const server: Executable = {
+    command: options.command.command,
+    args: options.command.args,
+    options: { cwd: options.cwd, env: { ...process.env, ...options.command.env } },
+  };
+  const clientOptions: LanguageClientOptions = {
+    // Every file; the server's `enabledLanguages` setting decides which it completes.
+    documentSelector: [{ scheme: "file" }, { scheme: "untitled" }],
+    outputChannel: options.output,
+    traceOutputChannel: options.output,
+    initializationOptions: options.initializationOptions,
+    middleware: {
+      provideInlineCompletionItems: async (document, position, context, token, next) => {
+        const started = performance.now();
+        const result = await next(document, position, context, token);
+        if (!token.isCancellationRequested) {
+          options.onCompletion(performance.now() - started);
+        }
+        return result;
+      },
+    },
+  };
+  const client = new LanguageClient(CLIENT_ID, CLIENT_NAME, server, clientOptions);
+  return {
+    start: () => client.start(),
+    stop: () => client.dispose(STOP_TIMEOUT_MS),
+    sendRequest: <R>(method: string, params: unknown) => client.sendRequest<R>(method, params),
+    sendNotification: (method, params) => client.sendNotification(method, params),
+    onDidChangeState: (listener) =>
+      client.onDidChangeState((event) => listener(STATES[event.newState])),
+  };
+};

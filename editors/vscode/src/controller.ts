@@ -1,0 +1,221 @@
+/** Starts, restarts and stops the server, and keeps the status bar in step with it. */
+
+import * as os from "node:os";
+import * as vscode from "vscode";
+import {
+  classifyChange,
+  launchSettings,
+  SECTION,
+  type ServerCommand,
+  type ServerConfiguration,
+  serverCommand,
+  serverConfiguration,
+  type SettingReader,
+  type Variables,
+} from "./settings";
+import type { StatusView } from "./status";
+
+export const STATUS_METHOD = "replitLsp/status";
+export const POLL_INTERVAL_MS = 500;
+
+export type ClientState = "starting" | "running" | "stopped";
+
+/** The part of `LanguageClient` the controller uses, so tests can give a fake one. */
+export interface ServerClient {
+  start(): Promise<void>;
+  /** Shuts the server down and releases the client. */
+  stop(): Promise<void>;
+  sendRequest<R>(method: string, params: unknown): Promise<R>;
+  sendNotification(method: string, params: unknown): Promise<void>;
+  onDidChangeState(listener: (state: ClientState) => void): vscode.Disposable;
+}
+
+export interface ClientOptions {
+  command: ServerCommand;
+  cwd: string | undefined;
+  /** Called at every (re)start of the process, so it always sends the current settings. */
+  initializationOptions: () => ServerConfiguration;
+  output: vscode.LogOutputChannel;
+  /** Reports the time an answered inline completion request took. */
+  onCompletion: (latencyMs: number) => void;
+}
+
+export type ClientFactory = (options: ClientOptions) => ServerClient;
+
+/** The answer to `replitLsp/status`. */
+export interface ServerStatus {
+  state: "idle" | "loading" | "ready" | "error";
+  message: string;
+  engine_id: number | null;
+  pid: number;
+}
+
+export class ServerController implements vscode.Disposable {
+  private client: ServerClient | undefined;
+  private subscription: vscode.Disposable | undefined;
+  /** Counts starts and stops: events and polls of an older client are ignored. */
+  private generation = 0;
+  private pollId = 0;
+  /** Starts, stops and setting updates run one after another, in call order. */
+  private queue: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly createClient: ClientFactory,
+    private readonly status: StatusView,
+    private readonly output: vscode.LogOutputChannel,
+  ) {}
+
+  start(): Promise<void> {
+    return this.enqueue(() => this.startClient());
+  }
+
+  stop(): Promise<void> {
+    return this.enqueue(() => this.stopClient());
+  }
+
+  restart(): Promise<void> {
+    return this.enqueue(async () => {
+      await this.stopClient();
+      await this.startClient();
+    });
+  }
+
+  /** Restarts for a launch setting; forwards a server setting without restarting. */
+  onConfigurationChanged(event: vscode.ConfigurationChangeEvent): Promise<void> {
+    switch (classifyChange((section) => event.affectsConfiguration(section))) {
+      case "restart":
+        this.output.info("launch settings changed: restarting the server");
+        return this.restart();
+      case "update":
+        return this.enqueue(() => this.sendSettings());
+      default:
+        return Promise.resolve();
+    }
+  }
+
+  dispose(): void {
+    void this.stop();
+  }
+
+  private enqueue(step: () => Promise<void>): Promise<void> {
+    const next = this.queue.then(step, step);
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  private async startClient(): Promise<void> {
+    const generation = ++this.generation;
+    const command = serverCommand(launchSettings(readSettings()), variables());
+    this.output.info(`starting: ${[command.command, ...command.args].join(" ")}`);
+    this.status.set("starting", "starting the server");
+    const client = this.createClient({
+      command,
+      cwd: workspaceFolder(),
+      initializationOptions: () => serverConfiguration(readSettings()),
+      output: this.output,
+      onCompletion: (latencyMs) => {
+        if (generation === this.generation && this.status.state === "ready") {
+          this.status.completed(latencyMs);
+        }
+      },
+    });
+    this.client = client;
+    this.subscription = client.onDidChangeState((state) => {
+      if (generation === this.generation) {
+        this.onStateChanged(client, state);
+      }
+    });
+    try {
+      await client.start();
+    } catch (error) {
+      if (generation === this.generation) {
+        const hint = `set ${SECTION}.serverPath or ${SECTION}.pythonPath`;
+        this.output.error(`could not start ${command.command}: ${describe(error)} (${hint})`);
+        this.status.set("error", `could not start ${command.command}: ${describe(error)}`);
+      }
+    }
+  }
+
+  private onStateChanged(client: ServerClient, state: ClientState): void {
+    if (state === "running") {
+      void this.pollStatus(client, this.generation);
+    } else if (state === "starting") {
+      this.status.set("starting", "starting the server");
+    } else if (this.status.state !== "error") {
+      this.status.set("stopped", `the server stopped; run "Replit LSP: Restart Server"`);
+    }
+  }
+
+  /** Asks the server for its state until the model is ready or has failed to load. */
+  private async pollStatus(client: ServerClient, generation: number): Promise<void> {
+    const pollId = ++this.pollId;
+    const current = (): boolean => generation === this.generation && pollId === this.pollId;
+    while (current()) {
+      let answer: ServerStatus;
+      try {
+        answer = await client.sendRequest<ServerStatus>(STATUS_METHOD, {});
+      } catch (error) {
+        if (current()) {
+          this.status.set("error", `no status from the server: ${describe(error)}`);
+        }
+        return;
+      }
+      if (!current()) {
+        return;
+      }
+      if (answer.state === "ready" || answer.state === "error") {
+        this.status.set(answer.state, answer.message);
+        return;
+      }
+      this.status.set("loading", answer.message);
+      await delay(POLL_INTERVAL_MS);
+    }
+  }
+
+  private async sendSettings(): Promise<void> {
+    const settings = serverConfiguration(readSettings());
+    try {
+      await this.client?.sendNotification("workspace/didChangeConfiguration", { settings });
+    } catch (error) {
+      this.output.error(`could not send the settings: ${describe(error)}`);
+    }
+  }
+
+  private async stopClient(): Promise<void> {
+    const client = this.client;
+    this.generation++;
+    this.client = undefined;
+    this.subscription?.dispose();
+    this.subscription = undefined;
+    if (client === undefined) {
+      return;
+    }
+    try {
+      await client.stop();
+    } catch (error) {
+      this.output.warn(`stopping the server: ${describe(error)}`);
+    }
+    this.status.set("stopped", "the server is stopped");
+  }
+}
+
+function readSettings(): SettingReader {
+  const configuration = vscode.workspace.getConfiguration(SECTION);
+  return (key) => configuration.get(key);
+}
+
+function workspaceFolder(): string | undefined {
+  return vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
+}
+
+function variables(): Variables {
+  return { home: os.homedir(), workspaceFolder: workspaceFolder(), env: process.env };
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,45 @@
+/** The extension's entry point: wires the output channel, status bar, commands and server. */
+
+import * as vscode from "vscode";
+import { CLIENT_NAME, createLanguageClient } from "./client";
+import { type ClientFactory, ServerController } from "./controller";
+import { StatusView } from "./status";
+
+export const COMMANDS = {
+  restart: "replitLsp.restart",
+  showOutput: "replitLsp.showOutput",
+} as const;
+
+let active: ServerController | undefined;
+
+export function activate(context: vscode.ExtensionContext): void {
+  activateWith(context, createLanguageClient);
+}
+
+/** `activate` with the client factory given, so tests can run it without a server. */
+export function activateWith(
+  context: vscode.ExtensionContext,
+  createClient: ClientFactory,
+): ServerController {
+  const output = vscode.window.createOutputChannel(CLIENT_NAME, { log: true });
+  const status = new StatusView(COMMANDS.showOutput);
+  const controller = new ServerController(createClient, status, output);
+  context.subscriptions.push(
+    output,
+    status,
+    controller,
+    vscode.commands.registerCommand(COMMANDS.restart, () => controller.restart()),
+    vscode.commands.registerCommand(COMMANDS.showOutput, () => output.show(true)),
+    vscode.workspace.onDidChangeConfiguration((event) => controller.onConfigurationChanged(event)),
+  );
+  active = controller;
+  // The server answers `initialize` at once and loads the model in the background.
+  void controller.start();
+  return controller;
+}
+
+export function deactivate(): Promise<void> | undefined {
+  const controller = active;
+  active = undefined;
+  return controller?.stop();
+}

@@ -1,0 +1,70 @@
+/** The status bar item: what the server is doing, and how long the last completion took. */
+
+import * as vscode from "vscode";
+
+export type ServerState = "starting" | "loading" | "ready" | "error" | "stopped";
+
+const ICONS: Record<ServerState, string> = {
+  starting: "$(sync~spin)",
+  loading: "$(sync~spin)",
+  ready: "$(check)",
+  error: "$(error)",
+  stopped: "$(circle-slash)",
+};
+
+const LABEL = "Replit";
+
+export class StatusView implements vscode.Disposable {
+  private readonly item: vscode.StatusBarItem;
+  private current: ServerState = "stopped";
+  private detail = "";
+  private latencyMs: number | undefined;
+
+  constructor(showOutputCommand: string) {
+    this.item = vscode.window.createStatusBarItem(vscode.StatusBarAlignment.Right, 100);
+    this.item.name = "Replit LSP";
+    this.item.command = showOutputCommand;
+    this.render();
+    this.item.show();
+  }
+
+  get state(): ServerState {
+    return this.current;
+  }
+
+  /** Moves to `state`; `detail` is shown in the tooltip (the server's last message). */
+  set(state: ServerState, detail = ""): void {
+    if (state !== "ready") {
+      this.latencyMs = undefined;
+    }
+    this.current = state;
+    this.detail = detail;
+    this.render();
+  }
+
+  /** Records the latency of an answered completion request. */
+  completed(latencyMs: number): void {
+    this.latencyMs = latencyMs;
+    this.render();
+  }
+
+  dispose(): void {
+    this.item.dispose();
+  }
+
+  private render(): void {
+    const latency = this.latencyMs === undefined ? "" : ` ${Math.round(this.latencyMs)} ms`;
+    this.item.text = `${ICONS[this.current]} ${LABEL}${latency}`;
+    const lines = [`replit-lsp: ${this.current}`];
+    if (this.detail) {
+      lines.push(this.detail);
+    }
+    if (this.latencyMs !== undefined) {
+      lines.push(`last completion: ${Math.round(this.latencyMs)} ms`);
+    }
+    lines.push("Click to show the log.");
+    this.item.tooltip = lines.join("\n");
+    this.item.backgroundColor =
+      this.current === "error" ? new vscode.ThemeColor("statusBarItem.errorBackground") : undefined;
+  }
+}

@@ -1,0 +1,245 @@
+import "../support/register";
+
+import * as assert from "node:assert/strict";
+import { afterEach, beforeEach, describe, test } from "node:test";
+import type * as vscode from "vscode";
+import type {
+  ClientOptions,
+  ClientState,
+  ServerClient,
+  ServerController,
+  ServerStatus,
+} from "../../src/controller";
+import { activateWith, COMMANDS, deactivate } from "../../src/extension";
+import { Disposable, type FakeStatusBarItem, fake } from "../support/vscode";
+
+/** A client that answers `replitLsp/status` from a script and records what it was sent. */
+class FakeClient implements ServerClient {
+  readonly notifications: { method: string; params: unknown }[] = [];
+  statuses: ServerStatus["state"][] = ["loading", "ready"];
+  startError: Error | undefined;
+  stopped = false;
+  private readonly listeners = new Set<(state: ClientState) => void>();
+
+  constructor(readonly options: ClientOptions) {}
+
+  async start(): Promise<void> {
+    this.emit("starting");
+    if (this.startError) {
+      this.emit("stopped");
+      throw this.startError;
+    }
+    this.emit("running");
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.emit("stopped");
+  }
+
+  async sendRequest<R>(method: string): Promise<R> {
+    assert.equal(method, "replitLsp/status");
+    const state = this.statuses.length > 1 ? this.statuses.shift() : this.statuses[0];
+    const status: ServerStatus = { state: state!, message: `model ${state}`, engine_id: 1, pid: 7 };
+    return status as R;
+  }
+
+  async sendNotification(method: string, params: unknown): Promise<void> {
+    this.notifications.push({ method, params });
+  }
+
+  onDidChangeState(listener: (state: ClientState) => void): vscode.Disposable {
+    this.listeners.add(listener);
+    return new Disposable(() => this.listeners.delete(listener));
+  }
+
+  private emit(state: ClientState): void {
+    this.listeners.forEach((listener) => listener(state));
+  }
+}
+
+let clients: FakeClient[];
+let context: { subscriptions: { dispose(): unknown }[] };
+let configure: (client: FakeClient) => void;
+
+function activate(): ServerController {
+  const factory = (options: ClientOptions): FakeClient => {
+    const client = new FakeClient(options);
+    configure(client);
+    clients.push(client);
+    return client;
+  };
+  return activateWith(context as unknown as vscode.ExtensionContext, factory);
+}
+
+function statusItem(): FakeStatusBarItem {
+  assert.equal(fake.statusItems.length, 1);
+  return fake.statusItems[0]!;
+}
+
+async function waitFor(what: string, condition: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    assert.ok(Date.now() < deadline, `timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+const waitForText = (text: string) =>
+  waitFor(`status "${text}" (now "${fake.statusItems[0]?.text}")`, () =>
+    statusItem().text.startsWith(text),
+  );
+
+beforeEach(() => {
+  fake.reset();
+  clients = [];
+  context = { subscriptions: [] };
+  configure = () => undefined;
+});
+
+afterEach(async () => {
+  await deactivate();
+  context.subscriptions.forEach((item) => item.dispose());
+});
+
+describe("activation", () => {
+  test("starts the server with the settings and shows loading, then ready", async () => {
+    fake.settings.set("replitLsp.serverArgs", ["--model", "demo"]);
+    fake.settings.set("replitLsp.maxLines", 3);
+    fake.workspaceFolders = [{ uri: { fsPath: "/work/project" } }];
+    configure = (client) => {
+      client.statuses = ["loading", "loading", "ready"];
+    };
+    activate();
+
+    const item = statusItem();
+    assert.ok(item.visible);
+    assert.equal(item.command, COMMANDS.showOutput);
+    assert.ok(fake.commands.has(COMMANDS.restart) && fake.commands.has(COMMANDS.showOutput));
+    await waitForText("$(sync~spin) Replit");
+    assert.match(item.tooltip ?? "", /loading/);
+    await waitForText("$(check) Replit");
+    assert.match(item.tooltip ?? "", /model ready/);
+
+    assert.equal(clients.length, 1);
+    const options = clients[0]!.options;
+    assert.deepEqual(options.command, {
+      command: "replit-lsp",
+      args: ["--stdio", "--model", "demo"],
+      env: {},
+    });
+    assert.equal(options.cwd, "/work/project");
+    assert.deepEqual(options.initializationOptions(), {
+      replitLsp: {
+        maxNewTokens: 64,
+        maxLines: 3,
+        topK: 1,
+        temperature: 1,
+        enabledLanguages: [],
+        requestWaitSeconds: 30,
+        prependFilePath: false,
+      },
+    });
+  });
+
+  test("shows the latency of the last completion once ready", async () => {
+    activate();
+    await waitForText("$(check) Replit");
+    clients[0]!.options.onCompletion(123.4);
+    assert.equal(statusItem().text, "$(check) Replit 123 ms");
+    assert.match(statusItem().tooltip ?? "", /last completion: 123 ms/);
+  });
+
+  test("runs python -m lsp_server.cli when a Python interpreter is set", async () => {
+    fake.settings.set("replitLsp.pythonPath", "/venv/bin/python");
+    activate();
+    await waitForText("$(check) Replit");
+    assert.equal(clients[0]!.options.command.command, "/venv/bin/python");
+    assert.deepEqual(clients[0]!.options.command.args, ["-m", "lsp_server.cli", "--stdio"]);
+  });
+});
+
+describe("settings changes", () => {
+  test("forwards a server setting without restarting", async () => {
+    activate();
+    await waitForText("$(check) Replit");
+    fake.changeSettings({ "replitLsp.temperature": 0.5, "replitLsp.topK": 4 });
+    await waitFor("didChangeConfiguration", () => clients[0]!.notifications.length === 1);
+
+    const { method, params } = clients[0]!.notifications[0]!;
+    assert.equal(method, "workspace/didChangeConfiguration");
+    const settings = (params as { settings: { replitLsp: Record<string, unknown> } }).settings;
+    assert.equal(settings.replitLsp.temperature, 0.5);
+    assert.equal(settings.replitLsp.topK, 4);
+    assert.equal(clients.length, 1);
+    assert.equal(clients[0]!.stopped, false);
+  });
+
+  test("restarts the server when its command changes", async () => {
+    activate();
+    await waitForText("$(check) Replit");
+    fake.changeSettings({ "replitLsp.serverArgs": ["--weight-path", "/models/x"] });
+    await waitFor("a second client", () => clients.length === 2);
+    await waitForText("$(check) Replit");
+
+    assert.ok(clients[0]!.stopped);
+    assert.deepEqual(clients[1]!.options.command.args, ["--stdio", "--weight-path", "/models/x"]);
+    assert.equal(clients[0]!.notifications.length + clients[1]!.notifications.length, 0);
+  });
+
+  test("ignores changes to other settings", async () => {
+    activate();
+    await waitForText("$(check) Replit");
+    fake.changeSettings({ "editor.fontSize": 20 });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(clients.length, 1);
+    assert.equal(clients[0]!.notifications.length, 0);
+  });
+});
+
+describe("restart and failures", () => {
+  test("the restart command replaces the running server", async () => {
+    activate();
+    await waitForText("$(check) Replit");
+    await fake.commands.get(COMMANDS.restart)!();
+    assert.equal(clients.length, 2);
+    assert.ok(clients[0]!.stopped);
+    assert.equal(clients[1]!.stopped, false);
+    await waitForText("$(check) Replit");
+  });
+
+  test("a server that cannot start shows an error and says which setting to fix", async () => {
+    fake.settings.set("replitLsp.serverPath", "/missing/replit-lsp");
+    configure = (client) => {
+      client.startError = new Error("spawn /missing/replit-lsp ENOENT");
+    };
+    activate();
+    await waitForText("$(error) Replit");
+
+    const item = statusItem();
+    assert.match(item.tooltip ?? "", /ENOENT/);
+    assert.equal(
+      (item.backgroundColor as { id: string } | undefined)?.id,
+      "statusBarItem.errorBackground",
+    );
+    const log = fake.outputChannels[0]!.lines.join("\n");
+    assert.match(log, /could not start \/missing\/replit-lsp.*replitLsp\.serverPath/);
+  });
+
+  test("a model that fails to load shows an error", async () => {
+    configure = (client) => {
+      client.statuses = ["loading", "error"];
+    };
+    activate();
+    await waitForText("$(error) Replit");
+    assert.match(statusItem().tooltip ?? "", /model error/);
+  });
+
+  test("deactivation stops the server", async () => {
+    activate();
+    await waitForText("$(check) Replit");
+    await deactivate();
+    assert.ok(clients[0]!.stopped);
+    assert.equal(statusItem().text, "$(circle-slash) Replit");
+  });
+});
