@@ -1,0 +1,105 @@
+"""The server's settings, read from `initializationOptions` and `workspace/didChangeConfiguration`.
+
+Editors send settings either under the extension's own section or as a flat object, so both
+`{"replitLsp": {...}}` and `{...}` are accepted. A bad value must not silently change
+behaviour: it is reported and the previous value kept; an unknown key is reported and ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from model.sampling import SamplingParams
+
+SECTION = "replitLsp"
+
+
+@dataclass(frozen=True)
+class Settings:
+    max_new_tokens: int = 64
+    max_lines: int = 8
+    top_k: int = 1
+    temperature: float = 1.0
+    enabled_languages: tuple[str, ...] = ()  # empty: every language
+    request_wait_seconds: float = 30.0
+    prepend_file_path: bool = False
+
+    @classmethod
+    def from_defaults(cls, defaults: SamplingParams) -> Settings:
+        """Starts from the command line's sampling options, which the client may override."""
+        return cls(
+            max_new_tokens=defaults.max_new_tokens if defaults.max_new_tokens > 0 else 64,
+            top_k=defaults.top_k,
+            temperature=defaults.temperature,
+        )
+
+    def language_enabled(self, language_id: str | None) -> bool:
+        return not self.enabled_languages or language_id in self.enabled_languages
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _positive_int(value: object) -> int | None:
+    return value if _is_int(value) and value >= 1 else None  # type: ignore[operator,return-value]
+
+
+def _non_negative_number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) and value >= 0 else None
+
+
+def _languages(value: object) -> tuple[str, ...] | None:
+    if value is None:
+        return ()
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return tuple(value)
+    return None
+
+
+def _boolean(value: object) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
+# setting name -> (field, parser returning None for an invalid value, what a valid value is)
+_FIELDS: dict[str, tuple[str, Callable[[object], Any], str]] = {
+    "maxNewTokens": ("max_new_tokens", _positive_int, "an integer >= 1"),
+    "maxLines": ("max_lines", _positive_int, "an integer >= 1"),
+    "topK": ("top_k", _positive_int, "an integer >= 1"),
+    "temperature": ("temperature", _non_negative_number, "a number >= 0"),
+    "enabledLanguages": ("enabled_languages", _languages, "a list of language ids"),
+    "requestWaitSeconds": ("request_wait_seconds", _non_negative_number, "a number >= 0"),
+    "prependFilePath": ("prepend_file_path", _boolean, "true or false"),
+}
+
+
+def apply_settings(current: Settings, raw: object) -> tuple[Settings, list[str]]:
+    """The settings after applying the client's object `raw`, and one warning per problem."""
+    if raw is None:
+        return current, []
+    if isinstance(raw, dict) and SECTION in raw:
+        raw = raw[SECTION]
+        if raw is None:
+            return current, []
+    if not isinstance(raw, dict):
+        return current, [f"settings must be an object, got {type(raw).__name__}; ignored"]
+    changes: dict[str, Any] = {}
+    warnings: list[str] = []
+    for key, value in raw.items():
+        if key not in _FIELDS:
+            warnings.append(f"unknown setting {key!r} ignored")
+            continue
+        field, parse, expected = _FIELDS[key]
+        parsed = parse(value)
+        if parsed is None:
+            kept = getattr(current, field)
+            warnings.append(f"setting {key!r} must be {expected}, got {value!r}; keeping {kept!r}")
+        else:
+            changes[field] = parsed
+    return dataclasses.replace(current, **changes), warnings
