@@ -452,27 +452,19 @@ def test_unknown_route_and_method_are_openai_shaped(server: ServerProcess) -> No
     assert wrong_method.status_code == 405 and wrong_method.json()["error"]["message"]
 
 
-README_CURL = """\
-curl -sN http://127.0.0.1:8000/v1/chat/completions \\
-  -H "Content-Type: application/json" \\
-  -H "Authorization: Bearer $REPLIT_LSP_API_KEY" \\
-  -d '{
-    "model": "replit/replit-code-v1_5-3b",
-    "stream": true,
-    "temperature": 0,
-    "max_tokens": 48,
-    "messages": [
-      {"role": "system", "content": "You complete Python code."},
-      {"role": "user", "content": "def fibonacci(n):\\n"}
-    ]
-  }'
-"""
+def readme_curl_example() -> str:
+    """The streaming chat example exactly as README.md shows it."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("```sh\ncurl -sN", 1)[1].split("```", 1)[0]
+    return "curl -sN" + block
 
 
 def test_readme_curl_example(server: ServerProcess, model: str, expect) -> None:
     """The README's command, with this server's port and model name."""
-    command = README_CURL.replace("8000", str(server.port)).replace(
-        "replit/replit-code-v1_5-3b", model
+    command = (
+        readme_curl_example()
+        .replace("8000", str(server.port))
+        .replace("replit/replit-code-v1_5-3b", model)
     )
     result = subprocess.run(
         ["bash", "-c", command],
