@@ -1,7 +1,8 @@
 """Compiling the graph, and keeping compiled models on disk so a restart never recompiles.
 
-A compiled model (MAX's MEF) depends on the graph's structure only: the config, the weight
-dtype, the device and the MAX version. The automatic cache keys the MEF by exactly those; the
+A compiled model (MAX's MEF, holding the prefill graph and, on the CPU, the decode graph)
+depends on the graph's structure only: the config, the weight dtype, the device, the kernel
+sources and the MAX version. The automatic cache keys the MEF by exactly those; the
 weights are bound at load time, so two checkpoints of the same shape share one entry. An
 explicitly serialized model carries the same key in a sidecar file so that loading one built
 for another model fails with a clear message instead of wrong numbers.
@@ -23,7 +24,7 @@ from max.engine import CompiledModel, InferenceSession, read
 from max.graph import DeviceRef
 
 from model.config import ModelConfig
-from model.graph import GRAPH_VERSION, build_graph
+from model.graph import GRAPH_VERSION, build_module, kernels_digest, module_extensions
 
 
 class SerializedModelError(ValueError):
@@ -40,10 +41,13 @@ def default_cache_dir() -> Path:
     return Path(root) / "compiled"
 
 
-def graph_key(config: ModelConfig, dtype: DType, device: Device) -> str:
+def graph_key(
+    config: ModelConfig, dtype: DType, device: Device, *, cpu_kernels: bool = True
+) -> str:
     """A digest of everything that changes the compiled graph."""
     facts = {
         "graph_version": GRAPH_VERSION,
+        "cpu_kernels": kernels_digest() if cpu_kernels and device.is_host else None,
         # max_seq_len and the eos id do not shape the graph (its lengths are symbolic).
         "config": {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_GRAPH},
         "dtype": str(dtype),
@@ -107,10 +111,14 @@ def obtain_compiled(
     serialized_path: Path | None = None,
     save_path: Path | None = None,
     cache_dir: Path | None = None,
+    cpu_kernels: bool = True,
     progress: Callable[[str], None] = lambda message: None,
 ) -> tuple[CompiledModel, str]:
-    """Returns the compiled model and how it was obtained ("serialized", "cache", "compiled")."""
-    key = graph_key(config, dtype, device)
+    """Returns the compiled model and how it was obtained ("serialized", "cache", "compiled").
+
+    `cpu_kernels` off compiles the built-in matmul everywhere (for comparison and fallback).
+    """
+    key = graph_key(config, dtype, device, cpu_kernels=cpu_kernels)
     if serialized_path is not None:
         progress(f"loading serialized model {serialized_path}")
         compiled, how = load_serialized(serialized_path, key), "serialized"
@@ -126,7 +134,9 @@ def obtain_compiled(
         if compiled is None:
             progress("compiling the model graph (a minute or more the first time)")
             device_ref = DeviceRef.from_device(device)
-            compiled, how = session.compile(build_graph(config, dtype, device_ref)), "compiled"
+            module = build_module(config, dtype, device_ref, cpu_kernels=cpu_kernels)
+            extensions = module_extensions(device_ref, cpu_kernels=cpu_kernels)
+            compiled, how = session.compile(module, custom_extensions=extensions), "compiled"
             try:
                 save_serialized(compiled, cached, key)
             except OSError as error:

@@ -1,4 +1,4 @@
-"""The resident model: one compiled graph, KV cache slots with prefix reuse, and generation.
+"""The resident model: the compiled graphs, KV cache slots with prefix reuse, and generation.
 
 Both front doors (the language server and the HTTP endpoint) share one `Engine`. Generation
 runs in the caller's thread; graph executions are serialized by a lock, so several
@@ -21,6 +21,7 @@ from max.engine import InferenceSession, Model
 
 from model.compiled import obtain_compiled
 from model.config import ModelConfig, load_config
+from model.graph import DECODE_GRAPH, PREFILL_GRAPH
 from model.sampling import Sampler, SamplingParams
 from model.tokenizer import Tokenizer
 from model.weights import load_weights
@@ -45,6 +46,7 @@ class EngineOptions:
     save_to_serialized_model_path: Path | None = None
     cache_dir: Path | None = None
     prefix_reuse: bool = True
+    cpu_kernels: bool = True  # decode through the GEMV kernel on the CPU
 
 
 @dataclass(eq=False)
@@ -149,9 +151,13 @@ class Engine:
             serialized_path=options.serialized_model_path,
             save_path=options.save_to_serialized_model_path,
             cache_dir=options.cache_dir,
+            cpu_kernels=options.cpu_kernels,
             progress=progress,
         )
-        self._model: Model = session.init(compiled, weights_registry=registry)
+        models = session.init_all(compiled, weights_registry=registry)
+        self._prefill_model: Model = models[PREFILL_GRAPH]
+        # One new token runs the decode graph where one was built (CPU), else the same graph.
+        self._decode_model: Model = models.get(DECODE_GRAPH, self._prefill_model)
         self._weights = registry  # the model may alias host arrays: keep them alive
 
         self._run_lock = threading.Lock()
@@ -202,12 +208,13 @@ class Engine:
         ids = np.asarray(tokens, dtype=np.int64)
         rel = relative_positions(start, len(tokens))
         position = np.array([start], dtype=np.int64)
+        model = self._decode_model if len(tokens) == 1 else self._prefill_model
         with self._run_lock:
             try:
                 if isinstance(self.device, CPU):
-                    logits = self._model.execute(ids, position, rel, *slot.caches)[0]
+                    logits = model.execute(ids, position, rel, *slot.caches)[0]
                 else:
-                    logits = self._model.execute(
+                    logits = model.execute(
                         Buffer.from_numpy(ids).to(self.device),
                         position,
                         Buffer.from_numpy(rel).to(self.device),

@@ -5,19 +5,50 @@ tokens) and the cache capacity are symbolic, so a single compiled model runs any
 and any `--max-length`. Each layer's K and V live in preallocated buffers that the graph writes
 at `[start, start + seq_len)` and reads back as `[0, total_len)`; nothing is concatenated or
 copied back to the host between steps. Only the last position's logits leave the graph.
+
+On the CPU a second graph, fixed to one new token, serves decode: there every `x @ W.T` is a
+one-row product, which MAX's built-in matmul runs far below memory bandwidth, so it calls the
+`replit_gemv` kernel of `model/kernels/` instead. Prefill keeps the built-in matmul (faster for
+many rows) except for the one-row logits head. Both graphs live in one `Module`, compiled
+together and bound to the same weights.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+from pathlib import Path
 
 from max.dtype import DType
-from max.graph import BufferType, DeviceRef, Graph, TensorType, TensorValue, Weight, ops
+from max.graph import BufferType, DeviceRef, Graph, Module, TensorType, TensorValue, Weight, ops
 
 from model.config import ModelConfig
 
 # Bump when the graph below changes in a way the compiled-model cache must notice.
-GRAPH_VERSION = 1
+GRAPH_VERSION = 2
+
+# Mojo source of the custom ops; MAX builds it into a package when the graph is compiled.
+KERNELS_DIR = Path(__file__).parent / "kernels"
+PREFILL_GRAPH = "replit_mpt"
+DECODE_GRAPH = "replit_mpt_decode"
+
+
+def kernels_digest() -> str:
+    """A digest of the kernel sources, so that a changed kernel invalidates compiled models."""
+    digest = hashlib.sha256()
+    for path in sorted(KERNELS_DIR.rglob("*.mojo")):
+        digest.update(path.relative_to(KERNELS_DIR).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def gemv(x: TensorValue, w: TensorValue) -> TensorValue:
+    """x[M, K] @ w[N, K].T in float32 by the CPU kernel `replit_gemv` (w float32 or bfloat16).
+
+    Built for M == 1; the graph calling it must list KERNELS_DIR in its `custom_extensions`.
+    """
+    out_type = TensorType(DType.float32, [x.shape[0], w.shape[0]], x.device)
+    return ops.custom("replit_gemv", x.device, [x, w], [out_type])[0].tensor
 
 
 def weight_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
@@ -39,10 +70,14 @@ def weight_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
 class _Builder:
     """Holds what every layer needs while the graph is traced."""
 
-    def __init__(self, config: ModelConfig, dtype: DType, device: DeviceRef) -> None:
+    def __init__(
+        self, config: ModelConfig, dtype: DType, device: DeviceRef, *, one_row: bool, gemv: bool
+    ) -> None:
         self.config = config
         self.dtype = dtype
         self.device = device
+        self.one_row = one_row  # every activation has exactly one row (the decode graph)
+        self.gemv = gemv  # one-row products may use the `replit_gemv` kernel
         self.shapes = weight_shapes(config)
         self.weights: dict[str, Weight] = {}
 
@@ -52,9 +87,15 @@ class _Builder:
             self.weights[name] = Weight(name, self.dtype, self.shapes[name], self.device)
         return self.weights[name]
 
-    def linear(self, x: TensorValue, name: str) -> TensorValue:
-        """x @ W.T with W in the checkpoint's dtype; activations stay float32 between ops."""
+    def linear(self, x: TensorValue, name: str, *, one_row: bool = False) -> TensorValue:
+        """x @ W.T with W in the checkpoint's dtype; activations stay float32 between ops.
+
+        `one_row` says that x has a single row even when the graph's sequence length is
+        symbolic; such products go to the GEMV kernel when it is enabled.
+        """
         w = self.weight(name)
+        if self.gemv and (self.one_row or one_row):
+            return gemv(x, w)
         if self.dtype == DType.float32:
             return x @ w.T
         return ops.cast(ops.cast(x, self.dtype) @ w.T, DType.float32)
@@ -111,23 +152,64 @@ class _Builder:
         return self.linear(ops.gelu(self.linear(x, p + "up_proj.weight")), p + "down_proj.weight")
 
 
-def build_graph(config: ModelConfig, dtype: DType, device: DeviceRef) -> Graph:
+def module_extensions(device: DeviceRef, *, cpu_kernels: bool = True) -> list[Path]:
+    """The kernel packages that `build_module` uses; `session.compile` needs them too."""
+    return [KERNELS_DIR] if cpu_kernels and device.is_cpu() else []
+
+
+def build_module(
+    config: ModelConfig, dtype: DType, device: DeviceRef, *, cpu_kernels: bool = True
+) -> Module:
+    """The graphs to compile together: PREFILL_GRAPH always, DECODE_GRAPH on the CPU.
+
+    On a GPU (or with `cpu_kernels` off) the prefill graph serves decode too.
+    """
+    module = Module()
+    kernels = bool(module_extensions(device, cpu_kernels=cpu_kernels))
+    build_graph(config, dtype, device, module=module, gemv=kernels)
+    if kernels:
+        decode = build_graph(config, dtype, device, module=module, gemv=True, decode=True)
+        # What `session.compile(graph)` does for a lone graph: put the kernel declarations the
+        # graph already loaded into the module, so the compiler does not load every kernel
+        # package again (about a third of a small module's compile time here).
+        library = getattr(decode, "_kernel_library", None)
+        if library is not None:
+            library._analysis.seed_kernel_decls(module.mlir_module)
+    return module
+
+
+def build_graph(
+    config: ModelConfig,
+    dtype: DType,
+    device: DeviceRef,
+    *,
+    module: Module | None = None,
+    gemv: bool = False,
+    decode: bool = False,
+) -> Graph:
     """Traces the model for `config` with weights in `dtype` on `device`.
 
     Inputs: `tokens` [seq_len] int64; `start` (host scalar) the cache position of the first new
     token; `rel_pos` [seq_len, total_len] float32 (key minus query position, -inf when masked);
     then the K and V cache buffers of each layer, [capacity, kv_n_heads, head_dim] float32.
-    Output: float32 logits [vocab_size] of the last new token.
+    Output: float32 logits [vocab_size] of the last new token. With `decode`, seq_len is 1 and
+    the graph is named DECODE_GRAPH; `gemv` sends one-row products to the CPU kernel.
     """
-    b = _Builder(config, dtype, device)
+    b = _Builder(config, dtype, device, one_row=decode, gemv=gemv)
+    seq_len: int | str = 1 if decode else "seq_len"
     cache_type = BufferType(DType.float32, ["capacity", config.kv_n_heads, config.head_dim], device)
     input_types = [
-        TensorType(DType.int64, ["seq_len"], device),
+        TensorType(DType.int64, [seq_len], device),
         TensorType(DType.int64, [1], DeviceRef.CPU()),
-        TensorType(DType.float32, ["seq_len", "total_len"], device),
+        TensorType(DType.float32, [seq_len, "total_len"], device),
         *[cache_type] * (2 * config.n_layers),
     ]
-    with Graph("replit_mpt", input_types=input_types) as graph:
+    with Graph(
+        DECODE_GRAPH if decode else PREFILL_GRAPH,
+        input_types=input_types,
+        custom_extensions=[KERNELS_DIR] if gemv else [],
+        module=module,
+    ) as graph:
         tokens, start, rel_pos, *caches = graph.inputs
         tokens, start, rel_pos = tokens.tensor, start.tensor, rel_pos.tensor
         end = start + ops.shape_to_tensor([tokens.shape[0]])
@@ -142,6 +224,6 @@ def build_graph(config: ModelConfig, dtype: DType, device: DeviceRef) -> Graph:
             h = h + b.mlp(b.layer_norm(h, p + "norm_2.weight"), n)
 
         last = b.layer_norm(h[(slice(-1, None), 1), :], "transformer.norm_f.weight")
-        logits = b.linear(last, "transformer.wte.weight")
+        logits = b.linear(last, "transformer.wte.weight", one_row=True)
         graph.output(logits.reshape([config.vocab_size]))
     return graph

@@ -1,0 +1,87 @@
+"""Decode tokens/s of the engine with and without the CPU GEMV kernel, side by side.
+
+A full-width Replit slice (d_model 3072, 24 heads, 8 kv heads, FFN 12288, vocab 32768, random
+weights, `--layers` blocks) is loaded four times: float32 and bfloat16 weights, each with the
+built-in matmul everywhere (`cpu_kernels=False`) and with the decode graph on the kernel. The
+four engines decode in turn, round after round, so load from other processes hits all of them;
+medians are printed with the load average. Usage: `python -m bench.decode_kernel [--layers 2]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.gpu_check import full_width_slice
+from model.engine import Engine, EngineOptions
+from model.graph import weight_shapes
+from model.sampling import SamplingParams
+from tests.checkpoints import make_random_checkpoint
+
+
+def decode_rate(engine: Engine, prompt: list[int], tokens: int) -> float:
+    """Tokens/s of the single-token steps after the prompt (prefill excluded)."""
+    params = SamplingParams(max_new_tokens=tokens, top_k=1)
+    start = time.perf_counter()
+    with engine.generate(prompt, params) as generation:
+        count = len(list(generation))
+    elapsed = time.perf_counter() - start - generation.prefill_seconds
+    if count < 2:
+        raise RuntimeError("the slice stopped at once; try another prompt")
+    return (count - 1) / elapsed  # the first token's step is counted in prefill_seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--tokens", type=int, default=24)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        tiny = make_random_checkpoint(Path(tmp) / "tiny")
+        model_dir = full_width_slice(Path(tmp) / "slice", args.layers, tiny)
+        engines = {}
+        for encoding in ("float32", "bfloat16"):
+            for kernels in (False, True):
+                options = EngineOptions(
+                    model_dir=model_dir,
+                    quantization_encoding=encoding,
+                    max_length=256,
+                    max_cache_batch_size=1,
+                    prefix_reuse=False,
+                    cpu_kernels=kernels,
+                )
+                engines[encoding, kernels] = Engine(options, progress=print)
+        rng = np.random.default_rng(0)
+        prompt = rng.integers(2, 400, size=16).tolist()
+        rates: dict[tuple[str, bool], list[float]] = {key: [] for key in engines}
+        print(f"load average before: {os.getloadavg()}")
+        for engine in engines.values():
+            decode_rate(engine, prompt, 4)  # warm-up
+        for _ in range(args.rounds):
+            for key, engine in engines.items():
+                rates[key].append(decode_rate(engine, prompt, args.tokens))
+        print(f"load average after: {os.getloadavg()}")
+        config = next(iter(engines.values())).config
+        params = sum(int(np.prod(shape)) for shape in weight_shapes(config).values())
+        for encoding, size in (("float32", 4), ("bfloat16", 2)):
+            builtin = statistics.median(rates[encoding, False])
+            kernel = statistics.median(rates[encoding, True])
+            gigabytes = params * size / 1e9
+            print(
+                f"{args.layers} layers {encoding}: decode {builtin:.2f} -> {kernel:.2f} tokens/s "
+                f"({kernel / builtin:.2f}x; {gigabytes:.2f} GB of weights: "
+                f"{builtin * gigabytes:.1f} -> {kernel * gigabytes:.1f} GB/s); "
+                f"rounds built-in {[round(r, 2) for r in rates[encoding, False]]}, "
+                f"kernel {[round(r, 2) for r in rates[encoding, True]]}"
+            )
+
+
+if __name__ == "__main__":
+    main()

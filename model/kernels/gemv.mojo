@@ -1,0 +1,102 @@
+"""`replit_gemv`: y[M, N] = x[M, K] @ W[N, K].T for the few-row products of decode.
+
+Why it exists: on CPU, MAX's built-in matmul reads W far below memory bandwidth when x has a
+single row (worst with bfloat16 weights), and a decode step is nothing but such products. This
+kernel streams each weight row once, converts bfloat16 to float32 in registers, accumulates in
+float32, and splits the rows of W across the CPU's cores. Several rows of x are allowed (each
+block of W rows is reused for every row of x while it is in cache), but the graph only sends
+one: the built-in matmul is faster for prefill.
+"""
+
+import extensibility
+from extensibility import InputTensor, OutputTensor
+from max.algorithm import sync_parallelize
+from max.gpu.host import DeviceContext
+from std.math import ceildiv
+from std.sys.info import num_physical_cores, simd_width_of
+
+# float32 lanes per vector (16 with AVX-512): one x load serves ROWS weight rows.
+comptime WIDTH = simd_width_of[DType.float32]()
+# Weight rows computed together: independent FMA chains, and fewer reloads of x.
+comptime ROWS = 4
+# Work items per core: more than one so a core slowed by other processes is helped out.
+comptime TASKS_PER_CORE = 8
+
+
+@always_inline
+def _dot_rows[
+    rows: Int, wtype: DType
+](
+    x: Pointer[Scalar[DType.float32], ImmutAnyOrigin],
+    w: Pointer[Scalar[wtype], ImmutAnyOrigin],
+    k: Int,
+    y: Pointer[Scalar[DType.float32], MutAnyOrigin],
+):
+    """Writes y[r] = dot(x[:k], w[r * k : (r + 1) * k]) for r < rows (rows known at compile time).
+    """
+    var acc = Array[SIMD[DType.float32, WIDTH], rows](fill=0)
+    var vector_end = k - k % WIDTH
+    for i in range(0, vector_end, WIDTH):
+        var xv = x.unsafe_load[width=WIDTH](i)
+        comptime for r in range(rows):
+            var wv = w.unsafe_load[width=WIDTH](r * k + i).cast[DType.float32]()
+            acc[r] = wv.fma(xv, acc[r])
+    comptime for r in range(rows):
+        var total = acc[r].reduce_add()
+        for i in range(vector_end, k):
+            total += w.unsafe_load(r * k + i).cast[DType.float32]() * x.unsafe_load(i)
+        y.unsafe_store(r, total)
+
+
+@extensibility.register("replit_gemv")
+struct ReplitGemv:
+    """Computes y = x @ W.T with x, y float32 and W float32 or bfloat16, all row-major and contiguous."""
+
+    @staticmethod
+    def execute[
+        target: StaticString
+    ](
+        y: OutputTensor[dtype=DType.float32, rank=2, ...],
+        x: InputTensor[dtype=DType.float32, rank=2, ...],
+        w: InputTensor[rank=2, ...],
+        ctx: DeviceContext,
+    ) raises:
+        comptime if target != "cpu":
+            raise Error("replit_gemv runs on the CPU only")
+        var m = x.dim_size(0)
+        var k = x.dim_size(1)
+        var n = w.dim_size(0)
+        if w.dim_size(1) != k or y.dim_size(0) != m or y.dim_size(1) != n:
+            raise Error("replit_gemv: shapes do not match x[M, K] @ W[N, K].T = y[M, N]")
+        var x_ptr = x.unsafe_ptr()
+        var w_ptr = w.unsafe_ptr()
+        var y_ptr = y.unsafe_ptr()
+
+        var groups = ceildiv(n, ROWS)
+        var tasks = min(groups, num_physical_cores() * TASKS_PER_CORE)
+        var groups_per_task = ceildiv(groups, tasks)
+
+        def task(t: Int) {imm}:
+            var first = t * groups_per_task * ROWS
+            var last = min(first + groups_per_task * ROWS, n)
+            var row = first
+            while row + ROWS <= last:
+                for i in range(m):
+                    _dot_rows[ROWS, w.dtype](
+                        x_ptr.unsafe_offset(i * k),
+                        w_ptr.unsafe_offset(row * k),
+                        k,
+                        y_ptr.unsafe_offset(i * n + row),
+                    )
+                row += ROWS
+            while row < last:
+                for i in range(m):
+                    _dot_rows[1, w.dtype](
+                        x_ptr.unsafe_offset(i * k),
+                        w_ptr.unsafe_offset(row * k),
+                        k,
+                        y_ptr.unsafe_offset(i * n + row),
+                    )
+                row += 1
+
+        sync_parallelize(task, ceildiv(groups, groups_per_task))
