@@ -112,13 +112,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--cpu", action="store_true", help="dry run of this script on the CPU")
+    parser.add_argument("--quick", action="store_true", help="float32 parity only")
     args = parser.parse_args()
     gpu = not args.cpu
     with tempfile.TemporaryDirectory() as tmp:
         tiny = make_random_checkpoint(Path(tmp) / "tiny")
         check_parity(tiny, "float32", 1e-3, gpu)
-        check_parity(tiny, "bfloat16", 2e-2, gpu)
-        time_slice(full_width_slice(Path(tmp) / "slice", args.layers, tiny), args.layers, gpu)
+        if not args.quick:
+            check_parity(tiny, "bfloat16", 2e-2, gpu)
+            time_slice(full_width_slice(Path(tmp) / "slice", args.layers, tiny), args.layers, gpu)
     print("GPU CHECK PASSED")
 
 
