@@ -540,6 +540,28 @@ async def text_stream(
     yield sse("[DONE]")
 
 
+async def respond(
+    stream: GenerationStream,
+    request: Request,
+    body: oa.SamplingRequest,
+    id: str,
+    model: str,
+    to_events: Callable[..., AsyncIterator[ServerSentEvent]],
+    to_body: Callable[..., dict[str, Any]],
+) -> Response | dict[str, Any]:
+    """Streams the generation as server-sent events, or waits for it and answers one body;
+    the chat and text endpoints differ only in the shapes they put it in."""
+    if body.stream:
+        events = to_events(stream.events(), id, model, body.include_usage())
+        return GenerationResponse(events, stream)
+    result = await collect(stream, request)
+    if result is None:
+        return Response(status_code=499)
+    text, done = result
+    usage = oa.usage(done.prompt_tokens, done.completion_tokens)
+    return to_body(id, model, text, done.finish_reason, usage)
+
+
 def error_response(error: oa.ApiError) -> JSONResponse:
     body = oa.error_body(error.message, error.type, error.param, error.code)
     return JSONResponse(body, status_code=error.status, headers=error.headers)
@@ -724,16 +746,9 @@ def create_app(service: Service, api_key: str | None, max_body_bytes: int) -> Fa
         max_tokens = body.max_completion_tokens or body.max_tokens
         job = make_job(engine, service.defaults, body, prompt_ids, max_tokens, "messages")
         stream = GenerationStream(service, engine, job)
-        id = oa.new_id("chatcmpl")
-        if body.stream:
-            events = chat_stream(stream.events(), id, name, body.include_usage())
-            return GenerationResponse(events, stream)
-        result = await collect(stream, request)
-        if result is None:
-            return Response(status_code=499)
-        text, done = result
-        usage = oa.usage(done.prompt_tokens, done.completion_tokens)
-        return oa.chat_completion(id, name, text, done.finish_reason, usage)
+        return await respond(
+            stream, request, body, oa.new_id("chatcmpl"), name, chat_stream, oa.chat_completion
+        )
 
     @app.post("/v1/completions", response_model=None)
     async def completions(
@@ -746,16 +761,9 @@ def create_app(service: Service, api_key: str | None, max_body_bytes: int) -> Fa
         prompt_ids = completion_prompt_ids(engine, body)
         job = make_job(engine, service.defaults, body, prompt_ids, body.max_tokens, "prompt")
         stream = GenerationStream(service, engine, job)
-        id = oa.new_id("cmpl")
-        if body.stream:
-            events = text_stream(stream.events(), id, name, body.include_usage())
-            return GenerationResponse(events, stream)
-        result = await collect(stream, request)
-        if result is None:
-            return Response(status_code=499)
-        text, done = result
-        usage = oa.usage(done.prompt_tokens, done.completion_tokens)
-        return oa.text_completion(id, name, text, done.finish_reason, usage)
+        return await respond(
+            stream, request, body, oa.new_id("cmpl"), name, text_stream, oa.text_completion
+        )
 
     app.add_middleware(BodyLimit, limit=max_body_bytes)
     if api_key:

@@ -24,6 +24,7 @@ from pygls.protocol.json_rpc import JsonRPCRequestMessage
 from pytest_lsp import LanguageClient, client_capabilities, make_test_lsp_client
 
 from tests.reference import ReferenceMPT
+from tests.servers import lsp_server_command
 from tests.test_lsp_server import (
     FIBONACCI,
     MAX_LENGTH,
@@ -35,7 +36,6 @@ from tests.test_lsp_server import (
     expected_completion,
     open_document,
     request_stats,
-    server_command,
     start_client,
     status,
     wait_until_loaded,
@@ -56,7 +56,7 @@ def utf8_capabilities() -> types.ClientCapabilities:
 async def utf8_client(tiny_model_dir: Path) -> AsyncIterator[LanguageClient]:
     """A client that prefers UTF-8 positions, and sends flat (top-level) settings."""
     lsp, result = await start_client(
-        server_command(tiny_model_dir),
+        lsp_server_command(tiny_model_dir, "--log-level", "DEBUG"),
         utf8_capabilities(),
         {"maxNewTokens": MAX_NEW_TOKENS, "maxLines": 8},
     )

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -26,11 +25,13 @@ from pytest_lsp import LanguageClient, client_capabilities, make_test_lsp_client
 
 from lsp_server.postprocess import CompletionContext, detect_indentation, postprocess
 from model.tokenizer import Tokenizer
+from tests.conftest import TINY_MAX_LENGTH
 from tests.reference import ReferenceMPT
+from tests.servers import lsp_server_command
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-MAX_LENGTH = 256
+MAX_LENGTH = TINY_MAX_LENGTH
 MAX_NEW_TOKENS = 24
 SERVER_ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 STATS = re.compile(
@@ -47,22 +48,6 @@ def fibonacci(n):
         return n
     return fibonacci(n - 1) + fibonacci(n - 2)
 '''
-
-
-def server_command(model_dir: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "lsp_server.cli",
-        "--stdio",
-        "--weight-path",
-        str(model_dir),
-        "--max-length",
-        str(MAX_LENGTH),
-        "--log-level",
-        "DEBUG",
-        *extra,
-    ]
 
 
 async def start_client(
@@ -190,7 +175,9 @@ def expected_completion(
 async def client(tiny_model_dir: Path) -> AsyncIterator[LanguageClient]:
     options = {"replitLsp": {"maxNewTokens": MAX_NEW_TOKENS, "unknownKey": True}}
     lsp, result = await start_client(
-        server_command(tiny_model_dir), client_capabilities("neovim@v0.10.0"), options
+        lsp_server_command(tiny_model_dir, "--log-level", "DEBUG"),
+        client_capabilities("neovim@v0.10.0"),
+        options,
     )
     lsp.initialize_result = result  # type: ignore[attr-defined]
     await wait_until_loaded(lsp)

@@ -30,7 +30,7 @@ from typing import Any
 import pynvim
 import pytest
 
-from tests.conftest import TINY_MAX_LENGTH
+from tests.servers import lsp_server_command
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN_DIR = ROOT / "editors" / "neovim"
@@ -78,19 +78,6 @@ pytestmark = [
         reason=f"the plugin needs Neovim 0.10+, {NVIM} is {NVIM_VERSION}",
     ),
 ]
-
-
-def server_command(model_dir: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "lsp_server.cli",
-        "--stdio",
-        "--weight-path",
-        str(model_dir),
-        "--max-length",
-        str(TINY_MAX_LENGTH),
-    ]
 
 
 def keys(text: str) -> str:
@@ -256,7 +243,7 @@ def open_editor(model_dir: Path, tmp: Path) -> Iterator[Editor]:
             })
             """,
             str(PLUGIN_DIR),
-            server_command(model_dir),
+            lsp_server_command(model_dir),
             {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
             {"maxNewTokens": MAX_NEW_TOKENS},
             DEBOUNCE_MS,

@@ -12,10 +12,11 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.servers import lsp_server_command
 
 EXTENSION_DIR = Path(__file__).resolve().parents[1] / "editors" / "vscode"
 NPM_CI_TIMEOUT = 600
@@ -61,20 +62,6 @@ def node_modules_stale() -> bool:
     return not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime
 
 
-def server_command(model_dir: Path) -> list[str]:
-    """The server as `replitLsp.pythonPath` starts it: this interpreter, `-m lsp_server.cli`."""
-    return [
-        sys.executable,
-        "-m",
-        "lsp_server.cli",
-        "--stdio",
-        "--weight-path",
-        str(model_dir),
-        "--max-length",
-        "256",
-    ]
-
-
 @pytest.mark.timeout(NPM_CI_TIMEOUT + NPM_TEST_TIMEOUT + 60)
 def test_vscode_extension(tiny_model_dir: Path) -> None:
     """The unit tests and the tests against a real server all pass, and the latter ran
@@ -83,7 +70,7 @@ def test_vscode_extension(tiny_model_dir: Path) -> None:
         run_npm(["ci", "--no-audit", "--no-fund"], NPM_CI_TIMEOUT)
     env = {
         **os.environ,
-        "REPLIT_LSP_TEST_CMD": json.dumps(server_command(tiny_model_dir)),
+        "REPLIT_LSP_TEST_CMD": json.dumps(lsp_server_command(tiny_model_dir)),
         "HF_HUB_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
     }
