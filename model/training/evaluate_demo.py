@@ -80,10 +80,17 @@ def next_line_cases(
     return cases
 
 
-def complete_line(
-    model: MPTForCausalLM, tokenizer: Tokenizer, prompt: str, window: int, max_tokens: int = 48
+def greedy_text(
+    model: MPTForCausalLM,
+    tokenizer: Tokenizer,
+    prompt: str,
+    window: int,
+    max_tokens: int,
+    *,
+    one_line: bool = False,
 ) -> str:
-    """Greedy decode until the first newline (or end of text), as a line completion would."""
+    """Greedy decode until end of text or `max_tokens`; with `one_line`, until the first
+    newline too, as a line completion would, returning only that line."""
     eos = tokenizer.token_to_id(EOS_TOKEN)
     ids = tokenizer.encode(prompt, add_special_tokens=False).ids
     out: list[int] = []
@@ -91,22 +98,10 @@ def complete_line(
         if token == eos or len(out) >= max_tokens:
             break
         out.append(token)
-        if "\n" in tokenizer.decode(out[-1:]):
+        if one_line and "\n" in tokenizer.decode(out[-1:]):
             break
-    return tokenizer.decode(out).split("\n")[0]
-
-
-def sample_completion(
-    model: MPTForCausalLM, tokenizer: Tokenizer, prompt: str, window: int, max_tokens: int = 64
-) -> str:
-    eos = tokenizer.token_to_id(EOS_TOKEN)
-    ids = tokenizer.encode(prompt, add_special_tokens=False).ids
-    out: list[int] = []
-    for token in model.greedy(ids, window):
-        if token == eos or len(out) >= max_tokens:
-            break
-        out.append(token)
-    return tokenizer.decode(out)
+    text = tokenizer.decode(out)
+    return text.split("\n")[0] if one_line else text
 
 
 def evaluate(model_dir: Path, lines: int, window: int, prompt_tokens: int) -> str:
@@ -119,7 +114,8 @@ def evaluate(model_dir: Path, lines: int, window: int, prompt_tokens: int) -> st
     cases = next_line_cases(held_out, tokenizer, lines)
     hits = 0
     for prompt, target in cases:
-        if complete_line(model, tokenizer, prompt, prompt_tokens).rstrip() == target.rstrip():
+        line = greedy_text(model, tokenizer, prompt, prompt_tokens, 48, one_line=True)
+        if line.rstrip() == target.rstrip():
             hits += 1
 
     out = [
@@ -135,7 +131,7 @@ def evaluate(model_dir: Path, lines: int, window: int, prompt_tokens: int) -> st
         "",
     ]
     for prompt in SAMPLE_PROMPTS:
-        completion = sample_completion(model, tokenizer, prompt, prompt_tokens)
+        completion = greedy_text(model, tokenizer, prompt, prompt_tokens, 64)
         out += [f"**`{prompt!r}`**", "", "```python", prompt + completion, "```", ""]
     return "\n".join(out)
 
