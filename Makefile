@@ -24,6 +24,16 @@ lint: $(STAMP)
 test: lint
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q --durations=15
 
+# Side-by-side measurements on this machine (minutes; not part of `make test`).
+bench: $(STAMP)
+	mkdir -p bench/results
+	{ date -u; uname -m; nproc; \
+	  $(BIN)/python -m bench.gemv --repeats 5; \
+	  $(BIN)/python -m bench.decode_kernel --layers 2 --rounds 3 --tokens 24; \
+	  HF_HUB_OFFLINE=1 $(BIN)/python -m bench.throughput --model demo; \
+	  HF_HUB_OFFLINE=1 $(BIN)/python -m bench.keystroke --model demo --context 250 900; \
+	} 2>&1 | tee bench/results/latest.txt
+
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
