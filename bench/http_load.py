@@ -19,11 +19,12 @@ import os
 import socket
 import statistics
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 
 import httpx
+
+from tests.servers import server_command
 
 PROMPT = "import os\nimport sys\n\n\ndef main():\n"
 
@@ -86,22 +87,17 @@ def start_server(args: argparse.Namespace) -> tuple[subprocess.Popen[bytes], str
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    command = [
-        sys.executable,
-        "-m",
-        "lsp_server.cli",
+    command = server_command(
+        args.weight_path,
         "--serve",
         "--port",
         str(port),
-        "--weight-path",
-        args.weight_path,
-        "--max-length",
-        str(args.max_length),
         "--max-cache-batch-size",
         str(max(args.clients)),
         "--log-level",
         "WARNING",
-    ]
+        max_length=args.max_length,
+    )
     process = subprocess.Popen(command, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 600

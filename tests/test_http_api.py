@@ -12,7 +12,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from lsp_server.chat_prompt import chat_prompt
 from lsp_server.openai_schema import ChatMessage
 from tests.conftest import TINY_MAX_LENGTH
 from tests.reference import ReferenceMPT
+from tests.servers import server_command
 
 ROOT = Path(__file__).resolve().parents[1]
 EOS = "<|endoftext|>"
@@ -68,19 +68,9 @@ def start_server(
     """Starts `replit-lsp --serve` and waits until /health answers (ready or not)."""
     port = free_port()
     stdout, stderr = log_dir / "stdout.log", log_dir / "stderr.log"
-    command = [
-        sys.executable,
-        "-m",
-        "lsp_server.cli",
-        "--serve",
-        "--port",
-        str(port),
-        "--weight-path",
-        str(model_dir),
-        "--max-length",
-        str(max_length),
-        *extra,
-    ]
+    command = server_command(
+        model_dir, "--serve", "--port", str(port), *extra, max_length=max_length
+    )
     with stdout.open("wb") as out, stderr.open("wb") as err:
         process = subprocess.Popen(
             command,
