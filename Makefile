@@ -24,15 +24,18 @@ lint: $(STAMP)
 test: lint
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q --durations=15
 
-# Side-by-side measurements on this machine (minutes; not part of `make test`).
+# Side-by-side measurements against llama.cpp on this machine (about an hour the first time,
+# with model compiles and the llama.cpp build; not part of `make test`). llama-cpp-python is
+# built once for this CPU and its wheel kept in $(WHEELS).
+WHEELS ?= $(HOME)/.cache/replit-lsp/wheels
+LLAMA_CPP_VERSION := 0.3.36
+
 bench: $(STAMP)
-	mkdir -p bench/results
-	{ date -u; uname -m; nproc; \
-	  $(BIN)/python -m bench.gemv --repeats 5; \
-	  $(BIN)/python -m bench.decode_kernel --layers 2 --rounds 3 --tokens 24; \
-	  HF_HUB_OFFLINE=1 $(BIN)/python -m bench.throughput --model demo; \
-	  HF_HUB_OFFLINE=1 $(BIN)/python -m bench.keystroke --model demo --context 250 900; \
-	} 2>&1 | tee bench/results/latest.txt
+	$(BIN)/pip install --quiet -e '.[bench]'
+	ls $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl >/dev/null 2>&1 || \
+	  CMAKE_ARGS="-DGGML_NATIVE=ON" $(BIN)/pip wheel --no-deps llama-cpp-python==$(LLAMA_CPP_VERSION) --wheel-dir $(WHEELS)
+	$(BIN)/pip install --quiet $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.suite --out bench/results
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.gpu_check import full_width_slice
+from bench.checkpoints import full_width_slice
 from model.engine import Engine, EngineOptions
 from model.graph import weight_shapes
 from model.sampling import SamplingParams

@@ -3,14 +3,15 @@
 Replays a real editing trace: a standard-library file typed a few characters at a time from a
 point where the text before the cursor is about `--context` tokens, asking for a suggestion
 after each step, exactly as the language server builds its prompt (the text before the
-cursor). Both engines run in the same process, alternating step by step.
+cursor). Both engines run in the same process, alternating step by step. Besides the whole
+suggestion (`--new-tokens` tokens), the time to its first token is reported: that is the part
+of a keystroke's cost that depends on the prompt, where reuse acts.
 Usage: `python -m bench.keystroke --model demo --context 250 1000`.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sysconfig
 import time
 from pathlib import Path
@@ -33,17 +34,74 @@ def start_for_context(engine: Engine, text: str, tokens: int) -> int:
     return len(engine.tokenizer.decode(ids[:tokens]))
 
 
-def suggest(engine: Engine, prefix: str, new_tokens: int) -> float:
+def suggest(engine: Engine, prefix: str, new_tokens: int) -> tuple[float, float, int]:
+    """Seconds to the first token and to the whole suggestion (tokenization included), and
+    how many prompt tokens came from the cache."""
     started = time.perf_counter()
+    first = None
     ids = engine.tokenizer.encode(prefix)[-(engine.max_length - new_tokens) :]
-    with engine.generate(ids, SamplingParams(max_new_tokens=new_tokens)) as generation:
-        list(generation)
-    return time.perf_counter() - started
+    params = SamplingParams(max_new_tokens=new_tokens, top_k=1)
+    with engine.generate(ids, params) as generation:
+        for _ in generation:
+            first = first or time.perf_counter()
+    done = time.perf_counter()
+    return (first or done) - started, done - started, generation.reused_tokens
 
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def measure_keystrokes(
+    model_dir: Path,
+    encoding: str,
+    contexts: list[int],
+    *,
+    steps: int = 20,
+    chars_per_step: int = 3,
+    new_tokens: int = 16,
+    label: str = "",
+    use_gpu: bool = False,
+    progress=print,
+) -> list[dict]:
+    """One row per context: p50/p95 milliseconds with reuse and with recompute."""
+
+    def engine(reuse: bool) -> Engine:
+        options = EngineOptions(
+            model_dir=model_dir,
+            max_length=max(contexts) + new_tokens + 64,
+            quantization_encoding=encoding,
+            max_cache_batch_size=1,
+            prefix_reuse=reuse,
+            use_gpu=use_gpu,
+        )
+        return Engine(options)
+
+    engines = {"reuse": engine(True), "recompute": engine(False)}
+    text = TRACE_FILE.read_text()
+    rows = []
+    for context in contexts:
+        start = start_for_context(engines["reuse"], text, context)
+        trace = typing_trace(text, start, steps, chars_per_step)
+        for engine_ in engines.values():  # the file was open before typing began
+            suggest(engine_, trace[0][:-1], new_tokens)
+        timings: dict[str, list[tuple[float, float, int]]] = {name: [] for name in engines}
+        for prefix in trace:
+            for name, engine_ in engines.items():
+                timings[name].append(suggest(engine_, prefix, new_tokens))
+        row: dict = {"model": label, "encoding": encoding, "context": context}
+        for name, samples in timings.items():
+            for part, index in (("first", 0), ("whole", 1)):
+                values = [sample[index] * 1000 for sample in samples]
+                row[f"{name}_{part}_p50_ms"] = percentile(values, 0.5)
+                row[f"{name}_{part}_p95_ms"] = percentile(values, 0.95)
+            row[f"{name}_reused_tokens"] = sum(sample[2] for sample in samples) / len(samples)
+        for part in ("first", "whole"):
+            row[f"{part}_ratio"] = row[f"recompute_{part}_p50_ms"] / row[f"reuse_{part}_p50_ms"]
+        rows.append(row)
+        progress(str(row))
+    return rows
 
 
 def main() -> None:
@@ -57,38 +115,15 @@ def main() -> None:
     parser.add_argument("--quantization-encoding", default="float32")
     args = parser.parse_args()
     model_dir = resolve_model_dir(args.weight_path, args.model)
-    max_length = max(args.context) + args.new_tokens + 64
-
-    def engine(reuse: bool) -> Engine:
-        options = EngineOptions(
-            model_dir=model_dir,
-            max_length=max_length,
-            quantization_encoding=args.quantization_encoding,
-            prefix_reuse=reuse,
-        )
-        return Engine(options)
-
-    reuse, recompute = engine(True), engine(False)
-    text = TRACE_FILE.read_text()
     print(f"model {model_dir}, {args.quantization_encoding}, trace {TRACE_FILE.name}")
-    print("| context | reuse p50 | reuse p95 | recompute p50 | recompute p95 | ratio p50 |")
-    print("|---|---|---|---|---|---|")
-    for context in args.context:
-        start = start_for_context(reuse, text, context)
-        trace = typing_trace(text, start, args.steps, args.chars_per_step)
-        timings: dict[str, list[float]] = {"reuse": [], "recompute": []}
-        suggest(reuse, trace[0][:-1], args.new_tokens)  # the file was open before typing
-        for prefix in trace:
-            timings["reuse"].append(suggest(reuse, prefix, args.new_tokens))
-            timings["recompute"].append(suggest(recompute, prefix, args.new_tokens))
-        r50, r95 = percentile(timings["reuse"], 0.5), percentile(timings["reuse"], 0.95)
-        c50 = percentile(timings["recompute"], 0.5)
-        c95 = percentile(timings["recompute"], 0.95)
-        print(
-            f"| ~{context} | {r50 * 1000:.0f} ms | {r95 * 1000:.0f} ms | {c50 * 1000:.0f} ms "
-            f"| {c95 * 1000:.0f} ms | {c50 / r50:.1f}x |"
-        )
-        print(f"  mean reuse {statistics.mean(timings['reuse']) * 1000:.0f} ms", flush=True)
+    measure_keystrokes(
+        model_dir,
+        args.quantization_encoding,
+        args.context,
+        steps=args.steps,
+        chars_per_step=args.chars_per_step,
+        new_tokens=args.new_tokens,
+    )
 
 
 if __name__ == "__main__":

@@ -171,7 +171,7 @@ class Engine:
 
     def _new_slot(self) -> _Slot:
         c = self.config
-        shape = (self.max_length, c.kv_n_heads, c.head_dim)
+        shape = (c.kv_n_heads, self.max_length, c.head_dim)
         caches = [Buffer(DType.float32, shape, self.device) for _ in range(2 * c.n_layers)]
         self._all_slots.append(_Slot(caches))
         return self._all_slots[-1]

@@ -13,7 +13,7 @@ import gguf
 import numpy as np
 
 from model.config import load_config
-from model.weights import load_weights
+from model.weights import bfloat16_bits_to_float32, load_weights
 
 _HF_TO_GGUF = {
     "transformer.wte.weight": "token_embd.weight",
@@ -77,7 +77,11 @@ def export_gguf(model_dir: Path, out_path: Path, encoding: str = "float32") -> P
     )
     _add_tokenizer(writer, model_dir, config.vocab_size)
     for name, array in weights.items():
-        if array.dtype == np.uint16:
+        if array.dtype == np.uint16 and array.ndim == 1:
+            # llama.cpp multiplies by norm weights in float32 only (as its own converter
+            # writes them); the rounded bfloat16 values convert to float32 exactly.
+            writer.add_tensor(gguf_name(name), bfloat16_bits_to_float32(array))
+        elif array.dtype == np.uint16:
             writer.add_tensor(gguf_name(name), array, raw_dtype=gguf.GGMLQuantizationType.BF16)
         else:
             writer.add_tensor(gguf_name(name), array)

@@ -25,7 +25,7 @@ from max.graph import BufferType, DeviceRef, Graph, Module, TensorType, TensorVa
 from model.config import ModelConfig
 
 # Bump when the graph below changes in a way the compiled-model cache must notice.
-GRAPH_VERSION = 2
+GRAPH_VERSION = 4
 
 # Mojo source of the custom ops; MAX builds it into a package when the graph is compiled.
 KERNELS_DIR = Path(__file__).parent / "kernels"
@@ -98,6 +98,11 @@ class _Builder:
             return gemv(x, w)
         if self.dtype == DType.float32:
             return x @ w.T
+        if self.device.is_cpu():
+            # MAX's built-in bfloat16 matmul runs at under half its float32 rate on the CPU, so
+            # prefill widens the weights to float32 first: one extra pass over the weights
+            # costs far less than the product once there are more than a few rows.
+            return x @ ops.cast(w, DType.float32).T
         return ops.cast(ops.cast(x, self.dtype) @ w.T, DType.float32)
 
     def layer_norm(self, x: TensorValue, name: str) -> TensorValue:
@@ -124,18 +129,21 @@ class _Builder:
         k = qkv[:, c.d_model : c.d_model + kv_width].reshape([seq, kvh, hd])
         v = qkv[:, c.d_model + kv_width :].reshape([seq, kvh, hd])
 
+        # The caches are [kv head, position, head_dim]: each head's keys and values are
+        # contiguous rows, so the products below read them in place, with no transpose of the
+        # whole context on every step.
         new_rows = (slice(start, end), seq)
-        ops.buffer_store_slice(k_cache, k, [new_rows, slice(None), slice(None)])
-        ops.buffer_store_slice(v_cache, v, [new_rows, slice(None), slice(None)])
+        ops.buffer_store_slice(k_cache, k.permute([1, 0, 2]), [slice(None), new_rows, slice(None)])
+        ops.buffer_store_slice(v_cache, v.permute([1, 0, 2]), [slice(None), new_rows, slice(None)])
         total = rel_pos.shape[1]
         all_rows = (slice(0, end), total)
-        keys = ops.buffer_load(k_cache)[all_rows, :, :]
-        values = ops.buffer_load(v_cache)[all_rows, :, :]
+        keys = ops.buffer_load(k_cache)[:, all_rows, :]  # [kvh, total, hd]
+        values = ops.buffer_load(v_cache)[:, all_rows, :]
 
         # Query head i reads kv head i // group: group the query heads under their kv head so
         # one batched matmul per kv head serves the whole group without repeating K/V.
         q = q.reshape([seq, kvh, group, hd]).permute([1, 2, 0, 3]).reshape([kvh, group * seq, hd])
-        scores = q @ keys.permute([1, 2, 0])  # [kvh, group*seq, total]
+        scores = q @ keys.transpose(1, 2)  # [kvh, group*seq, total]
         scores = scores.reshape([kvh, group, seq, total]) * (1.0 / math.sqrt(hd))
         slopes = ops.constant(c.alibi_slopes(), DType.float32, self.device).reshape(
             [kvh, group, 1, 1]
@@ -143,7 +151,7 @@ class _Builder:
         # rel_pos holds j - i for visible keys and -inf for future ones: ALiBi and the causal
         # mask in one tensor (slopes are positive, so -inf stays -inf).
         probs = ops.softmax(scores + slopes * rel_pos)
-        out = probs.reshape([kvh, group * seq, total]) @ values.permute([1, 0, 2])
+        out = probs.reshape([kvh, group * seq, total]) @ values
         out = out.reshape([kvh, group, seq, hd]).permute([2, 0, 1, 3]).reshape([seq, c.d_model])
         return self.linear(out, f"transformer.blocks.{layer}.attn.out_proj.weight")
 
@@ -191,13 +199,13 @@ def build_graph(
 
     Inputs: `tokens` [seq_len] int64; `start` (host scalar) the cache position of the first new
     token; `rel_pos` [seq_len, total_len] float32 (key minus query position, -inf when masked);
-    then the K and V cache buffers of each layer, [capacity, kv_n_heads, head_dim] float32.
+    then the K and V cache buffers of each layer, [kv_n_heads, capacity, head_dim] float32.
     Output: float32 logits [vocab_size] of the last new token. With `decode`, seq_len is 1 and
     the graph is named DECODE_GRAPH; `gemv` sends one-row products to the CPU kernel.
     """
     b = _Builder(config, dtype, device, one_row=decode, gemv=gemv)
     seq_len: int | str = 1 if decode else "seq_len"
-    cache_type = BufferType(DType.float32, ["capacity", config.kv_n_heads, config.head_dim], device)
+    cache_type = BufferType(DType.float32, [config.kv_n_heads, "capacity", config.head_dim], device)
     input_types = [
         TensorType(DType.int64, [seq_len], device),
         TensorType(DType.int64, [1], DeviceRef.CPU()),

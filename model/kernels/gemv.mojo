@@ -13,14 +13,18 @@ from extensibility import InputTensor, OutputTensor
 from max.algorithm import sync_parallelize
 from max.gpu.host import DeviceContext
 from std.math import ceildiv
-from std.sys.info import num_physical_cores, simd_width_of
+from std.sys.info import num_physical_cores, simd_width_of, size_of
+from std.sys.intrinsics import PrefetchOptions, prefetch
 
 # float32 lanes per vector (16 with AVX-512): one x load serves ROWS weight rows.
 comptime WIDTH = simd_width_of[DType.float32]()
 # Weight rows computed together: independent FMA chains, and fewer reloads of x.
 comptime ROWS = 4
 # Work items per core: more than one so a core slowed by other processes is helped out.
-comptime TASKS_PER_CORE = 8
+comptime TASKS_PER_CORE = 2
+# How far ahead of the loads each weight row is prefetched: the hardware prefetcher alone
+# leaves bfloat16 rows about a tenth below the rate this reaches.
+comptime PREFETCH_BYTES = 2048
 
 
 @always_inline
@@ -34,11 +38,15 @@ def _dot_rows[
 ):
     """Writes y[r] = dot(x[:k], w[r * k : (r + 1) * k]) for r < rows (rows known at compile time).
     """
+    comptime ahead = PREFETCH_BYTES // size_of[wtype]()
     var acc = Array[SIMD[DType.float32, WIDTH], rows](fill=0)
     var vector_end = k - k % WIDTH
     for i in range(0, vector_end, WIDTH):
         var xv = x.unsafe_load[width=WIDTH](i)
         comptime for r in range(rows):
+            prefetch[PrefetchOptions().for_read().high_locality()](
+                w.unsafe_offset(r * k + i + ahead)
+            )
             var wv = w.unsafe_load[width=WIDTH](r * k + i).cast[DType.float32]()
             acc[r] = wv.fma(xv, acc[r])
     comptime for r in range(rows):

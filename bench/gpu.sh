@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The GPU check for a machine with a MAX-supported GPU: parity against the float64 reference,
+# then the throughput table (demo model and a 4-layer full-width slice, float32 and bfloat16)
+# with --use-gpu, MAX only (the llama.cpp wheel here is a CPU build). About 5 minutes with
+# warm caches; results go to bench/results/gpu/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-.venv/bin/python}"
+export HF_HUB_OFFLINE=1
+"$PYTHON" -m bench.gpu_check
+"$PYTHON" -m bench.suite --use-gpu --no-llama --stages throughput --repeats 3 \
+    --out bench/results/gpu "$@"

@@ -1,0 +1,186 @@
+"""Turns the suite's results (results.json) into the Markdown tables and PNG plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no screen: write files only
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _fmt(value: float | None, digits: int = 1, suffix: str = "") -> str:
+    return "n/a" if value is None else f"{value:,.{digits}f}{suffix}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def markdown(results: dict) -> str:
+    machine = results["machine"]
+    parts = [
+        f"Measured {results['date']} on {machine['cpu']} ({machine['cores']} cores, "
+        f"{machine['memory_gib']:.0f} GiB), MAX {machine['max_version']}, "
+        f"llama-cpp-python {machine['llama_cpp_version'] or 'not installed'}, "
+        f"{machine['threads']} threads each. Read bandwidth measured in the same run: "
+        f"{results['bandwidth']['best']:.1f} GB/s.",
+        "",
+        "### Throughput (tokens/s, median; ratio = MAX / llama.cpp)",
+        "",
+        _table(
+            ["model", "weights", "measure", "MAX", "llama.cpp", "ratio"],
+            [
+                [
+                    r["model"],
+                    r["encoding"],
+                    r["metric"],
+                    _fmt(r["max_tokens_per_s"]),
+                    _fmt(r["llama_tokens_per_s"]),
+                    _fmt(r["ratio"], 2, "x"),
+                ]
+                for r in results["throughput"]
+            ],
+        ),
+    ]
+    if results.get("logit_mismatch"):
+        mismatch = ", ".join(
+            f"{key} {value:.1e}" for key, value in results["logit_mismatch"].items()
+        )
+        parts += ["", f"Largest logit difference MAX vs llama.cpp, relative: {mismatch}."]
+    parts += [
+        "",
+        "### Decode against the memory-bandwidth bound",
+        "",
+        _table(
+            [
+                "model",
+                "weights",
+                "weight MB",
+                "bound tok/s",
+                "MAX tok/s",
+                "MAX of bound",
+                "llama.cpp tok/s",
+                "llama.cpp of bound",
+            ],
+            [
+                [
+                    r["model"],
+                    r["encoding"],
+                    _fmt(r["weight_bytes"] / 1e6, 0),
+                    _fmt(r["bound_tokens_per_s"]),
+                    _fmt(r["max_tokens_per_s"]),
+                    _fmt(r["max_fraction"] * 100, 0, "%"),
+                    _fmt(r["llama_tokens_per_s"]),
+                    _fmt(r["llama_fraction"] and r["llama_fraction"] * 100, 0, "%"),
+                ]
+                for r in results["roofline"]
+            ],
+        ),
+    ]
+    if results.get("keystroke"):
+        parts += [
+            "",
+            "### Keystroke latency (ms; editing trace, 16-token suggestion)",
+            "",
+            _table(
+                [
+                    "model",
+                    "context",
+                    "reuse first token p50/p95",
+                    "recompute first token p50/p95",
+                    "ratio",
+                    "reuse whole p50/p95",
+                    "recompute whole p50/p95",
+                    "ratio",
+                ],
+                [
+                    [
+                        f"{r['model']} {r['encoding']}",
+                        f"~{r['context']}",
+                        f"{r['reuse_first_p50_ms']:.0f} / {r['reuse_first_p95_ms']:.0f}",
+                        f"{r['recompute_first_p50_ms']:.0f} / {r['recompute_first_p95_ms']:.0f}",
+                        f"{r['first_ratio']:.1f}x",
+                        f"{r['reuse_whole_p50_ms']:.0f} / {r['reuse_whole_p95_ms']:.0f}",
+                        f"{r['recompute_whole_p50_ms']:.0f} / {r['recompute_whole_p95_ms']:.0f}",
+                        f"{r['whole_ratio']:.1f}x",
+                    ]
+                    for r in results["keystroke"]
+                ],
+            ),
+        ]
+    if results.get("startup"):
+        parts += [
+            "",
+            "### Start-up: process start to first completion",
+            "",
+            _table(
+                ["model", "start", "seconds", "compiled model from"],
+                [
+                    [r["model"], r["start"], _fmt(r["seconds"]), r["source"]]
+                    for r in results["startup"]
+                ],
+            ),
+        ]
+    return "\n".join(parts) + "\n"
+
+
+def _bars(ax, labels: list[str], series: dict[str, list[float]], ylabel: str) -> None:
+    width = 0.8 / len(series)
+    for i, (name, values) in enumerate(series.items()):
+        positions = [x + (i - (len(series) - 1) / 2) * width for x in range(len(labels))]
+        ax.bar(positions, [v or 0 for v in values], width, label=name)
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.legend()
+
+
+def plots(results: dict, out_dir: Path) -> list[Path]:
+    written = []
+    throughput = results["throughput"]
+    if throughput:
+        fig, ax = plt.subplots(figsize=(max(6, len(throughput) * 0.7), 4.5))
+        labels = [f"{r['model']} {r['encoding'][:4]} {r['metric']}" for r in throughput]
+        series = {"MAX": [r["max_tokens_per_s"] for r in throughput]}
+        if any(r["llama_tokens_per_s"] for r in throughput):
+            series["llama.cpp"] = [r["llama_tokens_per_s"] for r in throughput]
+        _bars(ax, labels, series, "tokens/s (log)")
+        ax.set_yscale("log")
+        ax.set_title("Throughput, same weights and threads")
+        written.append(_save(fig, out_dir / "throughput.png"))
+    roofline = results["roofline"]
+    if roofline:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        labels = [f"{r['model']} {r['encoding']}" for r in roofline]
+        series = {"MAX": [r["max_fraction"] * 100 for r in roofline]}
+        if any(r["llama_fraction"] for r in roofline):
+            series["llama.cpp"] = [(r["llama_fraction"] or 0) * 100 for r in roofline]
+        _bars(ax, labels, series, "% of the bandwidth bound")
+        ax.axhline(70, color="gray", linestyle="--", linewidth=1)
+        ax.set_title(f"Decode vs {results['bandwidth']['best']:.1f} GB/s read bandwidth")
+        written.append(_save(fig, out_dir / "roofline.png"))
+    keystroke = results.get("keystroke") or []
+    if keystroke:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        labels = [f"{r['model']} ~{r['context']}" for r in keystroke]
+        series = {
+            "reuse, first token": [r["reuse_first_p50_ms"] for r in keystroke],
+            "recompute, first token": [r["recompute_first_p50_ms"] for r in keystroke],
+            "reuse, whole": [r["reuse_whole_p50_ms"] for r in keystroke],
+            "recompute, whole": [r["recompute_whole_p50_ms"] for r in keystroke],
+        }
+        _bars(ax, labels, series, "p50 ms (log)")
+        ax.set_yscale("log")
+        ax.set_title("Keystroke latency")
+        written.append(_save(fig, out_dir / "keystroke.png"))
+    return written
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,48 @@
+"""`make bench` in miniature: the suite's own code end to end on a tiny random checkpoint.
+
+The full suite takes most of an hour; `--smoke` runs every stage but start-up (which compiles
+from scratch by design) on a tiny model with a few tokens, and must produce the same report
+files. llama.cpp joins in when llama-cpp-python is installed; the test suite does not need it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("bench-results")
+    work = tmp_path_factory.mktemp("bench-work")
+    command = [sys.executable, "-m", "bench.suite", "--smoke", "--out", str(out)]
+    subprocess.run([*command, "--work-dir", str(work)], check=True, timeout=900)
+    return out
+
+
+def test_results_hold_every_stage(smoke: Path) -> None:
+    results = json.loads((smoke / "results.json").read_text())
+    assert results["bandwidth"]["best"] > 0
+    metrics = [row["metric"] for row in results["throughput"]]
+    assert metrics == ["prefill 32", "prefill 64", "decode"]
+    assert all(row["max_tokens_per_s"] > 0 for row in results["throughput"])
+    (roof,) = results["roofline"]
+    assert roof["bound_tokens_per_s"] > 0 and roof["max_fraction"] > 0
+    (keys,) = results["keystroke"]
+    # The reuse engine must have taken most of each prompt from its cache, the other none.
+    assert keys["reuse_reused_tokens"] > 0.8 * keys["context"]
+    assert keys["recompute_reused_tokens"] == 0
+
+
+def test_report_files(smoke: Path) -> None:
+    table = (smoke / "BENCHMARKS.md").read_text()
+    assert "| tiny | float32 | decode |" in table
+    assert "Keystroke latency" in table
+    for name in ("throughput.png", "roofline.png", "keystroke.png"):
+        assert (smoke / name).read_bytes()[:8] == PNG_MAGIC
