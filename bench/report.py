@@ -128,6 +128,9 @@ def markdown(results: dict) -> str:
     return "\n".join(parts) + "\n"
 
 
+SHORT = {"float32": "f32", "bfloat16": "bf16"}
+
+
 def _bars(ax, labels: list[str], series: dict[str, list[float]], ylabel: str) -> None:
     width = 0.8 / len(series)
     for i, (name, values) in enumerate(series.items()):
@@ -143,7 +146,7 @@ def plots(results: dict, out_dir: Path) -> list[Path]:
     throughput = results["throughput"]
     if throughput:
         fig, ax = plt.subplots(figsize=(max(6, len(throughput) * 0.7), 4.5))
-        labels = [f"{r['model']} {r['encoding'][:4]} {r['metric']}" for r in throughput]
+        labels = [f"{r['model']} {SHORT[r['encoding']]} {r['metric']}" for r in throughput]
         series = {"MAX": [r["max_tokens_per_s"] for r in throughput]}
         if any(r["llama_tokens_per_s"] for r in throughput):
             series["llama.cpp"] = [r["llama_tokens_per_s"] for r in throughput]
@@ -154,7 +157,7 @@ def plots(results: dict, out_dir: Path) -> list[Path]:
     roofline = results["roofline"]
     if roofline:
         fig, ax = plt.subplots(figsize=(6, 4))
-        labels = [f"{r['model']} {r['encoding']}" for r in roofline]
+        labels = [f"{r['model']} {SHORT[r['encoding']]}" for r in roofline]
         series = {"MAX": [r["max_fraction"] * 100 for r in roofline]}
         if any(r["llama_fraction"] for r in roofline):
             series["llama.cpp"] = [(r["llama_fraction"] or 0) * 100 for r in roofline]
@@ -184,3 +187,18 @@ def _save(fig, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def write_report(results: dict, out_dir: Path) -> list[Path]:
+    """BENCHMARKS.md and the plots for `results`, in `out_dir`."""
+    table = out_dir / "BENCHMARKS.md"
+    table.write_text("# Benchmark results\n\n" + markdown(results))
+    return [table, *plots(results, out_dir)]
+
+
+if __name__ == "__main__":  # redraw from a results.json: python -m bench.report DIR
+    import json
+    import sys
+
+    out = Path(sys.argv[1])
+    print(*write_report(json.loads((out / "results.json").read_text()), out), sep="\n")

@@ -21,7 +21,7 @@ from pathlib import Path
 from bench.bandwidth import measure_in_fresh_process
 from bench.checkpoints import full_width_slice, weight_bytes
 from bench.keystroke import measure_keystrokes
-from bench.report import markdown, plots
+from bench.report import markdown, write_report
 from bench.startup import measure_startup
 from bench.throughput_table import llama_cpp_available, measure_checkpoint
 from model.hub import resolve_model_dir
@@ -165,11 +165,9 @@ def main() -> None:
         results["startup"] = [{"model": "demo", **row} for row in rows]
 
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    table = markdown(results)
-    (args.out / "BENCHMARKS.md").write_text("# Benchmark results\n\n" + table)
-    written = plots(results, args.out)
-    print(table)
-    print("wrote", ", ".join(str(p) for p in [args.out / "BENCHMARKS.md", *written]))
+    written = write_report(results, args.out)
+    print(markdown(results))
+    print("wrote", ", ".join(str(path) for path in written))
 
 
 if __name__ == "__main__":
