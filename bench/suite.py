@@ -80,7 +80,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     parser.add_argument("--layers", type=int, default=4, help="layers of the full-width slice")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--smoke", action="store_true", help="tiny model, few tokens")
     parser.add_argument("--no-llama", action="store_true", help="MAX only")
     parser.add_argument("--work-dir", type=Path, default=WORK_DIR)
@@ -121,7 +121,7 @@ def main() -> None:
         sizes = {"demo": demo, slice_label: slice_dir}
         plan = [(name, encoding) for name in sizes for encoding in ("float32", "bfloat16")]
         plan = [(name, encoding) for name, encoding in plan if name in (args.models or sizes)]
-        lengths, decode_tokens, repeats = [128, 512, 2048], 32, args.repeats
+        lengths, decode_tokens, repeats = [128, 512, 2048], 64, args.repeats
         keystroke_plan = [
             ("demo", "float32", [250, 900], 20),
             (slice_label, "bfloat16", [250, 1000], 10),

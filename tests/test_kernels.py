@@ -21,8 +21,17 @@ from model.config import load_config
 from model.graph import KERNELS_DIR, gemv
 from model.weights import bfloat16_bits_to_float32, float32_to_bfloat16_bits
 
-# (M, N, K): tiny, ragged, one SIMD vector plus one, and a real-model row width.
-SHAPES = [(1, 1, 1), (1, 37, 19), (1, 5, 40), (1, 67, 17), (1, 130, 3072), (3, 9, 33)]
+# (M, N, K): tiny, ragged, one SIMD vector plus one, a real-model row width, and weights over
+# the kernel's 4 MiB threshold in both dtypes, so the rows are split across threads.
+SHAPES = [
+    (1, 1, 1),
+    (1, 37, 19),
+    (1, 5, 40),
+    (1, 67, 17),
+    (1, 130, 3072),
+    (3, 9, 33),
+    (2, 2101, 1027),
+]
 
 
 @pytest.fixture(scope="module")
