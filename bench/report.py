@@ -14,10 +14,14 @@ def _fmt(value: float | None, digits: int = 1, suffix: str = "") -> str:
     return "n/a" if value is None else f"{value:,.{digits}f}{suffix}"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
+def _section(title: str, header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
+    return ["", f"### {title}", "", "\n".join(lines)]
+
+
+def _p50_p95(row: dict, name: str) -> str:
+    return f"{row[name + '_p50_ms']:.0f} / {row[name + '_p95_ms']:.0f}"
 
 
 def markdown(results: dict) -> str:
@@ -27,104 +31,71 @@ def markdown(results: dict) -> str:
         f"{machine['memory_gib']:.0f} GiB), MAX {machine['max_version']}, "
         f"llama-cpp-python {machine['llama_cpp_version'] or 'not installed'}, "
         f"{machine['threads']} threads each. Read bandwidth measured in the same run: "
-        f"{results['bandwidth']['best']:.1f} GB/s.",
-        "",
-        "### Throughput (tokens/s, median; ratio = MAX / llama.cpp)",
-        "",
-        _table(
-            ["model", "weights", "measure", "MAX", "llama.cpp", "ratio"],
-            [
-                [
-                    r["model"],
-                    r["encoding"],
-                    r["metric"],
-                    _fmt(r["max_tokens_per_s"]),
-                    _fmt(r["llama_tokens_per_s"]),
-                    _fmt(r["ratio"], 2, "x"),
-                ]
-                for r in results["throughput"]
-            ],
-        ),
+        f"{results['bandwidth']['best']:.1f} GB/s."
     ]
+    parts += _section(
+        "Throughput (tokens/s, median; ratio = MAX / llama.cpp)",
+        ["model", "weights", "measure", "MAX", "llama.cpp", "ratio"],
+        [
+            [
+                r["model"],
+                r["encoding"],
+                r["metric"],
+                _fmt(r["max_tokens_per_s"]),
+                _fmt(r["llama_tokens_per_s"]),
+                _fmt(r["ratio"], 2, "x"),
+            ]
+            for r in results["throughput"]
+        ],
+    )
     if results.get("logit_mismatch"):
         mismatch = ", ".join(
             f"{key} {value:.1e}" for key, value in results["logit_mismatch"].items()
         )
         parts += ["", f"Largest logit difference MAX vs llama.cpp, relative: {mismatch}."]
-    parts += [
-        "",
-        "### Decode against the memory-bandwidth bound",
-        "",
-        _table(
+    parts += _section(
+        "Decode against the memory-bandwidth bound",
+        ["model", "weights", "weight MB", "bound tok/s", "MAX tok/s", "MAX of bound"]
+        + ["llama.cpp tok/s", "llama.cpp of bound"],
+        [
             [
-                "model",
-                "weights",
-                "weight MB",
-                "bound tok/s",
-                "MAX tok/s",
-                "MAX of bound",
-                "llama.cpp tok/s",
-                "llama.cpp of bound",
-            ],
-            [
-                [
-                    r["model"],
-                    r["encoding"],
-                    _fmt(r["weight_bytes"] / 1e6, 0),
-                    _fmt(r["bound_tokens_per_s"]),
-                    _fmt(r["max_tokens_per_s"]),
-                    _fmt(r["max_fraction"] * 100, 0, "%"),
-                    _fmt(r["llama_tokens_per_s"]),
-                    _fmt(r["llama_fraction"] and r["llama_fraction"] * 100, 0, "%"),
-                ]
-                for r in results["roofline"]
-            ],
-        ),
-    ]
+                r["model"],
+                r["encoding"],
+                _fmt(r["weight_bytes"] / 1e6, 0),
+                _fmt(r["bound_tokens_per_s"]),
+                _fmt(r["max_tokens_per_s"]),
+                _fmt(r["max_fraction"] * 100, 0, "%"),
+                _fmt(r["llama_tokens_per_s"]),
+                _fmt(r["llama_fraction"] and r["llama_fraction"] * 100, 0, "%"),
+            ]
+            for r in results["roofline"]
+        ],
+    )
     if results.get("keystroke"):
-        parts += [
-            "",
-            "### Keystroke latency (ms; editing trace, 16-token suggestion)",
-            "",
-            _table(
+        parts += _section(
+            "Keystroke latency (ms; editing trace, 16-token suggestion)",
+            ["model", "context", "reuse first token p50/p95", "recompute first token p50/p95"]
+            + ["ratio", "reuse whole p50/p95", "recompute whole p50/p95", "ratio"],
+            [
                 [
-                    "model",
-                    "context",
-                    "reuse first token p50/p95",
-                    "recompute first token p50/p95",
-                    "ratio",
-                    "reuse whole p50/p95",
-                    "recompute whole p50/p95",
-                    "ratio",
-                ],
-                [
-                    [
-                        f"{r['model']} {r['encoding']}",
-                        f"~{r['context']}",
-                        f"{r['reuse_first_p50_ms']:.0f} / {r['reuse_first_p95_ms']:.0f}",
-                        f"{r['recompute_first_p50_ms']:.0f} / {r['recompute_first_p95_ms']:.0f}",
-                        f"{r['first_ratio']:.1f}x",
-                        f"{r['reuse_whole_p50_ms']:.0f} / {r['reuse_whole_p95_ms']:.0f}",
-                        f"{r['recompute_whole_p50_ms']:.0f} / {r['recompute_whole_p95_ms']:.0f}",
-                        f"{r['whole_ratio']:.1f}x",
-                    ]
-                    for r in results["keystroke"]
-                ],
-            ),
-        ]
+                    f"{r['model']} {r['encoding']}",
+                    f"~{r['context']}",
+                    _p50_p95(r, "reuse_first"),
+                    _p50_p95(r, "recompute_first"),
+                    f"{r['first_ratio']:.1f}x",
+                    _p50_p95(r, "reuse_whole"),
+                    _p50_p95(r, "recompute_whole"),
+                    f"{r['whole_ratio']:.1f}x",
+                ]
+                for r in results["keystroke"]
+            ],
+        )
     if results.get("startup"):
-        parts += [
-            "",
-            "### Start-up: process start to first completion",
-            "",
-            _table(
-                ["model", "start", "seconds", "compiled model from"],
-                [
-                    [r["model"], r["start"], _fmt(r["seconds"]), r["source"]]
-                    for r in results["startup"]
-                ],
-            ),
-        ]
+        parts += _section(
+            "Start-up: process start to first completion",
+            ["model", "start", "seconds", "compiled model from"],
+            [[r["model"], r["start"], _fmt(r["seconds"]), r["source"]] for r in results["startup"]],
+        )
     return "\n".join(parts) + "\n"
 
 
