@@ -427,9 +427,11 @@ def run_language_server(
     port: int = 2087,
 ) -> None:
     """Serves one client until it exits; `transport` is "stdio" or "tcp"."""
-    server = build_server(resident, defaults)
-    if not log.isEnabledFor(logging.DEBUG):  # pygls logs every message at INFO
+    # pygls logs every feature it registers and every message at INFO: quiet it first, so
+    # an editor's output panel shows only what this server has to say.
+    if not log.isEnabledFor(logging.DEBUG):
         logging.getLogger("pygls").setLevel(logging.WARNING)
+    server = build_server(resident, defaults)
     handler = _ClientLogHandler(server)
     handler.setFormatter(logging.Formatter("%(message)s"))
     log.addHandler(handler)

@@ -314,3 +314,19 @@ async def test_tcp_server_with_a_model_that_fails_to_load(tmp_path: Path) -> Non
         if process.returncode is None:
             process.terminate()
         await asyncio.wait_for(process.wait(), 30)
+
+
+async def test_stderr_is_quiet_at_the_default_log_level(tmp_path: Path) -> None:
+    """Editors show the server's stderr in an output panel: pygls's own INFO lines (one per
+    registered feature) must not fill it. A client that hangs up at once is enough to see."""
+    broken = tmp_path / "no-model"
+    broken.mkdir()
+    process = await asyncio.create_subprocess_exec(
+        *lsp_server_command(broken),
+        stdin=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=SERVER_ENV,
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(b""), 60)
+    assert process.returncode == 0
+    assert b"pygls" not in stderr, stderr.decode()[-500:]
