@@ -85,7 +85,7 @@ def main() -> None:
     parser.add_argument("--no-llama", action="store_true", help="MAX only")
     parser.add_argument("--work-dir", type=Path, default=WORK_DIR)
     parser.add_argument("--use-gpu", action="store_true", help="run MAX on the GPU")
-    parser.add_argument("--models", nargs="+", help="only these of demo, slice-NL")
+    parser.add_argument("--models", nargs="+", help="only these of demo, slice-NL (not --smoke)")
     parser.add_argument(
         "--stages", nargs="+", default=list(STAGES), choices=STAGES, help="what to measure"
     )
@@ -119,13 +119,16 @@ def main() -> None:
         if not (slice_dir / "config.json").exists():
             full_width_slice(slice_dir, args.layers, demo)
         sizes = {"demo": demo, slice_label: slice_dir}
-        plan = [(name, encoding) for name in sizes for encoding in ("float32", "bfloat16")]
-        plan = [(name, encoding) for name, encoding in plan if name in (args.models or sizes)]
+        chosen = args.models or list(sizes)
+        if unknown := sorted(set(chosen) - set(sizes)):
+            parser.error(f"unknown --models {unknown}; choose from {sorted(sizes)}")
+        plan = [(name, encoding) for name in chosen for encoding in ("float32", "bfloat16")]
         lengths, decode_tokens, repeats = [128, 512, 2048], 64, args.repeats
         keystroke_plan = [
             ("demo", "float32", [250, 900], 20),
             (slice_label, "bfloat16", [250, 1000], 10),
         ]
+        keystroke_plan = [entry for entry in keystroke_plan if entry[0] in chosen]
         bandwidth_bytes = 1 << 30
 
     print(f"machine: {results['machine']}", flush=True)
