@@ -13,28 +13,19 @@ import argparse
 import os
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
-from bench.checkpoints import full_width_slice
+from bench.checkpoints import full_width_slice, weight_bytes
+from bench.runners import engine_decode_seconds
 from model.engine import Engine, EngineOptions
-from model.graph import weight_shapes
-from model.sampling import SamplingParams
 from tests.checkpoints import make_random_checkpoint
 
 
 def decode_rate(engine: Engine, prompt: list[int], tokens: int) -> float:
-    """Tokens/s of the single-token steps after the prompt (prefill excluded)."""
-    params = SamplingParams(max_new_tokens=tokens, top_k=1)
-    start = time.perf_counter()
-    with engine.generate(prompt, params) as generation:
-        count = len(list(generation))
-    elapsed = time.perf_counter() - start - generation.prefill_seconds
-    if count < 2:
-        raise RuntimeError("the slice stopped at once; try another prompt")
-    return (count - 1) / elapsed  # the first token's step is counted in prefill_seconds
+    steps, seconds = engine_decode_seconds(engine, prompt, tokens)
+    return steps / seconds
 
 
 def main() -> None:
@@ -68,12 +59,10 @@ def main() -> None:
             for key, engine in engines.items():
                 rates[key].append(decode_rate(engine, prompt, args.tokens))
         print(f"load average after: {os.getloadavg()}")
-        config = next(iter(engines.values())).config
-        params = sum(int(np.prod(shape)) for shape in weight_shapes(config).values())
-        for encoding, size in (("float32", 4), ("bfloat16", 2)):
+        for encoding in ("float32", "bfloat16"):
             builtin = statistics.median(rates[encoding, False])
             kernel = statistics.median(rates[encoding, True])
-            gigabytes = params * size / 1e9
+            gigabytes = weight_bytes(model_dir, encoding) / 1e9
             print(
                 f"{args.layers} layers {encoding}: decode {builtin:.2f} -> {kernel:.2f} tokens/s "
                 f"({kernel / builtin:.2f}x; {gigabytes:.2f} GB of weights: "

@@ -46,6 +46,18 @@ def timed_logits(runner: Runner, prompt: list[int]) -> float:
     return time.perf_counter() - started
 
 
+def engine_decode_seconds(engine: Engine, prompt: list[int], tokens: int) -> tuple[int, float]:
+    """(steps, seconds) of the engine's greedy one-token steps after `prompt`. The first new
+    token's step is part of `Generation.prefill_seconds`, so it is left out of both."""
+    started = time.perf_counter()
+    params = SamplingParams(max_new_tokens=tokens, top_k=1)
+    with engine.generate(prompt, params) as generation:
+        count = len(list(generation))
+    if count < 2:
+        raise RuntimeError("the model stopped at once: no decode step to time")
+    return count - 1, time.perf_counter() - started - generation.prefill_seconds
+
+
 class MaxRunner:
     """The engine as the server runs it, with prefix reuse off so that nothing is skipped."""
 
@@ -62,7 +74,6 @@ class MaxRunner:
                 **options,
             )
         )
-        self.compile_source = self.engine.compile_source
 
     def logits(self, prompt: list[int]) -> np.ndarray:
         return self.engine.logits(prompt)
@@ -71,12 +82,7 @@ class MaxRunner:
         return timed_logits(self, prompt)
 
     def decode_seconds(self, prompt: list[int], tokens: int) -> tuple[int, float]:
-        started = time.perf_counter()
-        params = SamplingParams(max_new_tokens=tokens, top_k=1)
-        with self.engine.generate(prompt, params) as generation:
-            count = len(list(generation))
-        # The first token's step is counted in prefill_seconds.
-        return count - 1, time.perf_counter() - started - generation.prefill_seconds
+        return engine_decode_seconds(self.engine, prompt, tokens)
 
     def close(self) -> None:
         del self.engine
