@@ -95,9 +95,8 @@ def measure_checkpoint(
         )
     ]
     if with_llama:
-        gguf_path = work_dir / f"{label}-{encoding}.gguf"
-        if not gguf_path.exists():
-            export_gguf(model_dir, gguf_path, encoding)
+        # Written afresh every run: a kept file would outlive a change to the exporter.
+        gguf_path = export_gguf(model_dir, work_dir / f"{label}-{encoding}.gguf", encoding)
         runners.append(
             RemoteRunner("llama.cpp", gguf_path=gguf_path, max_length=max_length, threads=threads)
         )
