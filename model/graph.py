@@ -130,8 +130,8 @@ class _Builder:
         v = qkv[:, c.d_model + kv_width :].reshape([seq, kvh, hd])
 
         # The caches are [kv head, position, head_dim]: each head's keys and values are
-        # contiguous rows, so the products below read them in place, with no transpose of the
-        # whole context on every step.
+        # contiguous rows, which the value product reads as they lie and the key product takes
+        # as its transposed operand, instead of a three-axis permute of the whole cache.
         new_rows = (slice(start, end), seq)
         ops.buffer_store_slice(k_cache, k.permute([1, 0, 2]), [slice(None), new_rows, slice(None)])
         ops.buffer_store_slice(v_cache, v.permute([1, 0, 2]), [slice(None), new_rows, slice(None)])
