@@ -126,71 +126,52 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
     }
 
 
-def chat_completion(
-    id: str, model: str, text: str, finish_reason: str, usage_: dict[str, int]
+def _response(
+    object: str, id: str, model: str, choices: list[dict[str, Any]], **extra: Any
 ) -> dict[str, Any]:
-    return {
-        "id": id,
-        "object": "chat.completion",
-        "created": now(),
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "logprobs": None,
-                "finish_reason": finish_reason,
-            }
-        ],
-        "usage": usage_,
-    }
-
-
-def text_completion(
-    id: str, model: str, text: str, finish_reason: str, usage_: dict[str, int]
-) -> dict[str, Any]:
-    return {
-        "id": id,
-        "object": "text_completion",
-        "created": now(),
-        "model": model,
-        "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}],
-        "usage": usage_,
-    }
-
-
-def chat_chunk(
-    id: str, model: str, delta: dict[str, str], finish_reason: str | None
-) -> dict[str, Any]:
-    return {
-        "id": id,
-        "object": "chat.completion.chunk",
-        "created": now(),
-        "model": model,
-        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
-    }
-
-
-def text_chunk(id: str, model: str, text: str, finish_reason: str | None) -> dict[str, Any]:
-    return {
-        "id": id,
-        "object": "text_completion",
-        "created": now(),
-        "model": model,
-        "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}],
-    }
-
-
-def usage_chunk(object: str, id: str, model: str, usage_: dict[str, int]) -> dict[str, Any]:
-    """The extra last chunk of `stream_options.include_usage`: no choices, only usage."""
+    """The envelope every completion response and stream chunk shares."""
     return {
         "id": id,
         "object": object,
         "created": now(),
         "model": model,
-        "choices": [],
-        "usage": usage_,
+        "choices": choices,
+        **extra,
     }
+
+
+def _choice(finish_reason: str | None, **content: Any) -> dict[str, Any]:
+    return {"index": 0, **content, "logprobs": None, "finish_reason": finish_reason}
+
+
+def chat_completion(
+    id: str, model: str, text: str, finish_reason: str, usage_: dict[str, int]
+) -> dict[str, Any]:
+    message = {"role": "assistant", "content": text}
+    choices = [_choice(finish_reason, message=message)]
+    return _response("chat.completion", id, model, choices, usage=usage_)
+
+
+def text_completion(
+    id: str, model: str, text: str, finish_reason: str, usage_: dict[str, int]
+) -> dict[str, Any]:
+    choices = [_choice(finish_reason, text=text)]
+    return _response("text_completion", id, model, choices, usage=usage_)
+
+
+def chat_chunk(
+    id: str, model: str, delta: dict[str, str], finish_reason: str | None
+) -> dict[str, Any]:
+    return _response("chat.completion.chunk", id, model, [_choice(finish_reason, delta=delta)])
+
+
+def text_chunk(id: str, model: str, text: str, finish_reason: str | None) -> dict[str, Any]:
+    return _response("text_completion", id, model, [_choice(finish_reason, text=text)])
+
+
+def usage_chunk(object: str, id: str, model: str, usage_: dict[str, int]) -> dict[str, Any]:
+    """The extra last chunk of `stream_options.include_usage`: no choices, only usage."""
+    return _response(object, id, model, [], usage=usage_)
 
 
 def model_card(name: str, created: int) -> dict[str, Any]:
