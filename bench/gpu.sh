@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU check for a machine with a MAX-supported GPU: parity against the float64 reference,
 # then the throughput table (demo model and a 4-layer full-width slice, float32 and bfloat16)
-# with --use-gpu, MAX only (the llama.cpp wheel here is a CPU build). About 5 minutes with
-# warm caches; results go to bench/results/gpu/.
+# with --use-gpu, MAX only (the llama.cpp wheel here is a CPU build). On an H200 with empty
+# compile caches: parity about 3 minutes, then about 4 minutes per model; results go to
+# bench/results/gpu/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-.venv/bin/python}"

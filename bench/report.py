@@ -33,6 +33,8 @@ def markdown(results: dict) -> str:
         f"{machine['threads']} threads each. Read bandwidth measured in the same run: "
         f"{results['bandwidth']['best']:.1f} GB/s."
     ]
+    if machine.get("gpu"):
+        parts[0] += f" MAX ran on the GPU: {machine['gpu']}."
     parts += _section(
         "Throughput (tokens/s, median; ratio = MAX / llama.cpp)",
         ["model", "weights", "measure", "MAX", "llama.cpp", "ratio"],
@@ -53,24 +55,25 @@ def markdown(results: dict) -> str:
             f"{key} {value:.1e}" for key, value in results["logit_mismatch"].items()
         )
         parts += ["", f"Largest logit difference MAX vs llama.cpp, relative: {mismatch}."]
-    parts += _section(
-        "Decode against the memory-bandwidth bound",
-        ["model", "weights", "weight MB", "bound tok/s", "MAX tok/s", "MAX of bound"]
-        + ["llama.cpp tok/s", "llama.cpp of bound"],
-        [
+    if results["roofline"]:
+        parts += _section(
+            "Decode against the memory-bandwidth bound",
+            ["model", "weights", "weight MB", "bound tok/s", "MAX tok/s", "MAX of bound"]
+            + ["llama.cpp tok/s", "llama.cpp of bound"],
             [
-                r["model"],
-                r["encoding"],
-                _fmt(r["weight_bytes"] / 1e6, 0),
-                _fmt(r["bound_tokens_per_s"]),
-                _fmt(r["max_tokens_per_s"]),
-                _fmt(r["max_fraction"] * 100, 0, "%"),
-                _fmt(r["llama_tokens_per_s"]),
-                _fmt(r["llama_fraction"] and r["llama_fraction"] * 100, 0, "%"),
-            ]
-            for r in results["roofline"]
-        ],
-    )
+                [
+                    r["model"],
+                    r["encoding"],
+                    _fmt(r["weight_bytes"] / 1e6, 0),
+                    _fmt(r["bound_tokens_per_s"]),
+                    _fmt(r["max_tokens_per_s"]),
+                    _fmt(r["max_fraction"] * 100, 0, "%"),
+                    _fmt(r["llama_tokens_per_s"]),
+                    _fmt(r["llama_fraction"] and r["llama_fraction"] * 100, 0, "%"),
+                ]
+                for r in results["roofline"]
+            ],
+        )
     if results.get("keystroke"):
         parts += _section(
             "Keystroke latency (ms; editing trace, 16-token suggestion)",

@@ -16,6 +16,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import subprocess
 from pathlib import Path
 
 from bench.bandwidth import measure_in_fresh_process
@@ -28,6 +29,17 @@ from model.hub import resolve_model_dir
 
 WORK_DIR = Path.home() / ".cache" / "replit-lsp" / "bench"
 STAGES = ("throughput", "keystroke", "startup")
+
+
+def gpu_name() -> str:
+    """The GPU's product name for the report; MAX's device API names only its architecture."""
+    try:
+        query = ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"]
+        return subprocess.run(query, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        from max.driver import Accelerator
+
+        return Accelerator().architecture_name
 
 
 def machine(threads: int) -> dict:
@@ -97,7 +109,7 @@ def main() -> None:
     demo = resolve_model_dir(None, "demo")
     results: dict = {
         "date": datetime.date.today().isoformat(),
-        "machine": machine(threads),
+        "machine": machine(threads) | ({"gpu": gpu_name()} if args.use_gpu else {}),
         "smoke": args.smoke,
         "device": "GPU" if args.use_gpu else "CPU",
     }
