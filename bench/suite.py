@@ -122,7 +122,7 @@ def main() -> None:
             make_random_checkpoint(tiny_dir)
         sizes = {"tiny": tiny_dir}
         plan = [("tiny", "float32")]
-        lengths, decode_tokens, repeats = [32, 64], 8, 1
+        lengths, decode_tokens, editing_context, repeats = [32, 64], 8, 96, 1
         keystroke_plan = [("tiny", "float32", [60], 2)]
         bandwidth_bytes = 64 << 20
     else:
@@ -135,7 +135,8 @@ def main() -> None:
         if unknown := sorted(set(chosen) - set(sizes)):
             parser.error(f"unknown --models {unknown}; choose from {sorted(sizes)}")
         plan = [(name, encoding) for name in chosen for encoding in ("float32", "bfloat16")]
-        lengths, decode_tokens, repeats = [128, 512, 2048], 64, args.repeats
+        # The second decode row's context: about what an editor sends around the cursor.
+        lengths, decode_tokens, editing_context, repeats = [128, 512, 2048], 64, 1000, args.repeats
         keystroke_plan = [
             ("demo", "float32", [250, 900], 20),
             (slice_label, "bfloat16", [250, 1000], 10),
@@ -155,6 +156,7 @@ def main() -> None:
             encoding,
             prefill_lengths=lengths,
             decode_tokens=decode_tokens,
+            editing_context=editing_context,
             repeats=repeats,
             threads=threads,
             work_dir=args.work_dir,

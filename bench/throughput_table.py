@@ -74,6 +74,7 @@ def measure_checkpoint(
     *,
     prefill_lengths: list[int],
     decode_tokens: int,
+    editing_context: int,
     repeats: int,
     threads: int,
     work_dir: Path,
@@ -81,10 +82,11 @@ def measure_checkpoint(
     use_gpu: bool = False,
     progress=print,
 ) -> tuple[list[Row], float | None]:
-    """Rows for every prompt length that fits the model, plus decode; and the logit mismatch."""
+    """Rows for every prompt length that fits the model, plus decode after a short prompt and
+    after `editing_context` tokens (or as many as fit); and the logit mismatch."""
     config = load_config(model_dir)
     lengths = [n for n in prefill_lengths if n + 1 <= config.max_seq_len]
-    max_length = min(config.max_seq_len, max(lengths + [16]) + decode_tokens + 8)
+    max_length = min(config.max_seq_len, max(lengths + [editing_context]) + decode_tokens + 8)
     runners: list[RemoteRunner] = [
         RemoteRunner(
             "MAX",
@@ -123,15 +125,19 @@ def measure_checkpoint(
                 Row(label, encoding, f"prefill {length}", rates["MAX"], rates.get("llama.cpp"))
             )
             progress(str(rows[-1].as_dict()))
-        prompts = [rng.integers(2, vocab, size=16).tolist() for _ in range(repeats)]
+        # Decode after a short prompt (the weights' cost alone, which the roofline uses), then
+        # at an editing context, where each step also reads the whole KV cache.
+        editing_context = min(editing_context, max_length - decode_tokens - 8)
+        for context, metric in ((16, "decode"), (editing_context, f"decode at {editing_context}")):
+            prompts = [rng.integers(2, vocab, size=context).tolist() for _ in range(repeats)]
 
-        def decode(runner: Runner, repeat: int) -> float:
-            steps, seconds = runner.decode_seconds(prompts[repeat], decode_tokens)
-            return steps / seconds
+            def decode(runner: Runner, repeat: int, prompts=prompts) -> float:
+                steps, seconds = runner.decode_seconds(prompts[repeat], decode_tokens)
+                return steps / seconds
 
-        rates = _median_rates(runners, decode, repeats)
-        rows.append(Row(label, encoding, "decode", rates["MAX"], rates.get("llama.cpp")))
-        progress(str(rows[-1].as_dict()))
+            rates = _median_rates(runners, decode, repeats)
+            rows.append(Row(label, encoding, metric, rates["MAX"], rates.get("llama.cpp")))
+            progress(str(rows[-1].as_dict()))
         return rows, mismatch
     finally:
         for runner in runners:

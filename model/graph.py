@@ -6,11 +6,12 @@ and any `--max-length`. Each layer's K and V live in preallocated buffers that t
 at `[start, start + seq_len)` and reads back as `[0, total_len)`; nothing is concatenated or
 copied back to the host between steps. Only the last position's logits leave the graph.
 
-On the CPU a second graph, fixed to one new token, serves decode: there every `x @ W.T` is a
-one-row product, which MAX's built-in matmul runs far below memory bandwidth, so it calls the
-`replit_gemv` kernel of `model/kernels/` instead. Prefill keeps the built-in matmul (faster for
-many rows) except for the one-row logits head. Both graphs live in one `Module`, compiled
-together and bound to the same weights.
+On the CPU a second graph, fixed to one new token, serves decode with the kernels of
+`model/kernels/`: every `x @ W.T` there is a one-row product, which MAX's built-in matmul runs
+far below memory bandwidth, so it calls `replit_gemv`; and each layer's attention is one
+`replit_decode_attention` call instead of about ten small ops. Prefill keeps the built-in ops
+(faster for many rows) except for the one-row logits head. Both graphs live in one `Module`,
+compiled together and bound to the same weights.
 """
 
 from __future__ import annotations
@@ -20,15 +21,28 @@ import math
 from pathlib import Path
 
 from max.dtype import DType
-from max.graph import BufferType, DeviceRef, Graph, Module, TensorType, TensorValue, Weight, ops
+from max.graph import (
+    BufferType,
+    BufferValue,
+    DeviceRef,
+    Graph,
+    Module,
+    TensorType,
+    TensorValue,
+    Weight,
+    ops,
+)
 
 from model.config import ModelConfig
 
 # Bump when the graph below changes in a way the compiled-model cache must notice.
-GRAPH_VERSION = 4
+GRAPH_VERSION = 5
 
 # Mojo source of the custom ops; MAX builds it into a package when the graph is compiled.
 KERNELS_DIR = Path(__file__).parent / "kernels"
+# `replit_decode_attention` works in whole SIMD vectors of a head (16 float32 with AVX-512);
+# other head sizes take the graph's own attention ops.
+KERNEL_HEAD_DIM_MULTIPLE = 16
 PREFILL_GRAPH = "replit_mpt"
 DECODE_GRAPH = "replit_mpt_decode"
 
@@ -51,6 +65,29 @@ def gemv(x: TensorValue, w: TensorValue) -> TensorValue:
     return ops.custom("replit_gemv", x.device, [x, w], [out_type])[0].tensor
 
 
+def decode_attention(
+    qkv: TensorValue,
+    position: TensorValue,
+    k_cache: BufferValue,
+    v_cache: BufferValue,
+    config: ModelConfig,
+) -> TensorValue:
+    """One new token's attention by the CPU kernel `replit_decode_attention`.
+
+    qkv is the token's [1, q | k | v] row and position its [1] cache index on the host; the
+    kernel stores k and v at that index, so the caches are updated in place. Returns
+    [1, d_model]. The graph calling it must list KERNELS_DIR in its `custom_extensions`.
+    """
+    device = qkv.device
+    slopes = ops.constant(config.alibi_slopes(), DType.float32, device)
+    out_type = TensorType(DType.float32, [1, config.d_model], device)
+    parameters = {"head_dim": config.head_dim, "group": config.n_heads // config.kv_n_heads}
+    values = [qkv, slopes, position, k_cache, v_cache]
+    return ops.inplace_custom(
+        "replit_decode_attention", device, values, [out_type], parameters=parameters
+    )[0].tensor
+
+
 def weight_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
     """Every tensor the graph reads, by its Hugging Face name, with its [out, in] shape."""
     d, ffn = config.d_model, config.ffn_hidden_size
@@ -71,13 +108,13 @@ class _Builder:
     """Holds what every layer needs while the graph is traced."""
 
     def __init__(
-        self, config: ModelConfig, dtype: DType, device: DeviceRef, *, one_row: bool, gemv: bool
+        self, config: ModelConfig, dtype: DType, device: DeviceRef, *, one_row: bool, kernels: bool
     ) -> None:
         self.config = config
         self.dtype = dtype
         self.device = device
         self.one_row = one_row  # every activation has exactly one row (the decode graph)
-        self.gemv = gemv  # one-row products may use the `replit_gemv` kernel
+        self.kernels = kernels  # one-row products and attention may use the CPU kernels
         self.shapes = weight_shapes(config)
         self.weights: dict[str, Weight] = {}
 
@@ -94,7 +131,7 @@ class _Builder:
         symbolic; such products go to the GEMV kernel when it is enabled.
         """
         w = self.weight(name)
-        if self.gemv and (self.one_row or one_row):
+        if self.kernels and (self.one_row or one_row):
             return gemv(x, w)
         if self.dtype == DType.float32:
             return x @ w.T
@@ -124,6 +161,11 @@ class _Builder:
         hd, kvh, group = c.head_dim, c.kv_n_heads, c.n_heads // c.kv_n_heads
         seq = x.shape[0]
         qkv = self.linear(x, f"transformer.blocks.{layer}.attn.Wqkv.weight")
+        out_proj = f"transformer.blocks.{layer}.attn.out_proj.weight"
+        if self.one_row and self.kernels and hd % KERNEL_HEAD_DIM_MULTIPLE == 0:
+            return self.linear(
+                decode_attention(qkv, start.reshape([1]), k_cache, v_cache, c), out_proj
+            )
         kv_width = kvh * hd
         q = qkv[:, : c.d_model]
         k = qkv[:, c.d_model : c.d_model + kv_width].reshape([seq, kvh, hd])
@@ -153,7 +195,7 @@ class _Builder:
         probs = ops.softmax(scores + slopes * rel_pos)
         out = probs.reshape([kvh, group * seq, total]) @ values
         out = out.reshape([kvh, group, seq, hd]).permute([2, 0, 1, 3]).reshape([seq, c.d_model])
-        return self.linear(out, f"transformer.blocks.{layer}.attn.out_proj.weight")
+        return self.linear(out, out_proj)
 
     def mlp(self, x: TensorValue, layer: int) -> TensorValue:
         p = f"transformer.blocks.{layer}.ffn."
@@ -174,9 +216,9 @@ def build_module(
     """
     module = Module()
     kernels = bool(module_extensions(device, cpu_kernels=cpu_kernels))
-    build_graph(config, dtype, device, module=module, gemv=kernels)
+    build_graph(config, dtype, device, module=module, kernels=kernels)
     if kernels:
-        decode = build_graph(config, dtype, device, module=module, gemv=True, decode=True)
+        decode = build_graph(config, dtype, device, module=module, kernels=True, decode=True)
         # What `session.compile(graph)` does for a lone graph: put the kernel declarations the
         # graph already loaded into the module, so the compiler does not load every kernel
         # package again (about a third of a small module's compile time here).
@@ -192,7 +234,7 @@ def build_graph(
     device: DeviceRef,
     *,
     module: Module | None = None,
-    gemv: bool = False,
+    kernels: bool = False,
     decode: bool = False,
 ) -> Graph:
     """Traces the model for `config` with weights in `dtype` on `device`.
@@ -201,9 +243,10 @@ def build_graph(
     token; `rel_pos` [seq_len, total_len] float32 (key minus query position, -inf when masked);
     then the K and V cache buffers of each layer, [kv_n_heads, capacity, head_dim] float32.
     Output: float32 logits [vocab_size] of the last new token. With `decode`, seq_len is 1 and
-    the graph is named DECODE_GRAPH; `gemv` sends one-row products to the CPU kernel.
+    the graph is named DECODE_GRAPH (whose `rel_pos` the kernel path leaves unread); `kernels`
+    sends one-row products, and decode's attention, to the CPU kernels.
     """
-    b = _Builder(config, dtype, device, one_row=decode, gemv=gemv)
+    b = _Builder(config, dtype, device, one_row=decode, kernels=kernels)
     seq_len: int | str = 1 if decode else "seq_len"
     cache_type = BufferType(DType.float32, [config.kv_n_heads, "capacity", config.head_dim], device)
     input_types = [
@@ -215,7 +258,7 @@ def build_graph(
     with Graph(
         DECODE_GRAPH if decode else PREFILL_GRAPH,
         input_types=input_types,
-        custom_extensions=[KERNELS_DIR] if gemv else [],
+        custom_extensions=[KERNELS_DIR] if kernels else [],
         module=module,
     ) as graph:
         tokens, start, rel_pos, *caches = graph.inputs

@@ -1,12 +1,16 @@
-"""The `replit_gemv` CPU kernel against NumPy, and its place in the engine.
+"""The CPU kernels against NumPy, and their place in the engine.
 
 The engine's decode parity with the float64 reference (tests/test_engine.py) runs through the
-kernel on the CPU; these tests check the kernel alone on shapes that exercise every remainder
-path (K not a multiple of the SIMD width, N not a multiple of the row block, several rows).
+kernels on the CPU; these tests check each kernel alone. `replit_gemv` on shapes that exercise
+every remainder path (K not a multiple of the SIMD width, N not a multiple of the row block,
+several rows); `replit_decode_attention` on head layouts of the test, demo and real models, at
+positions on both sides of its key blocks, and with caches large enough to be split across
+threads, against attention written out in float64.
 """
 
 from __future__ import annotations
 
+import math
 import shutil
 
 import numpy as np
@@ -14,11 +18,11 @@ import pytest
 from max.driver import CPU, Buffer
 from max.dtype import DType
 from max.engine import InferenceSession, Model
-from max.graph import DeviceRef, Graph, Module, TensorType
+from max.graph import BufferType, DeviceRef, Graph, Module, TensorType
 
 from model.compiled import graph_key
-from model.config import load_config
-from model.graph import KERNELS_DIR, gemv
+from model.config import ModelConfig, load_config
+from model.graph import KERNELS_DIR, decode_attention, gemv
 from model.weights import bfloat16_bits_to_float32, float32_to_bfloat16_bits
 
 # (M, N, K): tiny, ragged, one SIMD vector plus one, a real-model row width, and weights over
@@ -90,3 +94,96 @@ def test_the_kernel_source_is_part_of_the_compiled_model_key(tiny_model_dir, tmp
         source.write("\n# changed\n")
     monkeypatch.setattr("model.graph.KERNELS_DIR", changed)
     assert graph_key(config, DType.float32, CPU()) != key
+
+
+# (head_dim, query heads per kv head, kv heads): the test model's, the demo model's, plain
+# multi-head attention, and the real model's (whose 1000-position cache is read by all cores).
+HEAD_LAYOUTS = [(16, 3, 2), (32, 4, 2), (64, 1, 4), (128, 3, 8)]
+
+
+def attention_config(head_dim: int, group: int, kv_heads: int) -> ModelConfig:
+    n_heads = group * kv_heads
+    return ModelConfig(
+        d_model=n_heads * head_dim,
+        n_heads=n_heads,
+        kv_n_heads=kv_heads,
+        n_layers=1,
+        vocab_size=16,
+        max_seq_len=4096,
+        ffn_hidden_size=4,
+        alibi_bias_max=8.0,
+        layer_norm_eps=1e-5,
+    )
+
+
+@pytest.fixture(scope="module")
+def attention_models() -> dict[tuple[int, int, int], Model]:
+    """One graph per head layout (head_dim and group are kernel parameters), one compile."""
+    cpu = DeviceRef.CPU()
+    module = Module()
+    for layout in HEAD_LAYOUTS:
+        config = attention_config(*layout)
+        cache = BufferType(DType.float32, [config.kv_n_heads, "capacity", config.head_dim], cpu)
+        input_types = [
+            TensorType(DType.float32, [1, config.qkv_size], cpu),
+            TensorType(DType.int64, [1], cpu),
+            cache,
+            cache,
+        ]
+        name = "attention_{}_{}_{}".format(*layout)
+        with Graph(
+            name, input_types=input_types, custom_extensions=[KERNELS_DIR], module=module
+        ) as graph:
+            qkv, position, k_cache, v_cache = graph.inputs
+            out = decode_attention(
+                qkv.tensor, position.tensor, k_cache.buffer, v_cache.buffer, config
+            )
+            graph.output(out)
+    session = InferenceSession(devices=[CPU()])
+    models = session.init_all(session.compile(module, custom_extensions=[KERNELS_DIR]))
+    return {layout: models["attention_{}_{}_{}".format(*layout)] for layout in HEAD_LAYOUTS}
+
+
+def reference_attention(config: ModelConfig, qkv, keys, values, position: int) -> np.ndarray:
+    """MPT attention of one query at `position` over keys 0..position, in float64."""
+    hd, group = config.head_dim, config.n_heads // config.kv_n_heads
+    q = qkv[: config.d_model].reshape(config.n_heads, hd)
+    out = np.empty((config.n_heads, hd))
+    for head in range(config.n_heads):
+        k = keys[head // group, : position + 1]
+        v = values[head // group, : position + 1]
+        distance = np.arange(position + 1) - position
+        scores = k @ q[head] / math.sqrt(hd) + config.alibi_slopes()[head] * distance
+        weights = np.exp(scores - scores.max())
+        out[head] = weights @ v / weights.sum()
+    return out.reshape(-1)
+
+
+@pytest.mark.parametrize("layout", HEAD_LAYOUTS, ids=lambda layout: "x".join(map(str, layout)))
+def test_decode_attention_matches_float64_attention(attention_models, layout):
+    config = attention_config(*layout)
+    capacity = 1001 if layout[0] == 128 else 300
+    rng = np.random.default_rng(sum(layout))
+    kvh, hd = config.kv_n_heads, config.head_dim
+    for position in (0, 1, 63, 64, 65, 200, capacity - 1):
+        if position >= capacity:
+            continue
+        qkv = rng.standard_normal(config.qkv_size, dtype=np.float32)
+        keys = rng.standard_normal((kvh, capacity, hd), dtype=np.float32)
+        values = rng.standard_normal((kvh, capacity, hd), dtype=np.float32)
+        k_buffer, v_buffer = Buffer.from_numpy(keys.copy()), Buffer.from_numpy(values.copy())
+        out = (
+            attention_models[layout]
+            .execute(qkv[None, :], np.array([position], np.int64), k_buffer, v_buffer)[0]
+            .to_numpy()
+        )
+        # The kernel stores the new key and value rows at `position`, and nothing else.
+        keys[:, position] = qkv[config.d_model : config.d_model + kvh * hd].reshape(kvh, hd)
+        values[:, position] = qkv[config.d_model + kvh * hd :].reshape(kvh, hd)
+        assert np.array_equal(k_buffer.to_numpy(), keys)
+        assert np.array_equal(v_buffer.to_numpy(), values)
+        expected = reference_attention(
+            config, qkv.astype(np.float64), keys.astype(np.float64), values, position
+        )
+        assert out.shape == (1, config.d_model)
+        np.testing.assert_allclose(out[0], expected, rtol=0, atol=2e-5)
