@@ -154,8 +154,8 @@ class _Builder:
         start: TensorValue,
         end: TensorValue,
         rel_pos: TensorValue,
-        k_cache: TensorValue,
-        v_cache: TensorValue,
+        k_cache: BufferValue,
+        v_cache: BufferValue,
     ) -> TensorValue:
         c = self.config
         hd, kvh, group = c.head_dim, c.kv_n_heads, c.n_heads // c.kv_n_heads
