@@ -55,7 +55,7 @@ def markdown(results: dict) -> str:
             f"{key} {value:.1e}" for key, value in results["logit_mismatch"].items()
         )
         parts += ["", f"Largest logit difference MAX vs llama.cpp, relative: {mismatch}."]
-    if results["roofline"]:
+    if results.get("roofline"):
         parts += _section(
             "Decode against the memory-bandwidth bound",
             ["model", "weights", "weight MB", "bound tok/s", "MAX tok/s", "MAX of bound"]
@@ -128,7 +128,7 @@ def plots(results: dict, out_dir: Path) -> list[Path]:
         ax.set_yscale("log")
         ax.set_title("Throughput, same weights and threads")
         written.append(_save(fig, out_dir / "throughput.png"))
-    roofline = results["roofline"]
+    roofline = results.get("roofline") or []
     if roofline:
         fig, ax = plt.subplots(figsize=(6, 4))
         labels = [f"{r['model']} {SHORT[r['encoding']]}" for r in roofline]

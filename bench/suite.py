@@ -42,6 +42,10 @@ def gpu_name() -> str:
         return Accelerator().architecture_name
 
 
+def save(results: dict, out: Path) -> None:
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
 def machine(threads: int) -> dict:
     cpu = platform.processor() or platform.machine()
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -166,6 +170,7 @@ def main() -> None:
         results["throughput"] += [row.as_dict() for row in rows]
         if mismatch is not None:
             results["logit_mismatch"][f"{name} {encoding}"] = mismatch
+        save(results, args.out)  # a run cut short keeps what it measured
     # The bound is the host's memory bandwidth: it says nothing about a GPU's decode.
     bandwidth = results["bandwidth"]["best"]
     results["roofline"] = [] if args.use_gpu else roofline(results["throughput"], sizes, bandwidth)
@@ -181,7 +186,7 @@ def main() -> None:
         rows = measure_startup(["--model", "demo"])
         results["startup"] = [{"model": "demo", **row} for row in rows]
 
-    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    save(results, args.out)
     written = write_report(results, args.out)
     print(markdown(results))
     print("wrote", ", ".join(str(path) for path in written))

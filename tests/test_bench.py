@@ -47,3 +47,13 @@ def test_report_files(smoke: Path) -> None:
     assert "Keystroke latency" in table
     for name in ("throughput.png", "roofline.png", "keystroke.png"):
         assert (smoke / name).read_bytes()[:8] == PNG_MAGIC
+
+
+def test_a_run_cut_short_after_throughput_still_reports(smoke: Path, tmp_path: Path) -> None:
+    results = json.loads((smoke / "results.json").read_text())
+    partial = {key: results[key] for key in ("date", "machine", "bandwidth", "throughput")}
+    (tmp_path / "results.json").write_text(json.dumps(partial | {"logit_mismatch": {}}))
+    subprocess.run([sys.executable, "-m", "bench.report", str(tmp_path)], check=True, timeout=120)
+    table = (tmp_path / "BENCHMARKS.md").read_text()
+    assert "| tiny | float32 | decode |" in table
+    assert "bandwidth bound" not in table and "Keystroke" not in table
