@@ -18,12 +18,15 @@ from bench.runners import RemoteRunner, Runner
 from model.config import load_config
 from model.gguf_export import export_gguf
 
+# Cache positions left over beyond the longest prompt and its decoded tokens.
+SPARE_TOKENS = 8
+
 
 @dataclass
 class Row:
     model: str
     encoding: str
-    metric: str  # "prefill N" or "decode"
+    metric: str  # "prefill N", "decode" or "decode at N"
     max_tokens_per_s: float
     llama_tokens_per_s: float | None
 
@@ -86,7 +89,9 @@ def measure_checkpoint(
     after `editing_context` tokens (or as many as fit); and the logit mismatch."""
     config = load_config(model_dir)
     lengths = [n for n in prefill_lengths if n + 1 <= config.max_seq_len]
-    max_length = min(config.max_seq_len, max(lengths + [editing_context]) + decode_tokens + 8)
+    max_length = min(
+        config.max_seq_len, max(lengths + [editing_context]) + decode_tokens + SPARE_TOKENS
+    )
     runners: list[RemoteRunner] = [
         RemoteRunner(
             "MAX",
@@ -127,7 +132,7 @@ def measure_checkpoint(
             progress(str(rows[-1].as_dict()))
         # Decode after a short prompt (the weights' cost alone, which the roofline uses), then
         # at an editing context, where each step also reads the whole KV cache.
-        editing_context = min(editing_context, max_length - decode_tokens - 8)
+        editing_context = min(editing_context, max_length - decode_tokens - SPARE_TOKENS)
         for context, metric in ((16, "decode"), (editing_context, f"decode at {editing_context}")):
             prompts = [rng.integers(2, vocab, size=context).tolist() for _ in range(repeats)]
 

@@ -1,8 +1,9 @@
 """`make bench` in miniature: the suite's own code end to end on a tiny random checkpoint.
 
-The full suite takes most of an hour; `--smoke` runs every stage but start-up (which compiles
-from scratch by design) on a tiny model with a few tokens, and must produce the same report
-files. llama.cpp joins in when llama-cpp-python is installed; the test suite does not need it.
+The full suite takes about 15 minutes once its models are compiled; `--smoke` runs every
+stage but start-up (which compiles from scratch by design) on a tiny model with a few tokens,
+and must produce the same report files. llama.cpp joins in when llama-cpp-python is
+installed; the test suite does not need it.
 """
 
 from __future__ import annotations
