@@ -26,7 +26,8 @@ from model.graph import KERNELS_DIR, decode_attention, gemv
 from model.weights import bfloat16_bits_to_float32, float32_to_bfloat16_bits
 
 # (M, N, K): tiny, ragged, one SIMD vector plus one, a real-model row width, and weights over
-# the kernel's 4 MiB threshold in both dtypes, so the rows are split across threads.
+# the kernel's 4 MiB threshold in both dtypes, so the cores claim the rows in several chunks, the
+# last one short and ending in a row outside the kernel's groups of four.
 SHAPES = [
     (1, 1, 1),
     (1, 37, 19),

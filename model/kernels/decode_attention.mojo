@@ -16,10 +16,11 @@ slope[h] * (j - p).
 import extensibility
 from extensibility import InputTensor, OutputTensor
 from extensibility.managed_tensor_slice import _MutableInputTensor as MutableInputTensor
-from max.algorithm import sync_parallelize
 from max.gpu.host import DeviceContext
 from std.math import exp, sqrt
 from std.sys.info import simd_width_of
+
+from .parallel import parallel_chunks
 
 comptime WIDTH = simd_width_of[DType.float32]()
 # Caches smaller than this (keys plus values to read) are read by the calling thread alone:
@@ -166,8 +167,11 @@ struct ReplitDecodeAttention:
                         (kv * group + h) * head_dim + i * WIDTH, acc[h * vectors + i] * inverse
                     )
 
-        if 2 * kv_heads * (pos + 1) * head_dim * 4 <= SERIAL_BYTES:
-            for kv in range(kv_heads):
+        def heads(first: Int, last: Int) {imm}:
+            for kv in range(first, last):
                 task(kv)
+
+        if 2 * kv_heads * (pos + 1) * head_dim * 4 <= SERIAL_BYTES:
+            heads(0, kv_heads)
         else:
-            sync_parallelize(task, kv_heads)
+            parallel_chunks(heads, kv_heads, 1)
