@@ -8,8 +8,9 @@ copied back to the host between steps. Only the last position's logits leave the
 
 On the CPU a second graph, fixed to one new token, serves decode with the kernels of
 `model/kernels/`: every `x @ W.T` there is a one-row product, which MAX's built-in matmul runs
-far below memory bandwidth, so it calls `replit_gemv`; and each layer's attention is one
-`replit_decode_attention` call instead of about ten small ops. Prefill keeps the built-in ops
+far below memory bandwidth, and launching an op costs about as much as a small model's
+arithmetic, so each block is one `replit_decode_layer` call (its own products, attention, layer
+norms and GELU) and the logits head is a `replit_gemv` call. Prefill keeps the built-in ops
 (faster for many rows) except for the one-row logits head. Both graphs live in one `Module`,
 compiled together and bound to the same weights.
 """
@@ -36,12 +37,12 @@ from max.graph import (
 from model.config import ModelConfig
 
 # Bump when the graph below changes in a way the compiled-model cache must notice.
-GRAPH_VERSION = 5
+GRAPH_VERSION = 6
 
 # Mojo source of the custom ops; MAX builds it into a package when the graph is compiled.
 KERNELS_DIR = Path(__file__).parent / "kernels"
-# `replit_decode_attention` works in whole SIMD vectors of a head (16 float32 with AVX-512);
-# other head sizes take the graph's own attention ops.
+# `replit_decode_layer`'s attention works in whole SIMD vectors of a head (16 float32 with
+# AVX-512); other head sizes take the graph's own ops.
 KERNEL_HEAD_DIM_MULTIPLE = 16
 PREFILL_GRAPH = "replit_mpt"
 DECODE_GRAPH = "replit_mpt_decode"
@@ -65,27 +66,44 @@ def gemv(x: TensorValue, w: TensorValue) -> TensorValue:
     return ops.custom("replit_gemv", x.device, [x, w], [out_type])[0].tensor
 
 
-def decode_attention(
-    qkv: TensorValue,
+def decode_layer(
+    h: TensorValue,
+    weights: list[TensorValue],
     position: TensorValue,
     k_cache: BufferValue,
     v_cache: BufferValue,
     config: ModelConfig,
 ) -> TensorValue:
-    """One new token's attention by the CPU kernel `replit_decode_attention`.
+    """One block of a decode step by the CPU kernel `replit_decode_layer`.
 
-    qkv is the token's [1, q | k | v] row and position its [1] cache index on the host; the
-    kernel stores k and v at that index, so the caches are updated in place. Returns
-    [1, d_model]. The graph calling it must list KERNELS_DIR in its `custom_extensions`.
+    h is the token's [1, d_model] residual stream, `weights` the block's tensors in the order
+    of BLOCK_WEIGHTS and position its [1] cache index on the host; the kernel stores the
+    token's key and value rows at that index, so the caches are updated in place. Returns the
+    new [1, d_model]. The graph calling it must list KERNELS_DIR in its `custom_extensions`.
     """
-    device = qkv.device
-    slopes = ops.constant(config.alibi_slopes(), DType.float32, device)
-    out_type = TensorType(DType.float32, [1, config.d_model], device)
+    device = h.device
+    constants = ops.constant([*config.alibi_slopes(), config.layer_norm_eps], DType.float32, device)
+    scratch = 2 * config.d_model + config.qkv_size + config.ffn_hidden_size
+    out_types = [
+        TensorType(DType.float32, [1, config.d_model], device),
+        TensorType(DType.float32, [scratch], device),
+    ]
     parameters = {"head_dim": config.head_dim, "group": config.n_heads // config.kv_n_heads}
-    values = [qkv, slopes, position, k_cache, v_cache]
+    values = [h, *weights, constants, position, k_cache, v_cache]
     return ops.inplace_custom(
-        "replit_decode_attention", device, values, [out_type], parameters=parameters
+        "replit_decode_layer", device, values, out_types, parameters=parameters
     )[0].tensor
+
+
+# A block's tensors, as `replit_decode_layer` takes them.
+BLOCK_WEIGHTS = (
+    "norm_1.weight",
+    "attn.Wqkv.weight",
+    "attn.out_proj.weight",
+    "norm_2.weight",
+    "ffn.up_proj.weight",
+    "ffn.down_proj.weight",
+)
 
 
 def weight_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
@@ -161,11 +179,6 @@ class _Builder:
         hd, kvh, group = c.head_dim, c.kv_n_heads, c.n_heads // c.kv_n_heads
         seq = x.shape[0]
         qkv = self.linear(x, f"transformer.blocks.{layer}.attn.Wqkv.weight")
-        out_proj = f"transformer.blocks.{layer}.attn.out_proj.weight"
-        if self.one_row and self.kernels and hd % KERNEL_HEAD_DIM_MULTIPLE == 0:
-            return self.linear(
-                decode_attention(qkv, start.reshape([1]), k_cache, v_cache, c), out_proj
-            )
         kv_width = kvh * hd
         q = qkv[:, : c.d_model]
         k = qkv[:, c.d_model : c.d_model + kv_width].reshape([seq, kvh, hd])
@@ -195,7 +208,26 @@ class _Builder:
         probs = ops.softmax(scores + slopes * rel_pos)
         out = probs.reshape([kvh, group * seq, total]) @ values
         out = out.reshape([kvh, group, seq, hd]).permute([2, 0, 1, 3]).reshape([seq, c.d_model])
-        return self.linear(out, out_proj)
+        return self.linear(out, f"transformer.blocks.{layer}.attn.out_proj.weight")
+
+    def block(
+        self,
+        h: TensorValue,
+        layer: int,
+        start: TensorValue,
+        end: TensorValue,
+        rel_pos: TensorValue,
+        k_cache: BufferValue,
+        v_cache: BufferValue,
+    ) -> TensorValue:
+        """The residual stream after block `layer`: one kernel call in the CPU decode graph."""
+        p = f"transformer.blocks.{layer}."
+        if self.one_row and self.kernels and self.config.head_dim % KERNEL_HEAD_DIM_MULTIPLE == 0:
+            weights = [self.weight(p + name) for name in BLOCK_WEIGHTS]
+            return decode_layer(h, weights, start.reshape([1]), k_cache, v_cache, self.config)
+        a = self.layer_norm(h, p + "norm_1.weight")
+        h = h + self.attention(a, layer, start, end, rel_pos, k_cache, v_cache)
+        return h + self.mlp(self.layer_norm(h, p + "norm_2.weight"), layer)
 
     def mlp(self, x: TensorValue, layer: int) -> TensorValue:
         p = f"transformer.blocks.{layer}.ffn."
@@ -268,11 +300,7 @@ def build_graph(
 
         h = ops.cast(ops.gather(b.weight("transformer.wte.weight"), tokens, axis=0), DType.float32)
         for n in range(config.n_layers):
-            p = f"transformer.blocks.{n}."
-            k_cache, v_cache = caches[2 * n].buffer, caches[2 * n + 1].buffer
-            a = b.layer_norm(h, p + "norm_1.weight")
-            h = h + b.attention(a, n, start, end, rel_pos, k_cache, v_cache)
-            h = h + b.mlp(b.layer_norm(h, p + "norm_2.weight"), n)
+            h = b.block(h, n, start, end, rel_pos, caches[2 * n].buffer, caches[2 * n + 1].buffer)
 
         last = b.layer_norm(h[(slice(-1, None), 1), :], "transformer.norm_f.weight")
         logits = b.linear(last, "transformer.wte.weight", one_row=True)

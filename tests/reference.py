@@ -23,13 +23,13 @@ def _slopes(n_heads: int, alibi_bias_max: float) -> np.ndarray:
     return slope
 
 
-def _layer_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
+def layer_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
     mean = x.mean(-1, keepdims=True)
     var = ((x - mean) ** 2).mean(-1, keepdims=True)
     return (x - mean) / np.sqrt(var + eps) * weight
 
 
-def _gelu(x: np.ndarray) -> np.ndarray:
+def gelu(x: np.ndarray) -> np.ndarray:
     erf = np.vectorize(math.erf)
     return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
 
@@ -63,7 +63,7 @@ class ReferenceMPT:
         causal = np.where(j <= i, 0.0, -np.inf)
         for n in range(self.n_layers):
             p = f"transformer.blocks.{n}."
-            a = _layer_norm(h, w[p + "norm_1.weight"], self.eps)
+            a = layer_norm(h, w[p + "norm_1.weight"], self.eps)
             qkv = a @ w[p + "attn.Wqkv.weight"].T
             q = qkv[:, : self.d].reshape(t, self.n_heads, self.hd)
             k = qkv[:, self.d : self.d + kv].reshape(t, self.kv_heads, self.hd)
@@ -78,9 +78,9 @@ class ReferenceMPT:
                 p_attn /= p_attn.sum(-1, keepdims=True)
                 out[:, head] = p_attn @ v[:, kv_head]
             h = h + out.reshape(t, self.d) @ w[p + "attn.out_proj.weight"].T
-            m = _layer_norm(h, w[p + "norm_2.weight"], self.eps)
-            h = h + _gelu(m @ w[p + "ffn.up_proj.weight"].T) @ w[p + "ffn.down_proj.weight"].T
-        h = _layer_norm(h, w["transformer.norm_f.weight"], self.eps)
+            m = layer_norm(h, w[p + "norm_2.weight"], self.eps)
+            h = h + gelu(m @ w[p + "ffn.up_proj.weight"].T) @ w[p + "ffn.down_proj.weight"].T
+        h = layer_norm(h, w["transformer.norm_f.weight"], self.eps)
         return h @ w["transformer.wte.weight"].T
 
     def greedy(self, tokens: list[int], max_new_tokens: int, eos_id: int | None) -> list[int]:

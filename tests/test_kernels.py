@@ -3,9 +3,10 @@
 The engine's decode parity with the float64 reference (tests/test_engine.py) runs through the
 kernels on the CPU; these tests check each kernel alone. `replit_gemv` on shapes that exercise
 every remainder path (K not a multiple of the SIMD width, N not a multiple of the row block,
-several rows); `replit_decode_attention` on head layouts of the test, demo and real models, at
-positions on both sides of its key blocks, and with caches large enough to be split across
-threads, against attention written out in float64.
+several rows); `replit_decode_layer`, a whole block of a decode step, on head layouts of the
+test, demo and real models, at positions on both sides of the attention's key blocks, and with
+products and caches large enough to be split across cores, against the block written out in
+float64.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from max.graph import BufferType, DeviceRef, Graph, Module, TensorType
 
 from model.compiled import graph_key
 from model.config import ModelConfig, load_config
-from model.graph import KERNELS_DIR, decode_attention, gemv
+from model.graph import BLOCK_WEIGHTS, KERNELS_DIR, decode_layer, gemv, weight_shapes
 from model.weights import bfloat16_bits_to_float32, float32_to_bfloat16_bits
+from tests.reference import gelu, layer_norm
 
 # (M, N, K): tiny, ragged, one SIMD vector plus one, a real-model row width, and weights over
 # the kernel's 4 MiB threshold in both dtypes, so the cores claim the rows in several chunks, the
@@ -98,36 +100,49 @@ def test_the_kernel_source_is_part_of_the_compiled_model_key(tiny_model_dir, tmp
 
 
 # (head_dim, query heads per kv head, kv heads): the test model's, the demo model's, plain
-# multi-head attention, and the real model's (whose 1000-position cache is read by all cores).
+# multi-head attention, and the real model's (whose products and 1000-position cache are split
+# across all cores). Each in float32, the demo's and the real model's also with bfloat16 weights.
 HEAD_LAYOUTS = [(16, 3, 2), (32, 4, 2), (64, 1, 4), (128, 3, 8)]
+BLOCK_CASES = [(layout, DType.float32) for layout in HEAD_LAYOUTS] + [
+    ((32, 4, 2), DType.bfloat16),
+    ((128, 3, 8), DType.bfloat16),
+]
 
 
-def attention_config(head_dim: int, group: int, kv_heads: int) -> ModelConfig:
+def block_case_id(case) -> str:
+    layout, dtype = case
+    return "x".join(map(str, layout)) + "-" + dtype.name
+
+
+def block_config(head_dim: int, group: int, kv_heads: int) -> ModelConfig:
     n_heads = group * kv_heads
+    d_model = n_heads * head_dim
     return ModelConfig(
-        d_model=n_heads * head_dim,
+        d_model=d_model,
         n_heads=n_heads,
         kv_n_heads=kv_heads,
         n_layers=1,
         vocab_size=16,
         max_seq_len=4096,
-        ffn_hidden_size=4,
+        ffn_hidden_size=d_model + 5,  # not a whole number of SIMD vectors
         alibi_bias_max=8.0,
         layer_norm_eps=1e-5,
     )
 
 
 @pytest.fixture(scope="module")
-def attention_models() -> dict[tuple[int, int, int], Model]:
-    """One graph per head layout (head_dim and group are kernel parameters), one compile."""
+def block_models() -> dict[tuple, Model]:
+    """One graph per case (head_dim, group and the weights' dtype make the kernel), one compile."""
     cpu = DeviceRef.CPU()
     module = Module()
-    names = {layout: "attention_{}_{}_{}".format(*layout) for layout in HEAD_LAYOUTS}
-    for layout, name in names.items():
-        config = attention_config(*layout)
+    names = {case: "block_" + block_case_id(case) for case in BLOCK_CASES}
+    for (layout, dtype), name in names.items():
+        config = block_config(*layout)
+        shapes = weight_shapes(config)
         cache = BufferType(DType.float32, [config.kv_n_heads, "capacity", config.head_dim], cpu)
         input_types = [
-            TensorType(DType.float32, [1, config.qkv_size], cpu),
+            TensorType(DType.float32, [1, config.d_model], cpu),
+            *[TensorType(dtype, shapes[BLOCK_PREFIX + w], cpu) for w in BLOCK_WEIGHTS],
             TensorType(DType.int64, [1], cpu),
             cache,
             cache,
@@ -135,14 +150,39 @@ def attention_models() -> dict[tuple[int, int, int], Model]:
         with Graph(
             name, input_types=input_types, custom_extensions=[KERNELS_DIR], module=module
         ) as graph:
-            qkv, position, k_cache, v_cache = graph.inputs
-            out = decode_attention(
-                qkv.tensor, position.tensor, k_cache.buffer, v_cache.buffer, config
+            h, *weights, position, k_cache, v_cache = graph.inputs
+            out = decode_layer(
+                h.tensor,
+                [w.tensor for w in weights],
+                position.tensor,
+                k_cache.buffer,
+                v_cache.buffer,
+                config,
             )
             graph.output(out)
     session = InferenceSession(devices=[CPU()])
     models = session.init_all(session.compile(module, custom_extensions=[KERNELS_DIR]))
-    return {layout: models[name] for layout, name in names.items()}
+    return {case: models[name] for case, name in names.items()}
+
+
+BLOCK_PREFIX = "transformer.blocks.0."
+
+
+def random_block_weights(config: ModelConfig, dtype: DType, rng) -> tuple[list, list]:
+    """The kernel's inputs (bfloat16 as raw bits) and the exact values they hold, as float64."""
+    inputs, exact = [], []
+    for name in BLOCK_WEIGHTS:
+        shape = weight_shapes(config)[BLOCK_PREFIX + name]
+        w = rng.standard_normal(shape, dtype=np.float32)
+        w = 1.0 + 0.1 * w if len(shape) == 1 else w / math.sqrt(shape[1])
+        if dtype == DType.bfloat16:
+            bits = float32_to_bfloat16_bits(w)
+            inputs.append(Buffer.from_numpy(bits).view(DType.bfloat16))
+            exact.append(bfloat16_bits_to_float32(bits).astype(np.float64))
+        else:
+            inputs.append(w)
+            exact.append(w.astype(np.float64))
+    return inputs, exact
 
 
 def reference_attention(config: ModelConfig, qkv, keys, values, position: int) -> np.ndarray:
@@ -160,29 +200,43 @@ def reference_attention(config: ModelConfig, qkv, keys, values, position: int) -
     return out.reshape(-1)
 
 
-@pytest.mark.parametrize("layout", HEAD_LAYOUTS, ids=lambda layout: "x".join(map(str, layout)))
-def test_decode_attention_matches_float64_attention(attention_models, layout):
-    config = attention_config(*layout)
+def reference_block(config: ModelConfig, h, weights, keys, values, position: int):
+    """The block in float64: the new residual stream, and the key and value rows it caches."""
+    norm_1, w_qkv, w_out, norm_2, w_up, w_down = weights
+    kv_width = config.kv_n_heads * config.head_dim
+    qkv = layer_norm(h, norm_1, config.layer_norm_eps) @ w_qkv.T
+    key = qkv[config.d_model : config.d_model + kv_width].reshape(config.kv_n_heads, -1)
+    value = qkv[config.d_model + kv_width :].reshape(config.kv_n_heads, -1)
+    keys, values = keys.copy(), values.copy()
+    keys[:, position], values[:, position] = key, value
+    h = h + reference_attention(config, qkv, keys, values, position) @ w_out.T
+    h = h + gelu(layer_norm(h, norm_2, config.layer_norm_eps) @ w_up.T) @ w_down.T
+    return h, key, value
+
+
+@pytest.mark.parametrize("case", BLOCK_CASES, ids=block_case_id)
+def test_decode_layer_matches_the_float64_block(block_models, case):
+    layout, dtype = case
+    config = block_config(*layout)
     capacity = 1001 if layout[0] == 128 else 300
     rng = np.random.default_rng(sum(layout))
     kvh, hd = config.kv_n_heads, config.head_dim
+    weight_inputs, weights = random_block_weights(config, dtype, rng)
     for position in (0, 1, 63, 64, 65, 200, capacity - 1):
-        qkv = rng.standard_normal(config.qkv_size, dtype=np.float32)
+        h = rng.standard_normal((1, config.d_model), dtype=np.float32)
         keys = rng.standard_normal((kvh, capacity, hd), dtype=np.float32)
         values = rng.standard_normal((kvh, capacity, hd), dtype=np.float32)
         k_buffer, v_buffer = Buffer.from_numpy(keys.copy()), Buffer.from_numpy(values.copy())
-        out = (
-            attention_models[layout]
-            .execute(qkv[None, :], np.array([position], np.int64), k_buffer, v_buffer)[0]
-            .to_numpy()
+        position_input = np.array([position], np.int64)
+        out = block_models[case].execute(h, *weight_inputs, position_input, k_buffer, v_buffer)
+        expected, key, value = reference_block(
+            config, h[0].astype(np.float64), weights, keys, values, position
         )
+        assert out[0].to_numpy().shape == (1, config.d_model)
+        np.testing.assert_allclose(out[0].to_numpy()[0], expected, rtol=0, atol=2e-5)
         # The kernel stores the new key and value rows at `position`, and nothing else.
-        keys[:, position] = qkv[config.d_model : config.d_model + kvh * hd].reshape(kvh, hd)
-        values[:, position] = qkv[config.d_model + kvh * hd :].reshape(kvh, hd)
-        assert np.array_equal(k_buffer.to_numpy(), keys)
-        assert np.array_equal(v_buffer.to_numpy(), values)
-        expected = reference_attention(
-            config, qkv.astype(np.float64), keys.astype(np.float64), values, position
-        )
-        assert out.shape == (1, config.d_model)
-        np.testing.assert_allclose(out[0], expected, rtol=0, atol=2e-5)
+        for buffer, before, row in ((k_buffer, keys, key), (v_buffer, values, value)):
+            after = buffer.to_numpy()
+            np.testing.assert_allclose(after[:, position], row, rtol=0, atol=2e-5)
+            after[:, position] = before[:, position]
+            assert np.array_equal(after, before)

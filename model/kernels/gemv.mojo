@@ -60,6 +60,47 @@ def _dot_rows[
         y.unsafe_store(r, total)
 
 
+def gemv[
+    wtype: DType
+](
+    x_ptr: Pointer[Scalar[DType.float32], ImmutAnyOrigin],
+    w_ptr: Pointer[Scalar[wtype], ImmutAnyOrigin],
+    y_ptr: Pointer[Scalar[DType.float32], MutAnyOrigin],
+    m: Int,
+    n: Int,
+    k: Int,
+):
+    """Writes y[m, n] = x[m, k] @ w[n, k].T, on every core when w is large."""
+    var row_bytes = k * size_of[wtype]()
+    var chunk = max(1, CHUNK_BYTES // (row_bytes * ROWS)) * ROWS
+
+    def rows(first: Int, last: Int) {imm}:
+        var row = first
+        while row + ROWS <= last:
+            for i in range(m):
+                _dot_rows[ROWS, wtype](
+                    x_ptr.unsafe_offset(i * k),
+                    w_ptr.unsafe_offset(row * k),
+                    k,
+                    y_ptr.unsafe_offset(i * n + row),
+                )
+            row += ROWS
+        while row < last:
+            for i in range(m):
+                _dot_rows[1, wtype](
+                    x_ptr.unsafe_offset(i * k),
+                    w_ptr.unsafe_offset(row * k),
+                    k,
+                    y_ptr.unsafe_offset(i * n + row),
+                )
+            row += 1
+
+    if n * row_bytes <= SERIAL_BYTES:
+        rows(0, n)
+    else:
+        parallel_chunks(rows, n, chunk)
+
+
 @extensibility.register("replit_gemv")
 struct ReplitGemv:
     """Computes y = x @ W.T with x, y float32 and W float32 or bfloat16, all row-major and contiguous."""
@@ -80,35 +121,4 @@ struct ReplitGemv:
         var n = w.dim_size(0)
         if w.dim_size(1) != k or y.dim_size(0) != m or y.dim_size(1) != n:
             raise Error("replit_gemv: shapes do not match x[M, K] @ W[N, K].T = y[M, N]")
-        var x_ptr = x.unsafe_ptr()
-        var w_ptr = w.unsafe_ptr()
-        var y_ptr = y.unsafe_ptr()
-
-        var row_bytes = k * size_of[w.dtype]()
-        var chunk = max(1, CHUNK_BYTES // (row_bytes * ROWS)) * ROWS
-
-        def rows(first: Int, last: Int) {imm}:
-            var row = first
-            while row + ROWS <= last:
-                for i in range(m):
-                    _dot_rows[ROWS, w.dtype](
-                        x_ptr.unsafe_offset(i * k),
-                        w_ptr.unsafe_offset(row * k),
-                        k,
-                        y_ptr.unsafe_offset(i * n + row),
-                    )
-                row += ROWS
-            while row < last:
-                for i in range(m):
-                    _dot_rows[1, w.dtype](
-                        x_ptr.unsafe_offset(i * k),
-                        w_ptr.unsafe_offset(row * k),
-                        k,
-                        y_ptr.unsafe_offset(i * n + row),
-                    )
-                row += 1
-
-        if n * row_bytes <= SERIAL_BYTES:
-            rows(0, n)
-        else:
-            parallel_chunks(rows, n, chunk)
+        gemv[w.dtype](x.unsafe_ptr(), w.unsafe_ptr(), y.unsafe_ptr(), m, n, k)
