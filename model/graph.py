@@ -8,10 +8,11 @@ copied back to the host between steps. Only the last position's logits leave the
 
 On the CPU a second graph, fixed to one new token, serves decode with the kernels of
 `model/kernels/`: every `x @ W.T` there is a one-row product, which MAX's built-in matmul runs
-far below memory bandwidth, and launching an op costs about as much as a small model's
-arithmetic, so each block is one `replit_decode_layer` call (its own products, attention, layer
-norms and GELU) and the logits head is a `replit_gemv` call. Prefill keeps the built-in ops
-(faster for many rows) except for the one-row logits head. Both graphs live in one `Module`,
+far below memory bandwidth, so they call `replit_gemv`, and each layer's attention is one
+`replit_decode_attention` call instead of about ten small ops. A small model's block is one
+`replit_decode_layer` call instead (its products, attention, layer norms and GELU), since
+launching an op costs about as much as its arithmetic. Prefill keeps the built-in ops (faster
+for many rows) except for the one-row logits head. Both graphs live in one `Module`,
 compiled together and bound to the same weights.
 """
 
@@ -37,13 +38,18 @@ from max.graph import (
 from model.config import ModelConfig
 
 # Bump when the graph below changes in a way the compiled-model cache must notice.
-GRAPH_VERSION = 6
+GRAPH_VERSION = 7
 
 # Mojo source of the custom ops; MAX builds it into a package when the graph is compiled.
 KERNELS_DIR = Path(__file__).parent / "kernels"
 # `replit_decode_layer`'s attention works in whole SIMD vectors of a head (16 float32 with
 # AVX-512); other head sizes take the graph's own ops.
 KERNEL_HEAD_DIM_MULTIPLE = 16
+# Blocks up to this size (the last-level cache here) run as one `replit_decode_layer` call:
+# the demo model's decode graph went from 1.46 to 0.97 ms a step so, where its ops' launches
+# had cost about as much as its arithmetic. A full-width block (hundreds of MB) measured
+# slower as one call (bfloat16 slice step 44.7 -> 48.9 ms), so it keeps one op per product.
+FUSED_BLOCK_BYTES = 32 << 20
 PREFILL_GRAPH = "replit_mpt"
 DECODE_GRAPH = "replit_mpt_decode"
 
@@ -64,6 +70,29 @@ def gemv(x: TensorValue, w: TensorValue) -> TensorValue:
     """
     out_type = TensorType(DType.float32, [x.shape[0], w.shape[0]], x.device)
     return ops.custom("replit_gemv", x.device, [x, w], [out_type])[0].tensor
+
+
+def decode_attention(
+    qkv: TensorValue,
+    position: TensorValue,
+    k_cache: BufferValue,
+    v_cache: BufferValue,
+    config: ModelConfig,
+) -> TensorValue:
+    """One new token's attention by the CPU kernel `replit_decode_attention`.
+
+    qkv is the token's [1, q | k | v] row and position its [1] cache index on the host; the
+    kernel stores k and v at that index, so the caches are updated in place. Returns
+    [1, d_model]. The graph calling it must list KERNELS_DIR in its `custom_extensions`.
+    """
+    device = qkv.device
+    slopes = ops.constant(config.alibi_slopes(), DType.float32, device)
+    out_type = TensorType(DType.float32, [1, config.d_model], device)
+    parameters = {"head_dim": config.head_dim, "group": config.n_heads // config.kv_n_heads}
+    values = [qkv, slopes, position, k_cache, v_cache]
+    return ops.inplace_custom(
+        "replit_decode_attention", device, values, out_types=[out_type], parameters=parameters
+    )[0].tensor
 
 
 def decode_layer(
@@ -135,6 +164,15 @@ class _Builder:
         self.kernels = kernels  # one-row products and attention may use the CPU kernels
         self.shapes = weight_shapes(config)
         self.weights: dict[str, Weight] = {}
+        # The CPU decode graph's attention (and whole blocks) may use the kernels.
+        self.decode_kernels = (
+            one_row and kernels and config.head_dim % KERNEL_HEAD_DIM_MULTIPLE == 0
+        )
+
+    def block_bytes(self) -> int:
+        """Bytes of one block's weights."""
+        names = [f"transformer.blocks.0.{name}" for name in BLOCK_WEIGHTS]
+        return sum(math.prod(self.shapes[name]) for name in names) * self.dtype.size_in_bytes
 
     def weight(self, name: str) -> Weight:
         """One Weight per name: the tied embedding is read twice but stored once."""
@@ -179,6 +217,11 @@ class _Builder:
         hd, kvh, group = c.head_dim, c.kv_n_heads, c.n_heads // c.kv_n_heads
         seq = x.shape[0]
         qkv = self.linear(x, f"transformer.blocks.{layer}.attn.Wqkv.weight")
+        out_proj = f"transformer.blocks.{layer}.attn.out_proj.weight"
+        if self.decode_kernels:
+            return self.linear(
+                decode_attention(qkv, start.reshape([1]), k_cache, v_cache, c), out_proj
+            )
         kv_width = kvh * hd
         q = qkv[:, : c.d_model]
         k = qkv[:, c.d_model : c.d_model + kv_width].reshape([seq, kvh, hd])
@@ -208,7 +251,7 @@ class _Builder:
         probs = ops.softmax(scores + slopes * rel_pos)
         out = probs.reshape([kvh, group * seq, total]) @ values
         out = out.reshape([kvh, group, seq, hd]).permute([2, 0, 1, 3]).reshape([seq, c.d_model])
-        return self.linear(out, f"transformer.blocks.{layer}.attn.out_proj.weight")
+        return self.linear(out, out_proj)
 
     def block(
         self,
@@ -220,9 +263,9 @@ class _Builder:
         k_cache: BufferValue,
         v_cache: BufferValue,
     ) -> TensorValue:
-        """The residual stream after block `layer`: one kernel call in the CPU decode graph."""
+        """The residual stream after block `layer`; one kernel call in a small model's decode."""
         p = f"transformer.blocks.{layer}."
-        if self.one_row and self.kernels and self.config.head_dim % KERNEL_HEAD_DIM_MULTIPLE == 0:
+        if self.decode_kernels and self.block_bytes() <= FUSED_BLOCK_BYTES:
             weights = [self.weight(p + name) for name in BLOCK_WEIGHTS]
             return decode_layer(h, weights, start.reshape([1]), k_cache, v_cache, self.config)
         a = self.layer_norm(h, p + "norm_1.weight")

@@ -3,10 +3,10 @@
 The engine's decode parity with the float64 reference (tests/test_engine.py) runs through the
 kernels on the CPU; these tests check each kernel alone. `replit_gemv` on shapes that exercise
 every remainder path (K not a multiple of the SIMD width, N not a multiple of the row block,
-several rows); `replit_decode_layer`, a whole block of a decode step, on head layouts of the
-test, demo and real models, at positions on both sides of the attention's key blocks, and with
-products and caches large enough to be split across cores, against the block written out in
-float64.
+several rows); `replit_decode_attention`, and `replit_decode_layer` (a whole block of a decode
+step), on head layouts of the test, demo and real models, at positions on both sides of the
+attention's key blocks, and with products and caches large enough to be split across cores,
+against attention and the block written out in float64.
 """
 
 from __future__ import annotations
@@ -23,7 +23,14 @@ from max.graph import BufferType, DeviceRef, Graph, Module, TensorType
 
 from model.compiled import graph_key
 from model.config import ModelConfig, load_config
-from model.graph import BLOCK_WEIGHTS, KERNELS_DIR, decode_layer, gemv, weight_shapes
+from model.graph import (
+    BLOCK_WEIGHTS,
+    KERNELS_DIR,
+    decode_attention,
+    decode_layer,
+    gemv,
+    weight_shapes,
+)
 from model.weights import bfloat16_bits_to_float32, float32_to_bfloat16_bits
 from tests.reference import gelu, layer_norm
 
@@ -107,6 +114,49 @@ BLOCK_CASES = [(layout, DType.float32) for layout in HEAD_LAYOUTS] + [
     ((32, 4, 2), DType.bfloat16),
     ((128, 3, 8), DType.bfloat16),
 ]
+
+
+def attention_config(head_dim: int, group: int, kv_heads: int) -> ModelConfig:
+    n_heads = group * kv_heads
+    return ModelConfig(
+        d_model=n_heads * head_dim,
+        n_heads=n_heads,
+        kv_n_heads=kv_heads,
+        n_layers=1,
+        vocab_size=16,
+        max_seq_len=4096,
+        ffn_hidden_size=4,
+        alibi_bias_max=8.0,
+        layer_norm_eps=1e-5,
+    )
+
+
+@pytest.fixture(scope="module")
+def attention_models() -> dict[tuple[int, int, int], Model]:
+    """One graph per head layout (head_dim and group are kernel parameters), one compile."""
+    cpu = DeviceRef.CPU()
+    module = Module()
+    names = {layout: "attention_{}_{}_{}".format(*layout) for layout in HEAD_LAYOUTS}
+    for layout, name in names.items():
+        config = attention_config(*layout)
+        cache = BufferType(DType.float32, [config.kv_n_heads, "capacity", config.head_dim], cpu)
+        input_types = [
+            TensorType(DType.float32, [1, config.qkv_size], cpu),
+            TensorType(DType.int64, [1], cpu),
+            cache,
+            cache,
+        ]
+        with Graph(
+            name, input_types=input_types, custom_extensions=[KERNELS_DIR], module=module
+        ) as graph:
+            qkv, position, k_cache, v_cache = graph.inputs
+            out = decode_attention(
+                qkv.tensor, position.tensor, k_cache.buffer, v_cache.buffer, config
+            )
+            graph.output(out)
+    session = InferenceSession(devices=[CPU()])
+    models = session.init_all(session.compile(module, custom_extensions=[KERNELS_DIR]))
+    return {layout: models[name] for layout, name in names.items()}
 
 
 def block_case_id(case) -> str:
@@ -240,3 +290,31 @@ def test_decode_layer_matches_the_float64_block(block_models, case):
             np.testing.assert_allclose(after[:, position], row, rtol=0, atol=2e-5)
             after[:, position] = before[:, position]
             assert np.array_equal(after, before)
+
+
+@pytest.mark.parametrize("layout", HEAD_LAYOUTS, ids=lambda layout: "x".join(map(str, layout)))
+def test_decode_attention_matches_float64_attention(attention_models, layout):
+    config = attention_config(*layout)
+    capacity = 1001 if layout[0] == 128 else 300
+    rng = np.random.default_rng(sum(layout))
+    kvh, hd = config.kv_n_heads, config.head_dim
+    for position in (0, 1, 63, 64, 65, 200, capacity - 1):
+        qkv = rng.standard_normal(config.qkv_size, dtype=np.float32)
+        keys = rng.standard_normal((kvh, capacity, hd), dtype=np.float32)
+        values = rng.standard_normal((kvh, capacity, hd), dtype=np.float32)
+        k_buffer, v_buffer = Buffer.from_numpy(keys.copy()), Buffer.from_numpy(values.copy())
+        out = (
+            attention_models[layout]
+            .execute(qkv[None, :], np.array([position], np.int64), k_buffer, v_buffer)[0]
+            .to_numpy()
+        )
+        # The kernel stores the new key and value rows at `position`, and nothing else.
+        keys[:, position] = qkv[config.d_model : config.d_model + kvh * hd].reshape(kvh, hd)
+        values[:, position] = qkv[config.d_model + kvh * hd :].reshape(kvh, hd)
+        assert np.array_equal(k_buffer.to_numpy(), keys)
+        assert np.array_equal(v_buffer.to_numpy(), values)
+        expected = reference_attention(
+            config, qkv.astype(np.float64), keys.astype(np.float64), values, position
+        )
+        assert out.shape == (1, config.d_model)
+        np.testing.assert_allclose(out[0], expected, rtol=0, atol=2e-5)

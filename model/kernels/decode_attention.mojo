@@ -1,4 +1,6 @@
-"""One new token's ALiBi attention over the in-place KV cache, for `replit_decode_layer`.
+"""`replit_decode_attention`: one new token's ALiBi attention over the in-place KV cache.
+
+`decode_attention_heads` is the attention of `replit_decode_layer` too.
 
 Why it exists: built from MAX's generic ops, a decode step's attention is about ten small
 kernels per layer (cache stores, two batched products, bias, softmax, permutes) that cost more
@@ -13,6 +15,10 @@ head h // group, and its score for key j at query position p is q.k / sqrt(head_
 slope[h] * (j - p).
 """
 
+import extensibility
+from extensibility import InputTensor, OutputTensor
+from extensibility.managed_tensor_slice import _MutableInputTensor as MutableInputTensor
+from max.gpu.host import DeviceContext
 from std.math import exp, sqrt
 from std.sys.info import simd_width_of
 
@@ -30,7 +36,7 @@ comptime BLOCK = 4 * WIDTH
 comptime BLOCK_VECTORS = BLOCK // WIDTH
 
 
-def decode_attention[
+def decode_attention_heads[
     head_dim: Int, group: Int
 ](
     qkv_ptr: Pointer[Scalar[DType.float32], ImmutAnyOrigin],
@@ -41,9 +47,12 @@ def decode_attention[
     out_ptr: Pointer[Scalar[DType.float32], MutAnyOrigin],
     kv_heads: Int,
     capacity: Int,
+    first: Int,
+    last: Int,
 ):
-    """Stores the new token's key and value rows (from qkv[q | k | v]) at `pos` of the
-    [kv head, capacity, head_dim] caches, then writes its attention output [n_heads * head_dim].
+    """For kv heads [first, last): stores the new token's key and value rows (from
+    qkv[q | k | v]) at `pos` of the [kv head, capacity, head_dim] caches, then writes the
+    attention output of the query heads that read them into out[n_heads * head_dim].
     """
     comptime assert head_dim % WIDTH == 0, "head_dim must be a multiple of the SIMD width"
     comptime vectors = head_dim // WIDTH
@@ -136,11 +145,58 @@ def decode_attention[
                     (kv * group + h) * head_dim + i * WIDTH, acc[h * vectors + i] * inverse
                 )
 
-    def heads(first: Int, last: Int) {imm}:
-        for kv in range(first, last):
-            task(kv)
+    for kv in range(first, last):
+        task(kv)
 
-    if 2 * kv_heads * (pos + 1) * head_dim * 4 <= SERIAL_BYTES:
-        heads(0, kv_heads)
-    else:
-        parallel_chunks(heads, kv_heads, 1)
+
+@extensibility.register("replit_decode_attention")
+struct ReplitDecodeAttention:
+    """Out[1, n_heads * head_dim] = attention of the new token in qkv[1, q | k | v] at `position`.
+    """
+
+    @staticmethod
+    def execute[
+        target: StaticString, head_dim: Int, group: Int
+    ](
+        output: OutputTensor[dtype=DType.float32, rank=2, ...],
+        qkv: InputTensor[dtype=DType.float32, rank=2, ...],
+        slopes: InputTensor[dtype=DType.float32, rank=1, ...],
+        position: InputTensor[dtype=DType.int64, rank=1, ...],
+        k_cache: MutableInputTensor[dtype=DType.float32, rank=3, ...],
+        v_cache: MutableInputTensor[dtype=DType.float32, rank=3, ...],
+        ctx: DeviceContext,
+    ) raises:
+        comptime if target != "cpu":
+            raise Error("replit_decode_attention runs on the CPU only")
+        var kv_heads = k_cache.dim_size(0)
+        var capacity = k_cache.dim_size(1)
+        var q_width = kv_heads * group * head_dim
+        var pos = Int(position.unsafe_ptr().unsafe_load(0))
+        if (
+            qkv.dim_size(0) != 1
+            or qkv.dim_size(1) != q_width + 2 * kv_heads * head_dim
+            or output.dim_size(1) != q_width
+            or slopes.dim_size(0) != kv_heads * group
+            or k_cache.dim_size(2) != head_dim
+            or v_cache.dim_size(0) != kv_heads
+            or v_cache.dim_size(1) != capacity
+            or v_cache.dim_size(2) != head_dim
+        ):
+            raise Error("replit_decode_attention: shapes do not match the heads and cache")
+        if pos < 0 or pos >= capacity:
+            raise Error("replit_decode_attention: position outside the cache")
+        var qkv_ptr = qkv.unsafe_ptr()
+        var slope_ptr = slopes.unsafe_ptr()
+        var k_ptr = k_cache.unsafe_ptr()
+        var v_ptr = v_cache.unsafe_ptr()
+        var out_ptr = output.unsafe_ptr()
+
+        def heads(first: Int, last: Int) {imm}:
+            decode_attention_heads[head_dim, group](
+                qkv_ptr, slope_ptr, pos, k_ptr, v_ptr, out_ptr, kv_heads, capacity, first, last
+            )
+
+        if 2 * kv_heads * (pos + 1) * head_dim * 4 <= SERIAL_BYTES:
+            heads(0, kv_heads)
+        else:
+            parallel_chunks(heads, kv_heads, 1)

@@ -15,11 +15,12 @@ import extensibility
 from extensibility import InputTensor, OutputTensor
 from extensibility.managed_tensor_slice import _MutableInputTensor as MutableInputTensor
 from max.gpu.host import DeviceContext
-from std.math import erf, sqrt
-from std.sys.info import simd_width_of
+from std.math import ceildiv, erf, sqrt
+from std.sys.info import num_physical_cores, simd_width_of, size_of
 
-from .decode_attention import decode_attention
-from .gemv import gemv
+from .decode_attention import decode_attention_heads
+from .gemv import gemv_chunk, gemv_rows
+from .parallel import MAX_PHASES, parallel_phases
 
 comptime WIDTH = simd_width_of[DType.float32]()
 comptime F32Ptr = Pointer[Scalar[DType.float32], MutAnyOrigin]
@@ -132,27 +133,61 @@ struct ReplitDecodeLayer:
         var h_ptr = h.unsafe_ptr()
         var out_ptr = output.unsafe_ptr()
         var normed = scratch.unsafe_ptr()
-        var qkv = normed.unsafe_offset(d)  # also the products added into h, once attention is done
+        var qkv = normed.unsafe_offset(d)
         var attended = qkv.unsafe_offset(qkv_size)
         var hidden = attended.unsafe_offset(d)
 
-        _layer_norm(h_ptr, norm_1.unsafe_ptr(), eps, normed, d)
-        gemv(normed, w_qkv.unsafe_ptr(), qkv, 1, qkv_size, d)
-        decode_attention[head_dim, group](
-            qkv,
-            slopes,
-            pos,
-            k_cache.unsafe_ptr(),
-            v_cache.unsafe_ptr(),
-            attended,
-            kv_heads,
-            capacity,
-        )
-        gemv(attended, w_out.unsafe_ptr(), out_ptr, 1, d, d)
-        _add(out_ptr, h_ptr, d)
+        var cores = num_physical_cores()
+        var qkv_chunk = gemv_chunk(qkv_size, d * size_of[w_qkv.dtype](), cores)
+        var out_chunk = gemv_chunk(d, d * size_of[w_out.dtype](), cores)
+        var up_chunk = gemv_chunk(ffn, d * size_of[w_up.dtype](), cores)
+        var down_chunk = gemv_chunk(d, ffn * size_of[w_down.dtype](), cores)
 
-        _layer_norm(out_ptr, norm_2.unsafe_ptr(), eps, normed, d)
-        gemv(normed, w_up.unsafe_ptr(), hidden, 1, ffn, d)
-        _gelu(hidden, ffn)
-        gemv(hidden, w_down.unsafe_ptr(), qkv, 1, d, ffn)
-        _add(out_ptr, qkv, d)
+        def phase(step: Int, i: Int) {imm}:
+            if step == 0:
+                _layer_norm(h_ptr, norm_1.unsafe_ptr(), eps, normed, d)
+            elif step == 1:
+                var first = i * qkv_chunk
+                var last = min(first + qkv_chunk, qkv_size)
+                gemv_rows(normed, w_qkv.unsafe_ptr(), qkv, 1, qkv_size, d, first, last)
+            elif step == 2:
+                decode_attention_heads[head_dim, group](
+                    qkv,
+                    slopes,
+                    pos,
+                    k_cache.unsafe_ptr(),
+                    v_cache.unsafe_ptr(),
+                    attended,
+                    kv_heads,
+                    capacity,
+                    i,
+                    i + 1,
+                )
+            elif step == 3:
+                var first = i * out_chunk
+                var last = min(first + out_chunk, d)
+                gemv_rows(attended, w_out.unsafe_ptr(), out_ptr, 1, d, d, first, last)
+                _add(out_ptr.unsafe_offset(first), h_ptr.unsafe_offset(first), last - first)
+            elif step == 4:
+                _layer_norm(out_ptr, norm_2.unsafe_ptr(), eps, normed, d)
+            elif step == 5:
+                var first = i * up_chunk
+                var last = min(first + up_chunk, ffn)
+                gemv_rows(normed, w_up.unsafe_ptr(), hidden, 1, ffn, d, first, last)
+                _gelu(hidden.unsafe_offset(first), last - first)
+            else:
+                # The attention's inputs are spent: their space holds the down product.
+                var first = i * down_chunk
+                var last = min(first + down_chunk, d)
+                gemv_rows(hidden, w_down.unsafe_ptr(), qkv, 1, d, ffn, first, last)
+                _add(out_ptr.unsafe_offset(first), qkv.unsafe_offset(first), last - first)
+
+        var chunks = Array[Int, MAX_PHASES](fill=0)
+        chunks[0] = 1
+        chunks[1] = ceildiv(qkv_size, qkv_chunk)
+        chunks[2] = kv_heads
+        chunks[3] = ceildiv(d, out_chunk)
+        chunks[4] = 1
+        chunks[5] = ceildiv(ffn, up_chunk)
+        chunks[6] = ceildiv(d, down_chunk)
+        parallel_phases(phase, chunks)

@@ -11,7 +11,7 @@ one: the built-in matmul is faster for prefill.
 import extensibility
 from extensibility import InputTensor, OutputTensor
 from max.gpu.host import DeviceContext
-from std.sys.info import simd_width_of, size_of
+from std.sys.info import num_physical_cores, simd_width_of, size_of
 from std.sys.intrinsics import PrefetchOptions, prefetch
 
 from .parallel import parallel_chunks
@@ -23,6 +23,7 @@ comptime ROWS = 4
 # Rows are claimed by the cores in chunks of about this many weight bytes: 1-4 MiB ran
 # fastest, smaller chunks restart the hardware prefetcher more often.
 comptime CHUNK_BYTES = 2 << 20
+comptime CHUNKS_PER_CORE = 4
 # How far ahead of the loads each weight row is prefetched: the hardware prefetcher alone
 # leaves bfloat16 rows about a tenth below the rate this reaches.
 comptime PREFETCH_BYTES = 2048
@@ -60,6 +61,46 @@ def _dot_rows[
         y.unsafe_store(r, total)
 
 
+def gemv_rows[
+    wtype: DType
+](
+    x_ptr: Pointer[Scalar[DType.float32], ImmutAnyOrigin],
+    w_ptr: Pointer[Scalar[wtype], ImmutAnyOrigin],
+    y_ptr: Pointer[Scalar[DType.float32], MutAnyOrigin],
+    m: Int,
+    n: Int,
+    k: Int,
+    first: Int,
+    last: Int,
+):
+    """Writes columns [first, last) of y[m, n] = x[m, k] @ w[n, k].T in the calling thread."""
+    var row = first
+    while row + ROWS <= last:
+        for i in range(m):
+            _dot_rows[ROWS, wtype](
+                x_ptr.unsafe_offset(i * k),
+                w_ptr.unsafe_offset(row * k),
+                k,
+                y_ptr.unsafe_offset(i * n + row),
+            )
+        row += ROWS
+    while row < last:
+        for i in range(m):
+            _dot_rows[1, wtype](
+                x_ptr.unsafe_offset(i * k),
+                w_ptr.unsafe_offset(row * k),
+                k,
+                y_ptr.unsafe_offset(i * n + row),
+            )
+        row += 1
+
+
+def gemv_chunk(n: Int, row_bytes: Int, cores: Int) -> Int:
+    """Rows a core claims at a time: about CHUNK_BYTES, and a few chunks a core at least."""
+    var rows = min(CHUNK_BYTES // row_bytes, n // (CHUNKS_PER_CORE * cores))
+    return max(1, rows // ROWS) * ROWS
+
+
 def gemv[
     wtype: DType
 ](
@@ -71,34 +112,15 @@ def gemv[
     k: Int,
 ):
     """Writes y[m, n] = x[m, k] @ w[n, k].T, on every core when w is large."""
-    var row_bytes = k * size_of[wtype]()
-    var chunk = max(1, CHUNK_BYTES // (row_bytes * ROWS)) * ROWS
 
     def rows(first: Int, last: Int) {imm}:
-        var row = first
-        while row + ROWS <= last:
-            for i in range(m):
-                _dot_rows[ROWS, wtype](
-                    x_ptr.unsafe_offset(i * k),
-                    w_ptr.unsafe_offset(row * k),
-                    k,
-                    y_ptr.unsafe_offset(i * n + row),
-                )
-            row += ROWS
-        while row < last:
-            for i in range(m):
-                _dot_rows[1, wtype](
-                    x_ptr.unsafe_offset(i * k),
-                    w_ptr.unsafe_offset(row * k),
-                    k,
-                    y_ptr.unsafe_offset(i * n + row),
-                )
-            row += 1
+        gemv_rows[wtype](x_ptr, w_ptr, y_ptr, m, n, k, first, last)
 
+    var row_bytes = k * size_of[wtype]()
     if n * row_bytes <= SERIAL_BYTES:
         rows(0, n)
     else:
-        parallel_chunks(rows, n, chunk)
+        parallel_chunks(rows, n, gemv_chunk(n, row_bytes, num_physical_cores()))
 
 
 @extensibility.register("replit_gemv")
