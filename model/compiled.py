@@ -23,6 +23,7 @@ from max.dtype import DType
 from max.engine import CompiledModel, InferenceSession, read
 from max.graph import DeviceRef
 
+from model import graph
 from model.config import ModelConfig
 from model.graph import GRAPH_VERSION, build_module, kernels_digest, module_extensions
 
@@ -48,6 +49,7 @@ def graph_key(
     facts = {
         "graph_version": GRAPH_VERSION,
         "cpu_kernels": kernels_digest() if cpu_kernels and device.is_host else None,
+        "fused_block_bytes": graph.FUSED_BLOCK_BYTES,
         # max_seq_len and the eos id do not shape the graph (its lengths are symbolic).
         "config": {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_GRAPH},
         "dtype": str(dtype),

@@ -42,8 +42,8 @@ GRAPH_VERSION = 7
 
 # Mojo source of the custom ops; MAX builds it into a package when the graph is compiled.
 KERNELS_DIR = Path(__file__).parent / "kernels"
-# `replit_decode_layer`'s attention works in whole SIMD vectors of a head (16 float32 with
-# AVX-512); other head sizes take the graph's own ops.
+# The decode attention kernel works in whole SIMD vectors of a head (16 float32 with AVX-512);
+# other head sizes take the graph's own ops.
 KERNEL_HEAD_DIM_MULTIPLE = 16
 # Blocks up to this size (the last-level cache here) run as one `replit_decode_layer` call:
 # the demo model's decode graph went from 1.46 to 0.97 ms a step so, where its ops' launches
@@ -91,7 +91,7 @@ def decode_attention(
     parameters = {"head_dim": config.head_dim, "group": config.n_heads // config.kv_n_heads}
     values = [qkv, slopes, position, k_cache, v_cache]
     return ops.inplace_custom(
-        "replit_decode_attention", device, values, out_types=[out_type], parameters=parameters
+        "replit_decode_attention", device, values, [out_type], parameters=parameters
     )[0].tensor
 
 

@@ -48,6 +48,19 @@ def test_every_decode_step_matches_the_reference(tiny_engine, tiny_reference):
         assert relative_error(logits, full[len(context) - 1]) < 1e-4
 
 
+def test_decode_with_one_op_per_product_matches_the_reference(
+    tiny_model_dir, tiny_reference, monkeypatch
+):
+    """Blocks too large to fuse decode through `replit_gemv` and `replit_decode_attention`."""
+    monkeypatch.setattr("model.graph.FUSED_BLOCK_BYTES", 0)
+    engine = Engine(EngineOptions(model_dir=tiny_model_dir, max_length=TINY_MAX_LENGTH))
+    ids = engine.tokenizer.encode(PROMPTS[1])
+    full = tiny_reference.logits(ids + list(range(40, 46)))
+    for step in range(6):
+        context = ids + list(range(40, 40 + step))
+        assert relative_error(engine.logits(context), full[len(context) - 1]) < 1e-4
+
+
 @pytest.mark.parametrize("text", PROMPTS)
 def test_greedy_continuation_equals_the_reference(tiny_engine, tiny_reference, text):
     ids = tiny_engine.tokenizer.encode(text)

@@ -94,7 +94,9 @@ def test_the_cpu_engine_decodes_through_its_own_graph(tiny_engine):
     assert tiny_engine._decode_model is not tiny_engine._prefill_model
 
 
-def test_the_kernel_source_is_part_of_the_compiled_model_key(tiny_model_dir, tmp_path, monkeypatch):
+def test_the_kernel_source_and_fusion_are_part_of_the_compiled_model_key(
+    tiny_model_dir, tmp_path, monkeypatch
+):
     config = load_config(tiny_model_dir)
     key = graph_key(config, DType.float32, CPU())
     assert key != graph_key(config, DType.float32, CPU(), cpu_kernels=False)
@@ -103,7 +105,10 @@ def test_the_kernel_source_is_part_of_the_compiled_model_key(tiny_model_dir, tmp
     with (changed / "gemv.mojo").open("a") as source:
         source.write("\n# changed\n")
     monkeypatch.setattr("model.graph.KERNELS_DIR", changed)
-    assert graph_key(config, DType.float32, CPU()) != key
+    changed_key = graph_key(config, DType.float32, CPU())
+    assert changed_key != key
+    monkeypatch.setattr("model.graph.FUSED_BLOCK_BYTES", 0)  # which blocks are one kernel
+    assert graph_key(config, DType.float32, CPU()) != changed_key
 
 
 # (head_dim, query heads per kv head, kv heads): the test model's, the demo model's, plain

@@ -5,10 +5,10 @@
 Why it exists: built from MAX's generic ops, a decode step's attention is about ten small
 kernels per layer (cache stores, two batched products, bias, softmax, permutes) that cost more
 than the arithmetic while the context is short, and whose batched products read the cache well
-below memory bandwidth once it is long. This does it in one pass: it stores the new
-token's key and value rows in the cache, then streams each kv head's keys and values once for
-all the query heads that share them, with an online softmax over blocks of keys (a running
-maximum and sum), so nothing of context length is stored.
+below memory bandwidth once it is long. This does it in one pass: it stores the new token's
+key and value rows in the cache, then streams each kv head's keys and values once for all the
+query heads that share them, with an online softmax over blocks of keys (a running maximum and
+sum), so nothing of context length is stored.
 
 The cache layout is the graph's: [kv head, position, head_dim], float32. Query head h reads kv
 head h // group, and its score for key j at query position p is q.k / sqrt(head_dim) plus
