@@ -221,17 +221,17 @@ class Engine:
         rel = relative_positions(start, len(tokens))
         position = np.array([start], dtype=np.int64)
         model = self._decode_model if len(tokens) == 1 else self._prefill_model
+        # Buffers over the arrays' memory: `execute` takes about 0.1 ms longer per call when
+        # handed the NumPy arrays themselves (146 against 41 us for a two-op graph here), a
+        # tenth of a small model's decode step.
+        ids_input, rel_input = Buffer.from_numpy(ids), Buffer.from_numpy(rel)
+        if not isinstance(self.device, CPU):
+            ids_input, rel_input = ids_input.to(self.device), rel_input.to(self.device)
         with self._run_lock:
             try:
-                if isinstance(self.device, CPU):
-                    logits = model.execute(ids, position, rel, *slot.caches)[0]
-                else:
-                    logits = model.execute(
-                        Buffer.from_numpy(ids).to(self.device),
-                        position,
-                        Buffer.from_numpy(rel).to(self.device),
-                        *slot.caches,
-                    )[0]
+                logits = model.execute(
+                    ids_input, Buffer.from_numpy(position), rel_input, *slot.caches
+                )[0]
             except BaseException:
                 slot.tokens.clear()  # the cache may be partly written: trust none of it
                 raise
