@@ -135,6 +135,11 @@ BLOCK_WEIGHTS = (
 )
 
 
+def cache_type(config: ModelConfig, device: DeviceRef) -> BufferType:
+    """One layer's K or V cache: [kv_n_heads, capacity, head_dim] float32, capacity symbolic."""
+    return BufferType(DType.float32, [config.kv_n_heads, "capacity", config.head_dim], device)
+
+
 def weight_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
     """Every tensor the graph reads, by its Hugging Face name, with its [out, in] shape."""
     d, ffn = config.d_model, config.ffn_hidden_size
@@ -164,15 +169,16 @@ class _Builder:
         self.kernels = kernels  # one-row products and attention may use the CPU kernels
         self.shapes = weight_shapes(config)
         self.weights: dict[str, Weight] = {}
-        # The CPU decode graph's attention (and whole blocks) may use the kernels.
+        # The CPU decode graph's attention may use the kernels, and small blocks whole.
         self.decode_kernels = (
             one_row and kernels and config.head_dim % KERNEL_HEAD_DIM_MULTIPLE == 0
         )
-
-    def block_bytes(self) -> int:
-        """Bytes of one block's weights."""
-        names = [f"transformer.blocks.0.{name}" for name in BLOCK_WEIGHTS]
-        return sum(math.prod(self.shapes[name]) for name in names) * self.dtype.size_in_bytes
+        block_params = sum(
+            math.prod(self.shapes[f"transformer.blocks.0.{w}"]) for w in BLOCK_WEIGHTS
+        )
+        self.fused_blocks = (
+            self.decode_kernels and block_params * dtype.size_in_bytes <= FUSED_BLOCK_BYTES
+        )
 
     def weight(self, name: str) -> Weight:
         """One Weight per name: the tied embedding is read twice but stored once."""
@@ -265,7 +271,7 @@ class _Builder:
     ) -> TensorValue:
         """The residual stream after block `layer`; one kernel call in a small model's decode."""
         p = f"transformer.blocks.{layer}."
-        if self.decode_kernels and self.block_bytes() <= FUSED_BLOCK_BYTES:
+        if self.fused_blocks:
             weights = [self.weight(p + name) for name in BLOCK_WEIGHTS]
             return decode_layer(h, weights, start.reshape([1]), k_cache, v_cache, self.config)
         a = self.layer_norm(h, p + "norm_1.weight")
@@ -323,12 +329,11 @@ def build_graph(
     """
     b = _Builder(config, dtype, device, one_row=decode, kernels=kernels)
     seq_len: int | str = 1 if decode else "seq_len"
-    cache_type = BufferType(DType.float32, [config.kv_n_heads, "capacity", config.head_dim], device)
     input_types = [
         TensorType(DType.int64, [seq_len], device),
         TensorType(DType.int64, [1], DeviceRef.CPU()),
         TensorType(DType.float32, [seq_len, "total_len"], device),
-        *[cache_type] * (2 * config.n_layers),
+        *[cache_type(config, device)] * (2 * config.n_layers),
     ]
     with Graph(
         DECODE_GRAPH if decode else PREFILL_GRAPH,

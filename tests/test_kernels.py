@@ -19,13 +19,14 @@ import pytest
 from max.driver import CPU, Buffer
 from max.dtype import DType
 from max.engine import InferenceSession, Model
-from max.graph import BufferType, DeviceRef, Graph, Module, TensorType
+from max.graph import DeviceRef, Graph, Module, TensorType
 
 from model.compiled import graph_key
 from model.config import ModelConfig, load_config
 from model.graph import (
     BLOCK_WEIGHTS,
     KERNELS_DIR,
+    cache_type,
     decode_attention,
     decode_layer,
     gemv,
@@ -48,6 +49,12 @@ SHAPES = [
 ]
 
 
+def compile_with_kernels(module: Module) -> dict[str, Model]:
+    """Every graph of `module`, compiled at once with the kernel package."""
+    session = InferenceSession(devices=[CPU()])
+    return session.init_all(session.compile(module, custom_extensions=[KERNELS_DIR]))
+
+
 @pytest.fixture(scope="module")
 def gemv_models() -> dict[str, Model]:
     """One graph per weight dtype, with symbolic shapes so that one compile serves all."""
@@ -66,8 +73,7 @@ def gemv_models() -> dict[str, Model]:
         ) as graph:
             x, w = (value.tensor for value in graph.inputs)
             graph.output(gemv(x, w))
-    session = InferenceSession(devices=[CPU()])
-    return session.init_all(session.compile(module, custom_extensions=[KERNELS_DIR]))
+    return compile_with_kernels(module)
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
@@ -119,49 +125,7 @@ BLOCK_CASES = [(layout, DType.float32) for layout in HEAD_LAYOUTS] + [
     ((32, 4, 2), DType.bfloat16),
     ((128, 3, 8), DType.bfloat16),
 ]
-
-
-def attention_config(head_dim: int, group: int, kv_heads: int) -> ModelConfig:
-    n_heads = group * kv_heads
-    return ModelConfig(
-        d_model=n_heads * head_dim,
-        n_heads=n_heads,
-        kv_n_heads=kv_heads,
-        n_layers=1,
-        vocab_size=16,
-        max_seq_len=4096,
-        ffn_hidden_size=4,
-        alibi_bias_max=8.0,
-        layer_norm_eps=1e-5,
-    )
-
-
-@pytest.fixture(scope="module")
-def attention_models() -> dict[tuple[int, int, int], Model]:
-    """One graph per head layout (head_dim and group are kernel parameters), one compile."""
-    cpu = DeviceRef.CPU()
-    module = Module()
-    names = {layout: "attention_{}_{}_{}".format(*layout) for layout in HEAD_LAYOUTS}
-    for layout, name in names.items():
-        config = attention_config(*layout)
-        cache = BufferType(DType.float32, [config.kv_n_heads, "capacity", config.head_dim], cpu)
-        input_types = [
-            TensorType(DType.float32, [1, config.qkv_size], cpu),
-            TensorType(DType.int64, [1], cpu),
-            cache,
-            cache,
-        ]
-        with Graph(
-            name, input_types=input_types, custom_extensions=[KERNELS_DIR], module=module
-        ) as graph:
-            qkv, position, k_cache, v_cache = graph.inputs
-            out = decode_attention(
-                qkv.tensor, position.tensor, k_cache.buffer, v_cache.buffer, config
-            )
-            graph.output(out)
-    session = InferenceSession(devices=[CPU()])
-    models = session.init_all(session.compile(module, custom_extensions=[KERNELS_DIR]))
-    return {layout: models[name] for layout, name in names.items()}
+BLOCK_PREFIX = "transformer.blocks.0."
 
 
 def block_case_id(case) -> str:
@@ -169,7 +133,7 @@ def block_case_id(case) -> str:
     return "x".join(map(str, layout)) + "-" + dtype.name
 
 
-def block_config(head_dim: int, group: int, kv_heads: int) -> ModelConfig:
+def layout_config(head_dim: int, group: int, kv_heads: int) -> ModelConfig:
     n_heads = group * kv_heads
     d_model = n_heads * head_dim
     return ModelConfig(
@@ -186,15 +150,42 @@ def block_config(head_dim: int, group: int, kv_heads: int) -> ModelConfig:
 
 
 @pytest.fixture(scope="module")
+def attention_models() -> dict[tuple[int, int, int], Model]:
+    """One graph per head layout (head_dim and group are kernel parameters), one compile."""
+    cpu = DeviceRef.CPU()
+    module = Module()
+    names = {layout: "attention_{}_{}_{}".format(*layout) for layout in HEAD_LAYOUTS}
+    for layout, name in names.items():
+        config = layout_config(*layout)
+        cache = cache_type(config, cpu)
+        input_types = [
+            TensorType(DType.float32, [1, config.qkv_size], cpu),
+            TensorType(DType.int64, [1], cpu),
+            cache,
+            cache,
+        ]
+        with Graph(
+            name, input_types=input_types, custom_extensions=[KERNELS_DIR], module=module
+        ) as graph:
+            qkv, position, k_cache, v_cache = graph.inputs
+            out = decode_attention(
+                qkv.tensor, position.tensor, k_cache.buffer, v_cache.buffer, config
+            )
+            graph.output(out)
+    models = compile_with_kernels(module)
+    return {layout: models[name] for layout, name in names.items()}
+
+
+@pytest.fixture(scope="module")
 def block_models() -> dict[tuple, Model]:
     """One graph per case (head_dim, group and the weights' dtype make the kernel), one compile."""
     cpu = DeviceRef.CPU()
     module = Module()
     names = {case: "block_" + block_case_id(case) for case in BLOCK_CASES}
     for (layout, dtype), name in names.items():
-        config = block_config(*layout)
+        config = layout_config(*layout)
         shapes = weight_shapes(config)
-        cache = BufferType(DType.float32, [config.kv_n_heads, "capacity", config.head_dim], cpu)
+        cache = cache_type(config, cpu)
         input_types = [
             TensorType(DType.float32, [1, config.d_model], cpu),
             *[TensorType(dtype, shapes[BLOCK_PREFIX + w], cpu) for w in BLOCK_WEIGHTS],
@@ -215,12 +206,8 @@ def block_models() -> dict[tuple, Model]:
                 config,
             )
             graph.output(out)
-    session = InferenceSession(devices=[CPU()])
-    models = session.init_all(session.compile(module, custom_extensions=[KERNELS_DIR]))
+    models = compile_with_kernels(module)
     return {case: models[name] for case, name in names.items()}
-
-
-BLOCK_PREFIX = "transformer.blocks.0."
 
 
 def random_block_weights(config: ModelConfig, dtype: DType, rng) -> tuple[list, list]:
@@ -272,7 +259,7 @@ def reference_block(config: ModelConfig, h, weights, keys, values, position: int
 @pytest.mark.parametrize("case", BLOCK_CASES, ids=block_case_id)
 def test_decode_layer_matches_the_float64_block(block_models, case):
     layout, dtype = case
-    config = block_config(*layout)
+    config = layout_config(*layout)
     capacity = 1001 if layout[0] == 128 else 300
     rng = np.random.default_rng(sum(layout))
     kvh, hd = config.kv_n_heads, config.head_dim
@@ -299,7 +286,7 @@ def test_decode_layer_matches_the_float64_block(block_models, case):
 
 @pytest.mark.parametrize("layout", HEAD_LAYOUTS, ids=lambda layout: "x".join(map(str, layout)))
 def test_decode_attention_matches_float64_attention(attention_models, layout):
-    config = attention_config(*layout)
+    config = layout_config(*layout)
     capacity = 1001 if layout[0] == 128 else 300
     rng = np.random.default_rng(sum(layout))
     kvh, hd = config.kv_n_heads, config.head_dim
