@@ -22,6 +22,7 @@ import hashlib
 import math
 from pathlib import Path
 
+from max._mlir_context import ensure_default_mlir_context
 from max.dtype import DType
 from max.graph import (
     BufferType,
@@ -295,17 +296,21 @@ def build_module(
 
     On a GPU (or with `cpu_kernels` off) the prefill graph serves decode too.
     """
-    module = Module()
-    kernels = bool(module_extensions(device, cpu_kernels=cpu_kernels))
-    build_graph(config, dtype, device, module=module, kernels=kernels)
-    if kernels:
-        decode = build_graph(config, dtype, device, module=module, kernels=True, decode=True)
-        # What `session.compile(graph)` does for a lone graph: put the kernel declarations the
-        # graph already loaded into the module, so the compiler does not load every kernel
-        # package again (about a third of a small module's compile time here).
-        library = getattr(decode, "_kernel_library", None)
-        if library is not None:
-            library._analysis.seed_kernel_decls(module.mlir_module)
+    # MLIR's current context is per thread, and MAX enters its default one only on the thread
+    # that imported it: `Graph` enters it for other threads, `Module` does not, so a model
+    # built on a loader thread (the language server's, the HTTP server's) needs it entered.
+    with ensure_default_mlir_context():
+        module = Module()
+        kernels = bool(module_extensions(device, cpu_kernels=cpu_kernels))
+        build_graph(config, dtype, device, module=module, kernels=kernels)
+        if kernels:
+            decode = build_graph(config, dtype, device, module=module, kernels=True, decode=True)
+            # What `session.compile(graph)` does for a lone graph: put the kernel declarations
+            # the graph already loaded into the module, so the compiler does not load every
+            # kernel package again (about a third of a small module's compile time here).
+            library = getattr(decode, "_kernel_library", None)
+            if library is not None:
+                library._analysis.seed_kernel_decls(module.mlir_module)
     return module
 
 
