@@ -7,20 +7,31 @@ model's while it loads and compiles in minutes on this machine.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
+from safetensors.numpy import save_file
 from tokenizers import Tokenizer
 
 from model.config import load_config, mpt_config_dict, parse_config
 from model.graph import weight_shapes
-from model.training.export import save_checkpoint
+from model.training.export import save_bfloat16_safetensors, save_metadata
+from model.weights import float32_to_bfloat16_bits
 
 REAL_LAYERS = 32  # Replit Code v1.5 3B
+LAYERS_PER_SHARD = 4
 
 
-def full_width_slice(out_dir: Path, layers: int, tokenizer_dir: Path) -> Path:
-    """Writes a random `layers`-block slice, borrowing the tokenizer of `tokenizer_dir`."""
+def full_width_slice(
+    out_dir: Path, layers: int, tokenizer_dir: Path, encoding: str = "float32"
+) -> Path:
+    """Writes a random `layers`-block checkpoint of the real width, borrowing the tokenizer of
+    `tokenizer_dir`; 32 layers is the real model's shape.
+
+    Shards of LAYERS_PER_SHARD blocks (with the index Hugging Face writes) keep the memory this
+    takes to a shard's worth, so the 13 GB float32 model can be written next to other work.
+    """
     config = mpt_config_dict(
         d_model=3072,
         n_heads=24,
@@ -29,15 +40,32 @@ def full_width_slice(out_dir: Path, layers: int, tokenizer_dir: Path) -> Path:
         vocab_size=32768,
         max_seq_len=4096,
     )
+    shapes = weight_shapes(parse_config(config))
     rng = np.random.default_rng(0)
-    tensors = {}
-    for name, shape in weight_shapes(parse_config(config)).items():
-        scale = 1.0 if len(shape) == 1 else 0.02
-        tensors[name] = (scale * rng.standard_normal(shape, dtype=np.float32)).astype(np.float32)
-        if len(shape) == 1:
-            tensors[name] += 1.0
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shards: dict[str, list[str]] = {}
+    for name in shapes:
+        block = name.split(".")[2] if ".blocks." in name else None
+        group = 0 if block is None else 1 + int(block) // LAYERS_PER_SHARD
+        shards.setdefault(f"model-{group:05d}.safetensors", []).append(name)
+    weight_map = {}
+    for file, names in shards.items():
+        tensors = {}
+        for name in names:
+            shape = shapes[name]
+            values = rng.standard_normal(shape, dtype=np.float32)
+            values = values + 1.0 if len(shape) == 1 else values * 0.02
+            tensors[name] = values if encoding == "float32" else float32_to_bfloat16_bits(values)
+        if encoding == "float32":
+            save_file(tensors, str(out_dir / file), metadata={"format": "pt"})
+        else:
+            save_bfloat16_safetensors(out_dir / file, tensors)
+        weight_map |= dict.fromkeys(names, file)
+        del tensors
+    index = {"metadata": {}, "weight_map": weight_map}
+    (out_dir / "model.safetensors.index.json").write_text(json.dumps(index, indent=1) + "\n")
     tokenizer = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
-    return save_checkpoint(out_dir, config, tensors, tokenizer)
+    return save_metadata(out_dir, config, tokenizer)
 
 
 def weight_bytes(model_dir: Path, encoding: str) -> int:

@@ -698,7 +698,12 @@ def create_app(service: Service, api_key: str | None, max_body_bytes: int) -> Fa
     async def health() -> JSONResponse:
         resident = service.resident
         engine = resident.engine
-        body: dict[str, Any] = {"state": resident.state, "message": resident.last_message}
+        body: dict[str, Any] = {
+            "state": resident.state,
+            "message": resident.last_message,
+            "stage": resident.progress.stage,
+            "percent": resident.progress.percent,
+        }
         body["pid"] = os.getpid()
         body["loads"] = service.resident.loads
         if engine is None:

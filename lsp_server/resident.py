@@ -8,12 +8,14 @@ worker thread, and each request waits (up to its own limit) for it to be ready.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Callable
 
 from model.engine import Engine, EngineOptions
+from model.progress import FAILED, LoadProgress, ProgressCallback
 
-ProgressListener = Callable[[str], None]
+log = logging.getLogger("replit_lsp")
 
 
 class ResidentModel:
@@ -25,10 +27,10 @@ class ResidentModel:
         # How many engines this process built: 1 proves every front door shares one model.
         self.loads = 0
         self._ready = threading.Event()
-        self._listeners: list[ProgressListener] = []
+        self._listeners: list[ProgressCallback] = []
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self.last_message = "not started"
+        self.progress = LoadProgress("idle", "not started")
 
     @property
     def state(self) -> str:
@@ -38,18 +40,23 @@ class ResidentModel:
             return "error"
         return "loading" if self._thread is not None else "idle"
 
-    def add_listener(self, listener: ProgressListener) -> None:
+    @property
+    def last_message(self) -> str:
+        return self.progress.message
+
+    def add_listener(self, listener: ProgressCallback) -> None:
         with self._lock:
             self._listeners.append(listener)
 
-    def _progress(self, message: str) -> None:
-        self.last_message = message
+    def _progress(self, progress: LoadProgress) -> None:
+        self.progress = progress
+        log.info("%s", progress.message)
         with self._lock:
             listeners = list(self._listeners)
         for listener in listeners:
             # A broken listener must not stop the model from loading.
             with contextlib.suppress(Exception):
-                listener(message)
+                listener(progress)
 
     def start(self) -> None:
         """Starts loading once; later calls do nothing."""
@@ -66,7 +73,7 @@ class ResidentModel:
             self.engine = engine
         except BaseException as error:  # reported to every waiter and listener
             self.error = error
-            self._progress(f"model failed to load: {error}")
+            self._progress(LoadProgress(FAILED, f"model failed to load: {error}"))
         finally:
             self._ready.set()
 

@@ -32,6 +32,7 @@ from lsp_server.prompt import build_prompt, path_header, resolve_cursor, text_af
 from lsp_server.resident import ResidentModel
 from lsp_server.settings import Settings, apply_settings
 from model.engine import Engine
+from model.progress import LoadProgress
 from model.sampling import SamplingParams
 
 log = logging.getLogger("replit_lsp.lsp")
@@ -239,11 +240,13 @@ class CompletionServer(LanguageServer):
             )
             self.work_done_progress.begin(token, begin)
 
-        def on_progress(message: str) -> None:
+        def on_progress(progress: LoadProgress) -> None:
             if token is None:
-                self.tell(types.MessageType.Info, f"replit-lsp: {message}")
+                self.tell(types.MessageType.Info, f"replit-lsp: {progress.message}")
             elif self.loop is not None and not self.loop.is_closed():
-                report = types.WorkDoneProgressReport(message=message)
+                report = types.WorkDoneProgressReport(
+                    message=progress.message, percentage=progress.percent
+                )
                 with contextlib.suppress(RuntimeError):
                     self.loop.call_soon_threadsafe(self.work_done_progress.report, token, report)
 
@@ -375,6 +378,8 @@ class CompletionServer(LanguageServer):
         return {
             "state": self.resident.state,
             "message": self.resident.last_message,
+            "stage": self.resident.progress.stage,
+            "percent": self.resident.progress.percent,
             "engine_id": id(engine) if engine is not None else None,
             "pid": os.getpid(),
         }

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Callable
@@ -26,6 +27,16 @@ from max.graph import DeviceRef
 from model import graph
 from model.config import ModelConfig
 from model.graph import GRAPH_VERSION, build_module, kernels_digest, module_extensions
+from model.progress import (
+    COMPILING,
+    LOADING_COMPILED,
+    LoadProgress,
+    ProgressCallback,
+    heartbeat,
+    ignore_progress,
+)
+
+log = logging.getLogger(__name__)
 
 
 class SerializedModelError(ValueError):
@@ -114,7 +125,7 @@ def obtain_compiled(
     save_path: Path | None = None,
     cache_dir: Path | None = None,
     cpu_kernels: bool = True,
-    progress: Callable[[str], None] = lambda message: None,
+    progress: ProgressCallback = ignore_progress,
 ) -> tuple[CompiledModel, str]:
     """Returns the compiled model and how it was obtained ("serialized", "cache", "compiled").
 
@@ -122,28 +133,29 @@ def obtain_compiled(
     """
     key = graph_key(config, dtype, device, cpu_kernels=cpu_kernels)
     if serialized_path is not None:
-        progress(f"loading serialized model {serialized_path}")
+        progress(LoadProgress(LOADING_COMPILED, f"loading serialized model {serialized_path}"))
         compiled, how = load_serialized(serialized_path, key), "serialized"
     else:
         cached = (cache_dir or default_cache_dir()) / f"{key}.mef"
         compiled = None
         if cached.is_file():
+            progress(LoadProgress(LOADING_COMPILED, f"loading the compiled model {cached}"))
             try:
                 compiled, how = read(cached), "cache"
-                progress(f"loaded compiled model from cache {cached}")
             except Exception:
-                progress(f"ignoring unreadable cached model {cached}")
+                progress(LoadProgress(LOADING_COMPILED, f"ignoring unreadable {cached}"))
         if compiled is None:
-            progress("compiling the model graph (a minute or more the first time)")
-            device_ref = DeviceRef.from_device(device)
-            module = build_module(config, dtype, device_ref, cpu_kernels=cpu_kernels)
-            extensions = module_extensions(device_ref, cpu_kernels=cpu_kernels)
-            compiled, how = session.compile(module, custom_extensions=extensions), "compiled"
+            message = f"compiling the model graph, {config.n_layers} layers (minutes, once)"
+            with heartbeat(progress, COMPILING, message):
+                device_ref = DeviceRef.from_device(device)
+                module = build_module(config, dtype, device_ref, cpu_kernels=cpu_kernels)
+                extensions = module_extensions(device_ref, cpu_kernels=cpu_kernels)
+                compiled, how = session.compile(module, custom_extensions=extensions), "compiled"
             try:
                 save_serialized(compiled, cached, key)
             except OSError as error:
-                progress(f"could not write the compiled-model cache ({error})")
+                log.warning("could not write the compiled-model cache (%s)", error)
     if save_path is not None:
         save_serialized(compiled, save_path, key)
-        progress(f"saved serialized model to {save_path}")
+        log.info("saved serialized model to %s", save_path)
     return compiled, how

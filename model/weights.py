@@ -18,6 +18,7 @@ import numpy as np
 
 from model.config import ModelConfig
 from model.graph import weight_shapes
+from model.progress import ProgressCallback, ignore_progress, reading_weights
 
 ENCODINGS = ("float32", "bfloat16")
 
@@ -210,15 +211,27 @@ def _convert(array: np.ndarray, is_bf16: bool, encoding: str) -> np.ndarray:
 
 
 def load_weights(
-    model_dir: Path, config: ModelConfig, encoding: str = "float32"
+    model_dir: Path,
+    config: ModelConfig,
+    encoding: str = "float32",
+    *,
+    owned: bool = False,
+    progress: ProgressCallback = ignore_progress,
 ) -> dict[str, np.ndarray]:
-    """Returns every tensor the graph needs, cast to `encoding` (bfloat16 as uint16 bits)."""
+    """Returns every tensor the graph needs, cast to `encoding` (bfloat16 as uint16 bits).
+
+    With `owned`, every array owns its memory: a tensor that would be a view of the mapped
+    file is copied as it is read, so the file is read once and the mapping is let go.
+    """
     if encoding not in ENCODINGS:
         raise WeightsError(f"unsupported quantization encoding {encoding!r}; use {ENCODINGS}")
     expected = weight_shapes(config)
+    total = sum(path.stat().st_size for path in weight_files(Path(model_dir)))
+    done, last_percent = 0, -1
     found: dict[str, np.ndarray] = {}
     source: dict[str, Path] = {}
     for name, array, is_bf16, file in _tensors(Path(model_dir)):
+        done += array.nbytes
         if name not in expected:
             continue  # e.g. wpe, unused with ALiBi
         if tuple(array.shape) != expected[name]:
@@ -226,8 +239,15 @@ def load_weights(
                 f"{file}: tensor {name} has shape {tuple(array.shape)}, "
                 f"expected {expected[name]} from config.json"
             )
-        found[name] = _convert(array, is_bf16, encoding)
+        converted = _convert(array, is_bf16, encoding)
+        found[name] = converted.copy() if owned and not converted.flags.owndata else converted
         source[name] = file
+        update = reading_weights(done, total)
+        if update.percent != last_percent:
+            last_percent = update.percent
+            progress(update)
+    if last_percent != 100:  # headers and unused tensors are the rest of the files
+        progress(reading_weights(total, total))
     missing = [name for name in expected if name not in found]
     if missing:
         files = ", ".join(sorted({str(p) for p in source.values()})) or str(model_dir)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from model.compiled import SerializedModelError
-from model.engine import Engine, EngineOptions, relative_positions, resident
+from model.engine import Engine, EngineOptions, relative_positions
 from model.gguf_export import export_gguf
 from model.sampling import SamplingParams
 from tests.checkpoints import make_random_checkpoint
@@ -213,14 +213,3 @@ def test_bfloat16_weights_stay_close_to_the_reference(tiny_model_dir):
         actual = engine.logits(ids)
         assert relative_error(actual, expected) < 2e-2
         assert np.argmax(actual) in np.argsort(expected)[-3:]
-
-
-def test_weights_mapped_from_the_file_are_copied_into_process_memory(tmp_path):
-    mapped = np.memmap(tmp_path / "w.bin", dtype=np.float32, mode="w+", shape=(64, 64))
-    mapped[:] = np.arange(64 * 64, dtype=np.float32).reshape(64, 64)
-    view = mapped[8:16]
-    copy = resident(view)
-    assert copy.flags.owndata and not np.shares_memory(copy, mapped)
-    assert np.array_equal(copy, view)
-    owned = np.ones((4, 4), dtype=np.float32)
-    assert resident(owned) is owned

@@ -51,10 +51,13 @@ def fibonacci(n):
 
 
 async def start_client(
-    command: list[str], capabilities: types.ClientCapabilities, options: Any
+    command: list[str],
+    capabilities: types.ClientCapabilities,
+    options: Any,
+    env: dict[str, str] = SERVER_ENV,
 ) -> tuple[LanguageClient, types.InitializeResult]:
     client = make_test_lsp_client()
-    await client.start_io(*command, env=SERVER_ENV)
+    await client.start_io(*command, env=env)
     result = await asyncio.wait_for(
         client.initialize_session(
             types.InitializeParams(capabilities=capabilities, initialization_options=options)

@@ -151,3 +151,22 @@ def test_pytorch_bin_loads_with_torch_or_says_how_to_convert(tiny_model_dir, tmp
     )
     loaded = load_weights(bin_dir, config)
     assert all(np.array_equal(loaded[n], tensors[n]) for n in loaded)
+
+
+def test_owned_weights_are_copies_of_the_file_not_views(tiny_model_dir):
+    """The CPU engine asks for weights it owns: read once from the file, then unmapped."""
+    config = load_config(tiny_model_dir)
+    mapped = load_weights(tiny_model_dir, config)
+    assert any(not array.flags.owndata for array in mapped.values())
+    owned = load_weights(tiny_model_dir, config, owned=True)
+    assert all(array.flags.owndata for array in owned.values())
+    assert all(np.array_equal(owned[name], mapped[name]) for name in mapped)
+
+
+def test_reading_reports_percentages_up_to_all_of_the_file(tiny_model_dir):
+    reports = []
+    load_weights(tiny_model_dir, load_config(tiny_model_dir), progress=reports.append)
+    percents = [r.percent for r in reports]
+    assert {r.stage for r in reports} == {"reading weights"}
+    assert percents == sorted(set(percents)) and percents[-1] == 100
+    assert reports[-1].message.startswith("reading weights:")
