@@ -46,6 +46,9 @@ export type ClientFactory = (options: ClientOptions) => ServerClient;
 export interface ServerStatus {
   state: "idle" | "loading" | "ready" | "error";
   message: string;
+  /** What loading is doing now ("reading weights", "compiling", ...) and its percentage. */
+  stage?: string;
+  percent?: number | null;
   engine_id: number | null;
   pid: number;
 }
@@ -167,7 +170,7 @@ export class ServerController implements vscode.Disposable {
         this.status.set(answer.state, answer.message);
         return;
       }
-      this.status.set("loading", answer.message);
+      this.status.set("loading", answer.message, answer.percent ?? undefined);
       await delay(POLL_INTERVAL_MS);
     }
   }

@@ -19,6 +19,7 @@ export class StatusView implements vscode.Disposable {
   private current: ServerState = "stopped";
   private detail = "";
   private latencyMs: number | undefined;
+  private percent: number | undefined;
 
   constructor(showOutputCommand: string) {
     this.item = vscode.window.createStatusBarItem(vscode.StatusBarAlignment.Right, 100);
@@ -32,13 +33,17 @@ export class StatusView implements vscode.Disposable {
     return this.current;
   }
 
-  /** Moves to `state`; `detail` is shown in the tooltip (the server's last message). */
-  set(state: ServerState, detail = ""): void {
+  /**
+   * Moves to `state`; `detail` is shown in the tooltip (the server's last message), and
+   * `percent`, where loading knows it, next to the label.
+   */
+  set(state: ServerState, detail = "", percent?: number): void {
     if (state !== "ready") {
       this.latencyMs = undefined;
     }
     this.current = state;
     this.detail = detail;
+    this.percent = state === "loading" ? percent : undefined;
     this.render();
   }
 
@@ -54,7 +59,8 @@ export class StatusView implements vscode.Disposable {
 
   private render(): void {
     const latency = this.latencyMs === undefined ? "" : ` ${Math.round(this.latencyMs)} ms`;
-    this.item.text = `${ICONS[this.current]} ${LABEL}${latency}`;
+    const percent = this.percent === undefined ? "" : ` ${this.percent}%`;
+    this.item.text = `${ICONS[this.current]} ${LABEL}${latency}${percent}`;
     const lines = [`replit-lsp: ${this.current}`];
     if (this.detail) {
       lines.push(this.detail);

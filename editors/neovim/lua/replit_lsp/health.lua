@@ -100,6 +100,9 @@ local function check_clients(plugin)
         tostring(status.pid),
         tostring(status.message or "")
       )
+      if status.state == "loading" and type(status.percent) == "number" then
+        line = ("%s [%s %d%%]"):format(line, tostring(status.stage), status.percent)
+      end
       if status.state == "ready" then
         health.ok(line)
       elseif status.state == "loading" or status.state == "idle" then

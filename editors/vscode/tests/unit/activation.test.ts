@@ -40,7 +40,13 @@ class FakeClient implements ServerClient {
   async sendRequest<R>(method: string): Promise<R> {
     assert.equal(method, "replitLsp/status");
     const state = this.statuses.length > 1 ? this.statuses.shift() : this.statuses[0];
-    const status: ServerStatus = { state: state!, message: `model ${state}`, engine_id: 1, pid: 7 };
+    const status: ServerStatus = {
+      state: state!,
+      message: `model ${state}`,
+      percent: state === "loading" ? 42 : null,
+      engine_id: 1,
+      pid: 7,
+    };
     return status as R;
   }
 
@@ -116,7 +122,7 @@ describe("activation", () => {
     assert.ok(item.visible);
     assert.equal(item.command, COMMANDS.showOutput);
     assert.ok(fake.commands.has(COMMANDS.restart) && fake.commands.has(COMMANDS.showOutput));
-    await waitForText("$(sync~spin) Replit");
+    await waitForText("$(sync~spin) Replit 42%");
     assert.match(item.tooltip ?? "", /loading/);
     await waitForText("$(check) Replit");
     assert.match(item.tooltip ?? "", /model ready/);
