@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install demo test lint format bench-deps bench bench-full clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,12 +30,20 @@ test: lint
 WHEELS ?= $(HOME)/.cache/replit-lsp/wheels
 LLAMA_CPP_VERSION := 0.3.36
 
-bench: $(STAMP)
+# The benchmarks' extras, and llama-cpp-python built once for this CPU.
+bench-deps: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[bench]'
 	ls $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl >/dev/null 2>&1 || \
 	  CMAKE_ARGS="-DGGML_NATIVE=ON" $(BIN)/pip wheel --no-deps llama-cpp-python==$(LLAMA_CPP_VERSION) --wheel-dir $(WHEELS)
 	$(BIN)/pip install --quiet $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
+
+bench: bench-deps
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.suite --out bench/results
+
+# The real model's shape (32 layers, random weights, bfloat16 and float32) against llama.cpp,
+# one engine in memory at a time: about an hour, 40 GB of disk for checkpoints and GGUF files.
+bench-full: bench-deps
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.full_size --out bench/results/full
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

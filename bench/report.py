@@ -24,13 +24,20 @@ def _p50_p95(row: dict, name: str) -> str:
     return f"{row[name + '_p50_ms']:.0f} / {row[name + '_p95_ms']:.0f}"
 
 
-def markdown(results: dict) -> str:
+def _measured_on(results: dict) -> str:
     machine = results["machine"]
-    parts = [
+    return (
         f"Measured {results['date']} on {machine['cpu']} ({machine['cores']} cores, "
         f"{machine['memory_gib']:.0f} GiB), MAX {machine['max_version']}, "
         f"llama-cpp-python {machine['llama_cpp_version'] or 'not installed'}, "
-        f"{machine['threads']} threads each. Read bandwidth measured in the same run: "
+        f"{machine['threads']} threads each."
+    )
+
+
+def markdown(results: dict) -> str:
+    machine = results["machine"]
+    parts = [
+        _measured_on(results) + " Read bandwidth measured in the same run: "
         f"{results['bandwidth']['best']:.1f} GB/s."
     ]
     if machine.get("gpu"):
@@ -176,3 +183,87 @@ if __name__ == "__main__":  # redraw from a results.json: python -m bench.report
 
     out = Path(sys.argv[1])
     print(*write_report(json.loads((out / "results.json").read_text()), out), sep="\n")
+
+
+def _gb(value: float) -> str:
+    return f"{value / 1e9:.2f}"
+
+
+def full_size_markdown(results: dict) -> str:
+    """The tables of `bench.full_size`: memory, load and restart, speed, and suggestions."""
+    parts = [
+        _measured_on(results) + f" {results['layers']} layers of the real shape, random "
+        "weights; one engine in memory at a time, medians over alternating rounds."
+    ]
+    memory_rows, speed_rows, suggestion_rows, restart_rows = [], [], [], []
+    for encoding, entry in results["encodings"].items():
+        summary = entry["summary"]
+        for engine, s in summary.items():
+            memory_rows.append(
+                [
+                    encoding,
+                    engine,
+                    f"{s['load_seconds']:.1f}",
+                    _gb(s["rss_loaded"]),
+                    _gb(s["rss_steady"]),
+                    _gb(s["rss_peak"]),
+                    _gb(s["memory_bound"]),
+                    f"{s['rss_over_bound']:.2f}",
+                ]
+            )
+        metrics = ["prefill 128", "prefill 512", "decode", "decode at 1000"]
+        llama = summary.get("llama.cpp")
+        for metric in metrics:
+            ours = summary["MAX"][metric]
+            theirs = llama[metric] if llama else None
+            speed_rows.append(
+                [
+                    encoding,
+                    metric,
+                    _fmt(ours),
+                    _fmt(theirs),
+                    _fmt(ours / theirs if theirs else None, 2, "x"),
+                ]
+            )
+        for engine, s in summary.items():
+            recompute = s["suggestion recompute total_seconds"]
+            reuse = s["suggestion reuse total_seconds"]
+            suggestion_rows.append(
+                [
+                    encoding,
+                    engine,
+                    f"{s['suggestion recompute first_token_seconds']:.2f} / {recompute:.2f}",
+                    f"{s['suggestion reuse first_token_seconds']:.2f} / {reuse:.2f}",
+                    f"{recompute / reuse:.1f}x",
+                ]
+            )
+        first, restart = entry["restart"]["first start"], entry["restart"]["restart"]
+        restart_rows.append(
+            [encoding, f"{first['seconds']:.1f}", first["source"], f"{restart['seconds']:.1f}"]
+        )
+        if entry.get("logit_mismatch") is not None:
+            parts.append(
+                f"{encoding}: largest logit difference MAX vs llama.cpp, relative: "
+                f"{entry['logit_mismatch']:.1e}."
+            )
+    parts += _section(
+        "Memory (GB; bound = weights + KV cache; peak / bound)",
+        ["weights", "engine", "load s", "loaded", "steady", "peak", "bound", "peak / bound"],
+        memory_rows,
+    )
+    parts += _section(
+        "Throughput (tokens/s; ratio = MAX / llama.cpp)",
+        ["weights", "measure", "MAX", "llama.cpp", "ratio"],
+        speed_rows,
+    )
+    parts += _section(
+        "16-token suggestion at a 1000-token context (s, first token / whole)",
+        ["weights", "engine", "recompute", "with reuse (3 typed tokens)", "ratio"],
+        suggestion_rows,
+    )
+    parts += _section(
+        "`replit-lsp --prompt`: process start to first completion (s)",
+        ["weights", "first start", "compiled model from", "restart (cached)"],
+        restart_rows,
+    )
+    return "\n".join(parts) + "\n"

@@ -14,14 +14,30 @@ import multiprocessing
 import os
 import signal
 import time
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from model.engine import Engine, EngineOptions
+from model.engine import Engine, EngineOptions, common_prefix_length
 from model.sampling import SamplingParams
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """One greedy suggestion's costs: to its first token (prefill of what was not cached and
+    one step), in all, and the decode steps after the first token."""
+
+    first_token_seconds: float
+    total_seconds: float
+    steps: int
+    reused_tokens: int
+
+    @property
+    def decode_tokens_per_s(self) -> float:
+        return self.steps / (self.total_seconds - self.first_token_seconds)
 
 
 class Runner(Protocol):
@@ -35,6 +51,10 @@ class Runner(Protocol):
 
     def decode_seconds(self, prompt: list[int], tokens: int) -> tuple[int, float]:
         """(steps, seconds) of greedy one-token steps after `prompt`, prefill excluded."""
+        ...
+
+    def suggestion(self, prompt: list[int], tokens: int) -> Suggestion:
+        """A `tokens`-token greedy suggestion after `prompt`, reusing the cached prefix."""
         ...
 
     def close(self) -> None: ...
@@ -59,18 +79,26 @@ def engine_decode_seconds(engine: Engine, prompt: list[int], tokens: int) -> tup
 
 
 class MaxRunner:
-    """The engine as the server runs it, with prefix reuse off so that nothing is skipped."""
+    """The engine as the server runs it, with prefix reuse off unless asked for, so that
+    nothing is skipped."""
 
     name = "MAX"
 
-    def __init__(self, model_dir: Path, encoding: str, max_length: int, **options: object) -> None:
+    def __init__(
+        self,
+        model_dir: Path,
+        encoding: str,
+        max_length: int,
+        prefix_reuse: bool = False,
+        **options: object,
+    ) -> None:
         self.engine = Engine(
             EngineOptions(
                 model_dir=model_dir,
                 quantization_encoding=encoding,
                 max_length=max_length,
                 max_cache_batch_size=1,
-                prefix_reuse=False,
+                prefix_reuse=prefix_reuse,
                 **options,
             )
         )
@@ -83,6 +111,17 @@ class MaxRunner:
 
     def decode_seconds(self, prompt: list[int], tokens: int) -> tuple[int, float]:
         return engine_decode_seconds(self.engine, prompt, tokens)
+
+    def suggestion(self, prompt: list[int], tokens: int) -> Suggestion:
+        started = time.perf_counter()
+        with self.engine.generate(prompt, SamplingParams(max_new_tokens=tokens)) as generation:
+            count = len(list(generation))
+        return Suggestion(
+            generation.prefill_seconds,
+            time.perf_counter() - started,
+            count - 1,
+            generation.reused_tokens,
+        )
 
     def close(self) -> None:
         del self.engine
@@ -125,6 +164,19 @@ class LlamaCppRunner:
         for _ in range(tokens - 1):
             next_token = int(np.argmax(self._eval([next_token])))
         return tokens - 1, time.perf_counter() - started
+
+    def suggestion(self, prompt: list[int], tokens: int) -> Suggestion:
+        """As llama-cpp-python's own `generate` reuses its cache: keep the longest common
+        prefix of what was evaluated (at least one token is evaluated anew)."""
+        started = time.perf_counter()
+        cached = self.llama.input_ids[: self.llama.n_tokens].tolist()
+        keep = min(common_prefix_length(cached, prompt), len(prompt) - 1)
+        self.llama.n_tokens = keep
+        next_token = int(np.argmax(self._eval(prompt[keep:])))
+        first = time.perf_counter() - started
+        for _ in range(tokens - 1):
+            next_token = int(np.argmax(self._eval([next_token])))
+        return Suggestion(first, time.perf_counter() - started, tokens - 1, keep)
 
     def close(self) -> None:
         self.llama.close()
@@ -182,6 +234,13 @@ class RemoteRunner:
 
     def decode_seconds(self, prompt: list[int], tokens: int) -> tuple[int, float]:
         return self._call("decode_seconds", prompt, tokens)
+
+    def suggestion(self, prompt: list[int], tokens: int) -> Suggestion:
+        return self._call("suggestion", prompt, tokens)
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
 
     def pause(self) -> None:
         os.kill(self._process.pid, signal.SIGSTOP)

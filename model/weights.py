@@ -48,8 +48,22 @@ _SAFETENSORS_DTYPES = {
 }
 
 
-def _read_safetensors(path: Path) -> Iterator[tuple[str, np.ndarray, bool]]:
-    """Yields (name, array, is_bfloat16) from a memory map, validating every offset."""
+def read_range(path: Path, offset: int, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    """A tensor read with plain file reads into memory of its own, not through a mapping.
+
+    Copying out of a mapping leaves the mapped pages counted in the process's resident memory
+    until the whole mapping goes, which doubled the peak while loading; a read does not.
+    """
+    array = np.empty(shape, dtype=dtype)
+    with path.open("rb") as f:
+        f.seek(offset)
+        if f.readinto(memoryview(array).cast("B")) != array.nbytes:
+            raise WeightsError(f"{path}: truncated at offset {offset}")
+    return array
+
+
+def _read_safetensors(path: Path, owned: bool) -> Iterator[tuple[str, np.ndarray, bool]]:
+    """Yields (name, array, is_bfloat16), mapped or `owned`, validating every offset."""
     size = path.stat().st_size
     with path.open("rb") as f:
         prefix = f.read(8)
@@ -75,8 +89,11 @@ def _read_safetensors(path: Path) -> Iterator[tuple[str, np.ndarray, bool]]:
         expected = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
         if end - begin != expected or data_start + end > size:
             raise WeightsError(f"{path}: tensor {name} is truncated or corrupt")
-        raw = data[data_start + begin : data_start + end]
-        yield name, raw.view(dtype).reshape(shape), info["dtype"] == "BF16"
+        if owned:
+            array = read_range(path, data_start + begin, np.dtype(dtype), shape)
+        else:
+            array = data[data_start + begin : data_start + end].view(dtype).reshape(shape)
+        yield name, array, info["dtype"] == "BF16"
 
 
 def _safetensors_files(model_dir: Path) -> list[Path]:
@@ -116,7 +133,7 @@ def gguf_to_hf_name(name: str) -> str | None:
     return None
 
 
-def _read_gguf(path: Path) -> Iterator[tuple[str, np.ndarray, bool]]:
+def _read_gguf(path: Path, owned: bool) -> Iterator[tuple[str, np.ndarray, bool]]:
     import gguf
     from gguf.quants import dequantize
 
@@ -130,15 +147,20 @@ def _read_gguf(path: Path) -> Iterator[tuple[str, np.ndarray, bool]]:
             continue
         shape = tuple(int(n) for n in reversed(tensor.shape))
         kind = tensor.tensor_type
-        if kind == gguf.GGMLQuantizationType.BF16:
-            array = np.asarray(tensor.data).view(np.uint16).reshape(shape)
-            yield name, array, True
-            continue
-        if kind in (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16):
-            array = np.asarray(tensor.data)
+        plain = {
+            gguf.GGMLQuantizationType.BF16: np.uint16,
+            gguf.GGMLQuantizationType.F32: np.float32,
+            gguf.GGMLQuantizationType.F16: np.float16,
+        }
+        if kind in plain:
+            dtype = np.dtype(plain[kind])
+            if owned:
+                array = read_range(path, tensor.data_offset, dtype, shape)
+            else:
+                array = np.asarray(tensor.data).view(dtype).reshape(shape)
         else:
-            array = dequantize(tensor.data, kind)
-        yield name, array.reshape(shape), False
+            array = dequantize(tensor.data, kind).reshape(shape)
+        yield name, array, kind == gguf.GGMLQuantizationType.BF16
 
 
 # ------------------------------------------------------------------ torch .bin
@@ -190,7 +212,7 @@ def weight_files(model_dir: Path) -> list[Path]:
     )
 
 
-def _tensors(model_dir: Path) -> Iterator[tuple[str, np.ndarray, bool, Path]]:
+def _tensors(model_dir: Path, owned: bool) -> Iterator[tuple[str, np.ndarray, bool, Path]]:
     files = weight_files(model_dir)
     if files[0].suffix == ".bin":
         for name, array, is_bf16 in _read_torch_bin(model_dir):
@@ -198,7 +220,7 @@ def _tensors(model_dir: Path) -> Iterator[tuple[str, np.ndarray, bool, Path]]:
         return
     reader = _read_gguf if files[0].suffix == ".gguf" else _read_safetensors
     for file in files:
-        for name, array, is_bf16 in reader(file):
+        for name, array, is_bf16 in reader(file, owned):
             yield name, array, is_bf16, file
 
 
@@ -220,8 +242,8 @@ def load_weights(
 ) -> dict[str, np.ndarray]:
     """Returns every tensor the graph needs, cast to `encoding` (bfloat16 as uint16 bits).
 
-    With `owned`, every array owns its memory: a tensor that would be a view of the mapped
-    file is copied as it is read, so the file is read once and the mapping is let go.
+    With `owned`, every array owns its memory: tensors are read from the files rather than
+    mapped (those a format only maps are copied), so the engine holds the weights once.
     """
     if encoding not in ENCODINGS:
         raise WeightsError(f"unsupported quantization encoding {encoding!r}; use {ENCODINGS}")
@@ -230,7 +252,7 @@ def load_weights(
     done, last_percent = 0, -1
     found: dict[str, np.ndarray] = {}
     source: dict[str, Path] = {}
-    for name, array, is_bf16, file in _tensors(Path(model_dir)):
+    for name, array, is_bf16, file in _tensors(Path(model_dir), owned):
         done += array.nbytes
         if name not in expected:
             continue  # e.g. wpe, unused with ALiBi

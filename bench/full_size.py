@@ -1,0 +1,199 @@
+"""`make bench-full`: the real model's shape (32 layers, random weights) against llama.cpp.
+
+Slices hide what the whole model costs: memory, load and restart time, and per-layer overheads
+that only add up over 32 layers. Here each engine loads the full-size checkpoint in a process
+of its own, one engine in memory at a time (two float32 copies of the 3B model do not fit in
+24 GB), and the order alternates (MAX, llama.cpp, MAX, ...) so that a machine that slows down
+during the run shows as spread between a runner's rounds, not as a ratio. Per round:
+
+- load: process start to a built engine, with the resident memory (VmRSS) after loading and
+  its peak (VmHWM) during loading;
+- prefill of 128 and 512 random tokens from an empty cache, and decode after 16 tokens;
+- a 16-token suggestion at a 1000-token context, recomputed (nothing cached) and with reuse
+  (the same context plus three typed tokens), which also gives decode at that context;
+- resident memory once the work is done, and the peak over the whole round.
+
+Then the restart of `replit-lsp --prompt`: process start to the first completion text with
+the compiled model in its cache and the weights in the page cache, after a first start that
+compiled. Usage: `python -m bench.full_size [--out bench/results/full] [--rounds 2]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.checkpoints import REAL_LAYERS, full_width_slice, weight_bytes
+from bench.runners import RemoteRunner, Suggestion
+from bench.startup import first_completion
+from bench.suite import WORK_DIR, machine
+from bench.throughput_table import llama_cpp_available
+from model.config import load_config
+from model.gguf_export import export_gguf
+from model.hub import resolve_model_dir
+
+ENCODINGS = ("bfloat16", "float32")
+PREFILL_LENGTHS = (128, 512)
+CONTEXT = 1000
+SUGGESTION_TOKENS = 16
+TYPED_TOKENS = 3
+# Room for the context, what is typed, the suggestion and a few positions to spare.
+MAX_LENGTH = 1100
+
+
+def memory(pid: int) -> dict[str, int]:
+    """The process's resident bytes now (VmRSS) and at most so far (VmHWM)."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = int(value.split()[0]) * 1024
+    return {"rss": fields["VmRSS"], "peak": fields["VmHWM"]}
+
+
+def kv_cache_bytes(model_dir: Path) -> int:
+    """The engine's one cache slot: float32 K and V of every layer at MAX_LENGTH positions."""
+    c = load_config(model_dir)
+    return 2 * c.n_layers * c.kv_n_heads * MAX_LENGTH * c.head_dim * 4
+
+
+def measure_round(name: str, kwargs: dict, vocab: int, seed: int) -> dict:
+    """Every measurement of one engine, loaded afresh in its own process."""
+    rng = np.random.default_rng(seed)
+    started = time.perf_counter()
+    runner = RemoteRunner(name, **kwargs)
+    try:
+        result: dict = {"engine": name, "load_seconds": time.perf_counter() - started}
+        result["loaded"] = memory(runner.pid)
+        probe = rng.integers(2, vocab, size=32).tolist()
+        result["probe_logits"] = runner.logits(probe)  # also the warm-up
+        for length in PREFILL_LENGTHS:
+            prompt = rng.integers(2, vocab, size=length).tolist()
+            result[f"prefill {length}"] = length / runner.prefill_seconds(prompt)
+        steps, seconds = runner.decode_seconds(rng.integers(2, vocab, size=16).tolist(), 16)
+        result["decode"] = steps / seconds
+        context = rng.integers(2, vocab, size=CONTEXT).tolist()
+        recompute: Suggestion = runner.suggestion(context, SUGGESTION_TOKENS)
+        typed = context + rng.integers(2, vocab, size=TYPED_TOKENS).tolist()
+        reuse: Suggestion = runner.suggestion(typed, SUGGESTION_TOKENS)
+        if reuse.reused_tokens < CONTEXT:
+            raise RuntimeError(f"{name} reused only {reuse.reused_tokens} of {CONTEXT} tokens")
+        result[f"decode at {CONTEXT}"] = recompute.decode_tokens_per_s
+        result["suggestion"] = {"recompute": recompute.__dict__, "reuse": reuse.__dict__}
+        result["done"] = memory(runner.pid)
+        return result
+    finally:
+        runner.close()
+
+
+def median_of(rounds: list[dict], key: str) -> float:
+    return statistics.median(r[key] for r in rounds)
+
+
+def summarize(rounds: list[dict], weights: int, kv: int) -> dict:
+    """Medians over the rounds of one engine; memory as the worst round's."""
+    summary = {
+        "load_seconds": median_of(rounds, "load_seconds"),
+        **{m: median_of(rounds, m) for m in [f"prefill {n}" for n in PREFILL_LENGTHS]},
+        "decode": median_of(rounds, "decode"),
+        f"decode at {CONTEXT}": median_of(rounds, f"decode at {CONTEXT}"),
+        "rss_loaded": max(r["loaded"]["rss"] for r in rounds),
+        "rss_steady": max(r["done"]["rss"] for r in rounds),
+        "rss_peak": max(r["done"]["peak"] for r in rounds),
+    }
+    for how in ("recompute", "reuse"):
+        for part in ("first_token_seconds", "total_seconds"):
+            values = [r["suggestion"][how][part] for r in rounds]
+            summary[f"suggestion {how} {part}"] = statistics.median(values)
+    summary["memory_bound"] = weights + kv
+    summary["rss_over_bound"] = summary["rss_peak"] / (weights + kv)
+    return summary
+
+
+def measure_encoding(model_dir: Path, encoding: str, rounds: int, threads: int, work: Path):
+    vocab = load_config(model_dir).vocab_size
+    plans = {
+        "MAX": {
+            "model_dir": model_dir,
+            "encoding": encoding,
+            "max_length": MAX_LENGTH,
+            "prefix_reuse": True,
+        }
+    }
+    if llama_cpp_available():
+        gguf_path = export_gguf(model_dir, work / f"full32-{encoding}.gguf", encoding)
+        plans["llama.cpp"] = {"gguf_path": gguf_path, "max_length": MAX_LENGTH, "threads": threads}
+    measured: dict[str, list[dict]] = {name: [] for name in plans}
+    for index in range(rounds):
+        order = list(plans) if index % 2 == 0 else list(plans)[::-1]
+        for name in order:
+            # The same prompts for every engine in a round.
+            measured[name].append(measure_round(name, plans[name], vocab, seed=index))
+            shown = {k: v for k, v in measured[name][-1].items() if k != "probe_logits"}
+            print(name, encoding, shown, flush=True)
+    mismatch = None
+    if "llama.cpp" in measured:
+        ours, theirs = measured["MAX"][0]["probe_logits"], measured["llama.cpp"][0]["probe_logits"]
+        mismatch = float(np.abs(ours - theirs).max() / np.abs(theirs).max())
+    weights, kv = weight_bytes(model_dir, encoding), kv_cache_bytes(model_dir)
+    summaries = {name: summarize(rounds_, weights, kv) for name, rounds_ in measured.items()}
+    for rounds_ in measured.values():
+        for r in rounds_:
+            r.pop("probe_logits")
+    return {"summary": summaries, "rounds": measured, "logit_mismatch": mismatch}
+
+
+def measure_restart(model_dir: Path, encoding: str) -> dict:
+    """A first start that compiles, then the restart a user has every day after it."""
+    args = ["--weight-path", str(model_dir), "--quantization-encoding", encoding]
+    args += ["--max-length", str(MAX_LENGTH)]
+    with tempfile.TemporaryDirectory() as cache:
+        first = first_completion(args, Path(cache))
+        restarts = [first_completion(args, Path(cache)) for _ in range(2)]
+    return {"first start": first, "restart": min(restarts, key=lambda r: r["seconds"])}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", type=Path, default=Path("bench/results/full"))
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--encodings", nargs="+", default=list(ENCODINGS), choices=ENCODINGS)
+    parser.add_argument("--work-dir", type=Path, default=WORK_DIR)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    threads = os.cpu_count() or 1
+    results: dict = {
+        "date": datetime.date.today().isoformat(),
+        "machine": machine(threads),
+        "layers": REAL_LAYERS,
+        "encodings": {},
+    }
+    print(f"machine: {results['machine']}", flush=True)
+    for encoding in args.encodings:
+        model_dir = args.work_dir / f"full{REAL_LAYERS}-{encoding}"
+        if not (model_dir / "config.json").exists():
+            print(f"writing the {encoding} checkpoint to {model_dir}", flush=True)
+            full_width_slice(model_dir, REAL_LAYERS, resolve_model_dir(None, "demo"), encoding)
+        entry = {"restart": measure_restart(model_dir, encoding)}
+        print(encoding, entry["restart"], flush=True)
+        entry |= measure_encoding(model_dir, encoding, args.rounds, threads, args.work_dir)
+        entry["weight_bytes"] = weight_bytes(model_dir, encoding)
+        results["encodings"][encoding] = entry
+        (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    from bench.report import full_size_markdown
+
+    text = full_size_markdown(results)
+    (args.out / "BENCHMARKS.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
