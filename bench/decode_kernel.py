@@ -20,6 +20,7 @@ import numpy as np
 from bench.checkpoints import full_width_slice, weight_bytes
 from bench.runners import engine_decode_seconds
 from model.engine import Engine, EngineOptions
+from model.graph import GraphOptions
 from tests.checkpoints import make_random_checkpoint
 
 
@@ -46,7 +47,7 @@ def main() -> None:
                     max_length=256,
                     max_cache_batch_size=1,
                     prefix_reuse=False,
-                    cpu_kernels=kernels,
+                    graph=GraphOptions(cpu_kernels=kernels),
                 )
                 engines[encoding, kernels] = Engine(options, progress=print)
         rng = np.random.default_rng(0)

@@ -6,27 +6,44 @@ sources and the MAX version. The automatic cache keys the MEF by exactly those; 
 weights are bound at load time, so two checkpoints of the same shape share one entry. An
 explicitly serialized model carries the same key in a sidecar file so that loading one built
 for another model fails with a clear message instead of wrong numbers.
+
+A graph is compiled in a child process (`python -m model.compiled`), which writes the MEF and
+exits; the engine then loads it like a cached one. Compiling the full-size model holds
+gigabytes of compiler memory that the process keeps once it is done, on top of the weights;
+a child returns all of it, and a compiler crash costs the child, not the server.
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import hashlib
 import json
 import logging
 import os
+import subprocess
+import sys
 import tempfile
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import max as max_package
-from max.driver import Device
+from max.driver import CPU, Accelerator, Device
 from max.dtype import DType
 from max.engine import CompiledModel, InferenceSession, read
 from max.graph import DeviceRef
 
-from model import graph
 from model.config import ModelConfig
-from model.graph import GRAPH_VERSION, build_module, kernels_digest, module_extensions
+from model.graph import (
+    DEFAULT_GRAPH,
+    GRAPH_VERSION,
+    GraphOptions,
+    build_module,
+    kernels_digest,
+    module_extensions,
+)
 from model.progress import (
     COMPILING,
     LOADING_COMPILED,
@@ -43,6 +60,10 @@ class SerializedModelError(ValueError):
     """A serialized model that cannot be used for this checkpoint and device."""
 
 
+class CompileError(RuntimeError):
+    """The graph compiler failed; the message ends with what it printed."""
+
+
 _NOT_IN_GRAPH = ("max_seq_len", "eos_token_id")
 
 
@@ -54,13 +75,13 @@ def default_cache_dir() -> Path:
 
 
 def graph_key(
-    config: ModelConfig, dtype: DType, device: Device, *, cpu_kernels: bool = True
+    config: ModelConfig, dtype: DType, device: Device, options: GraphOptions = DEFAULT_GRAPH
 ) -> str:
     """A digest of everything that changes the compiled graph."""
     facts = {
         "graph_version": GRAPH_VERSION,
-        "cpu_kernels": kernels_digest() if cpu_kernels and device.is_host else None,
-        "fused_block_bytes": graph.FUSED_BLOCK_BYTES,
+        "cpu_kernels": kernels_digest() if options.cpu_kernels and device.is_host else None,
+        "fused_block_bytes": options.fused_block_bytes,
         # max_seq_len and the eos id do not shape the graph (its lengths are symbolic).
         "config": {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_GRAPH},
         "dtype": str(dtype),
@@ -116,22 +137,18 @@ def load_serialized(path: Path, key: str) -> CompiledModel:
 
 
 def obtain_compiled(
-    session: InferenceSession,
     config: ModelConfig,
     dtype: DType,
     device: Device,
+    options: GraphOptions = DEFAULT_GRAPH,
     *,
     serialized_path: Path | None = None,
     save_path: Path | None = None,
     cache_dir: Path | None = None,
-    cpu_kernels: bool = True,
     progress: ProgressCallback = ignore_progress,
 ) -> tuple[CompiledModel, str]:
-    """Returns the compiled model and how it was obtained ("serialized", "cache", "compiled").
-
-    `cpu_kernels` off compiles the built-in ops everywhere (for comparison and fallback).
-    """
-    key = graph_key(config, dtype, device, cpu_kernels=cpu_kernels)
+    """Returns the compiled model and how it was obtained ("serialized", "cache", "compiled")."""
+    key = graph_key(config, dtype, device, options)
     if serialized_path is not None:
         progress(LoadProgress(LOADING_COMPILED, f"loading serialized model {serialized_path}"))
         compiled, how = load_serialized(serialized_path, key), "serialized"
@@ -147,15 +164,83 @@ def obtain_compiled(
         if compiled is None:
             message = f"compiling the model graph, {config.n_layers} layers (minutes, once)"
             with heartbeat(progress, COMPILING, message):
-                device_ref = DeviceRef.from_device(device)
-                module = build_module(config, dtype, device_ref, cpu_kernels=cpu_kernels)
-                extensions = module_extensions(device_ref, cpu_kernels=cpu_kernels)
-                compiled, how = session.compile(module, custom_extensions=extensions), "compiled"
-            try:
-                save_serialized(compiled, cached, key)
-            except OSError as error:
-                log.warning("could not write the compiled-model cache (%s)", error)
+                compiled = _compile_elsewhere(config, dtype, device, options, cached)
+            how = "compiled"
     if save_path is not None:
         save_serialized(compiled, save_path, key)
         log.info("saved serialized model to %s", save_path)
     return compiled, how
+
+
+def _compile_elsewhere(
+    config: ModelConfig, dtype: DType, device: Device, options: GraphOptions, cached: Path
+) -> CompiledModel:
+    """Compiles in a child process into the cache (or a temporary file, if the cache cannot
+    be written) and reads the result."""
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        writable = os.access(cached.parent, os.W_OK)
+    except OSError:
+        writable = False
+    target, scratch = cached, None
+    if not writable:
+        log.warning("cannot write the compiled-model cache %s; compiling for this run", cached)
+        scratch = tempfile.TemporaryDirectory(prefix="replit-lsp-compile-")
+        target = Path(scratch.name) / cached.name
+    request = {
+        "config": config.to_dict(),
+        "dtype": str(dtype),
+        "gpu": not device.is_host,
+        "options": dataclasses.asdict(options),
+        "key": graph_key(config, dtype, device, options),
+        "out": str(target),
+        "parent": os.getpid(),
+    }
+    try:
+        child = subprocess.run(
+            [sys.executable, "-m", "model.compiled"],
+            input=json.dumps(request),
+            capture_output=True,
+            text=True,
+        )
+        if child.returncode != 0 or not target.is_file():
+            raise CompileError(
+                f"compiling the model graph failed (exit code {child.returncode}): "
+                + child.stderr.strip()[-2000:]
+            )
+        return read(target)
+    finally:
+        if scratch is not None:
+            scratch.cleanup()
+
+
+def _exit_with(parent: int) -> None:
+    """Ends this process once `parent` has gone, so that no orphan goes on compiling after the
+    server exits. (A `preexec_fn` would be simpler, but forking runs it in a copy of a process
+    with other threads, where it can deadlock.)"""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def compile_to(request: dict) -> None:
+    """The child's work: build the module, compile it, and save it with its key."""
+    _exit_with(request["parent"])
+    device = Accelerator() if request["gpu"] else CPU()
+    options = GraphOptions(**request["options"])
+    config = ModelConfig(**request["config"])
+    dtype = DType[request["dtype"].split(".")[-1]]
+    device_ref = DeviceRef.from_device(device)
+    module = build_module(config, dtype, device_ref, options)
+    session = InferenceSession(devices=[device])
+    compiled = session.compile(module, custom_extensions=module_extensions(device_ref, options))
+    save_serialized(compiled, Path(request["out"]), request["key"])
+
+
+if __name__ == "__main__":
+    argparse.ArgumentParser(description="Compiles a model graph described on stdin.").parse_args()
+    compile_to(json.load(sys.stdin))

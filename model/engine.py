@@ -21,11 +21,11 @@ from max.engine import InferenceSession, Model
 
 from model.compiled import obtain_compiled
 from model.config import ModelConfig, load_config
-from model.graph import DECODE_GRAPH, PREFILL_GRAPH
+from model.graph import DECODE_GRAPH, DEFAULT_GRAPH, PREFILL_GRAPH, GraphOptions
 from model.progress import BINDING, READY, LoadProgress, ProgressCallback, ignore_progress
 from model.sampling import Sampler, SamplingParams
 from model.tokenizer import Tokenizer
-from model.weights import load_weights
+from model.weights import load_weights, weight_files
 
 # Longest run of prompt tokens sent through the graph at once: bounds the attention score
 # tensor (heads x chunk x context) and lets other requests interleave with a long prefill.
@@ -47,7 +47,7 @@ class EngineOptions:
     save_to_serialized_model_path: Path | None = None
     cache_dir: Path | None = None
     prefix_reuse: bool = True
-    cpu_kernels: bool = True  # decode through the Mojo kernels on the CPU
+    graph: GraphOptions = DEFAULT_GRAPH
 
 
 @dataclass(eq=False)
@@ -135,6 +135,19 @@ class Engine:
         self.device = select_device(options.use_gpu)
         dtype = DType.bfloat16 if options.quantization_encoding == "bfloat16" else DType.float32
 
+        weight_files(options.model_dir)  # no weights: say so before a compile of minutes
+        # Compiled first, in a child process that then exits: this process never holds the
+        # compiler's memory and the weights at once.
+        compiled, self.compile_source = obtain_compiled(
+            self.config,
+            dtype,
+            self.device,
+            options.graph,
+            serialized_path=options.serialized_model_path,
+            save_path=options.save_to_serialized_model_path,
+            cache_dir=options.cache_dir,
+            progress=progress,
+        )
         # On the CPU, MAX reads the weights where they lie. Mapped from the page cache they sit
         # in 4 KiB pages; NumPy advises its own allocations of this size as transparent huge
         # pages, which a decode step reads about 7% faster (4-layer full-width slice, float32:
@@ -153,17 +166,6 @@ class Engine:
             for name, array in weights.items()
         }
         session = InferenceSession(devices=[self.device])
-        compiled, self.compile_source = obtain_compiled(
-            session,
-            self.config,
-            dtype,
-            self.device,
-            serialized_path=options.serialized_model_path,
-            save_path=options.save_to_serialized_model_path,
-            cache_dir=options.cache_dir,
-            cpu_kernels=options.cpu_kernels,
-            progress=progress,
-        )
         progress(LoadProgress(BINDING, "binding weights to the compiled model"))
         models = session.init_all(compiled, weights_registry=registry)
         self._prefill_model: Model = models[PREFILL_GRAPH]

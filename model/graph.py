@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
-from max._mlir_context import ensure_default_mlir_context
 from max.dtype import DType
 from max.graph import (
     BufferType,
@@ -53,6 +53,21 @@ KERNEL_HEAD_DIM_MULTIPLE = 16
 FUSED_BLOCK_BYTES = 32 << 20
 PREFILL_GRAPH = "replit_mpt"
 DECODE_GRAPH = "replit_mpt_decode"
+
+
+@dataclass(frozen=True)
+class GraphOptions:
+    """The choices that shape the compiled graphs beyond the config, dtype and device.
+
+    They are part of the compiled-model key, so that models built with other choices (for
+    comparison, or to test each decode path on a small model) never share a cache entry.
+    """
+
+    cpu_kernels: bool = True  # the Mojo kernels of KERNELS_DIR on the CPU; else built-in ops
+    fused_block_bytes: int = FUSED_BLOCK_BYTES  # decode blocks up to this size as one kernel
+
+
+DEFAULT_GRAPH = GraphOptions()
 
 
 def kernels_digest() -> str:
@@ -161,7 +176,14 @@ class _Builder:
     """Holds what every layer needs while the graph is traced."""
 
     def __init__(
-        self, config: ModelConfig, dtype: DType, device: DeviceRef, *, one_row: bool, kernels: bool
+        self,
+        config: ModelConfig,
+        dtype: DType,
+        device: DeviceRef,
+        *,
+        one_row: bool,
+        kernels: bool,
+        fused_block_bytes: int,
     ) -> None:
         self.config = config
         self.dtype = dtype
@@ -178,7 +200,7 @@ class _Builder:
             math.prod(self.shapes[f"transformer.blocks.0.{w}"]) for w in BLOCK_WEIGHTS
         )
         self.fused_blocks = (
-            self.decode_kernels and block_params * dtype.size_in_bytes <= FUSED_BLOCK_BYTES
+            self.decode_kernels and block_params * dtype.size_in_bytes <= fused_block_bytes
         )
 
     def weight(self, name: str) -> Weight:
@@ -284,33 +306,34 @@ class _Builder:
         return self.linear(ops.gelu(self.linear(x, p + "up_proj.weight")), p + "down_proj.weight")
 
 
-def module_extensions(device: DeviceRef, *, cpu_kernels: bool = True) -> list[Path]:
+def module_extensions(device: DeviceRef, options: GraphOptions) -> list[Path]:
     """The kernel packages that `build_module` uses; `session.compile` needs them too."""
-    return [KERNELS_DIR] if cpu_kernels and device.is_cpu() else []
+    return [KERNELS_DIR] if options.cpu_kernels and device.is_cpu() else []
 
 
 def build_module(
-    config: ModelConfig, dtype: DType, device: DeviceRef, *, cpu_kernels: bool = True
+    config: ModelConfig, dtype: DType, device: DeviceRef, options: GraphOptions
 ) -> Module:
     """The graphs to compile together: PREFILL_GRAPH always, DECODE_GRAPH on the CPU.
 
-    On a GPU (or with `cpu_kernels` off) the prefill graph serves decode too.
+    On a GPU (or with `cpu_kernels` off) the prefill graph serves decode too. Call it on the
+    thread that imported MAX: MLIR's current context is per thread, and `Module` (unlike
+    `Graph`) does not enter MAX's default context on other threads.
     """
-    # MLIR's current context is per thread, and MAX enters its default one only on the thread
-    # that imported it: `Graph` enters it for other threads, `Module` does not, so a model
-    # built on a loader thread (the language server's, the HTTP server's) needs it entered.
-    with ensure_default_mlir_context():
-        module = Module()
-        kernels = bool(module_extensions(device, cpu_kernels=cpu_kernels))
-        build_graph(config, dtype, device, module=module, kernels=kernels)
-        if kernels:
-            decode = build_graph(config, dtype, device, module=module, kernels=True, decode=True)
-            # What `session.compile(graph)` does for a lone graph: put the kernel declarations
-            # the graph already loaded into the module, so the compiler does not load every
-            # kernel package again (about a third of a small module's compile time here).
-            library = getattr(decode, "_kernel_library", None)
-            if library is not None:
-                library._analysis.seed_kernel_decls(module.mlir_module)
+    module = Module()
+    kernels = bool(module_extensions(device, options))
+    fused = options.fused_block_bytes
+    build_graph(config, dtype, device, module=module, kernels=kernels, fused_block_bytes=fused)
+    if kernels:
+        decode = build_graph(
+            config, dtype, device, module=module, kernels=True, decode=True, fused_block_bytes=fused
+        )
+        # What `session.compile(graph)` does for a lone graph: put the kernel declarations the
+        # graph already loaded into the module, so the compiler does not load every kernel
+        # package again (about a third of a small module's compile time here).
+        library = getattr(decode, "_kernel_library", None)
+        if library is not None:
+            library._analysis.seed_kernel_decls(module.mlir_module)
     return module
 
 
@@ -322,6 +345,7 @@ def build_graph(
     module: Module | None = None,
     kernels: bool = False,
     decode: bool = False,
+    fused_block_bytes: int = FUSED_BLOCK_BYTES,
 ) -> Graph:
     """Traces the model for `config` with weights in `dtype` on `device`.
 
@@ -332,7 +356,9 @@ def build_graph(
     the graph is named DECODE_GRAPH (whose `rel_pos` the kernel path leaves unread); `kernels`
     sends one-row products, and decode's attention, to the CPU kernels.
     """
-    b = _Builder(config, dtype, device, one_row=decode, kernels=kernels)
+    b = _Builder(
+        config, dtype, device, one_row=decode, kernels=kernels, fused_block_bytes=fused_block_bytes
+    )
     seq_len: int | str = 1 if decode else "seq_len"
     input_types = [
         TensorType(DType.int64, [seq_len], device),

@@ -9,6 +9,7 @@ import pytest
 from model.compiled import SerializedModelError
 from model.engine import Engine, EngineOptions, relative_positions
 from model.gguf_export import export_gguf
+from model.graph import GraphOptions
 from model.sampling import SamplingParams
 from tests.checkpoints import make_random_checkpoint
 from tests.conftest import TINY_MAX_LENGTH
@@ -48,12 +49,12 @@ def test_every_decode_step_matches_the_reference(tiny_engine, tiny_reference):
         assert relative_error(logits, full[len(context) - 1]) < 1e-4
 
 
-def test_decode_with_one_op_per_product_matches_the_reference(
-    tiny_model_dir, tiny_reference, monkeypatch
-):
+def test_decode_with_one_op_per_product_matches_the_reference(tiny_model_dir, tiny_reference):
     """Blocks too large to fuse decode through `replit_gemv` and `replit_decode_attention`."""
-    monkeypatch.setattr("model.graph.FUSED_BLOCK_BYTES", 0)
-    engine = Engine(EngineOptions(model_dir=tiny_model_dir, max_length=TINY_MAX_LENGTH))
+    unfused = GraphOptions(fused_block_bytes=0)
+    engine = Engine(
+        EngineOptions(model_dir=tiny_model_dir, max_length=TINY_MAX_LENGTH, graph=unfused)
+    )
     ids = engine.tokenizer.encode(PROMPTS[1])
     full = tiny_reference.logits(ids + list(range(40, 46)))
     for step in range(6):

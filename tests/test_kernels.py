@@ -26,6 +26,7 @@ from model.config import ModelConfig, load_config
 from model.graph import (
     BLOCK_WEIGHTS,
     KERNELS_DIR,
+    GraphOptions,
     cache_type,
     decode_attention,
     decode_layer,
@@ -105,7 +106,7 @@ def test_the_kernel_source_and_fusion_are_part_of_the_compiled_model_key(
 ):
     config = load_config(tiny_model_dir)
     key = graph_key(config, DType.float32, CPU())
-    assert key != graph_key(config, DType.float32, CPU(), cpu_kernels=False)
+    assert key != graph_key(config, DType.float32, CPU(), GraphOptions(cpu_kernels=False))
     changed = tmp_path / "kernels"
     shutil.copytree(KERNELS_DIR, changed)
     with (changed / "gemv.mojo").open("a") as source:
@@ -113,8 +114,8 @@ def test_the_kernel_source_and_fusion_are_part_of_the_compiled_model_key(
     monkeypatch.setattr("model.graph.KERNELS_DIR", changed)
     changed_key = graph_key(config, DType.float32, CPU())
     assert changed_key != key
-    monkeypatch.setattr("model.graph.FUSED_BLOCK_BYTES", 0)  # which blocks are one kernel
-    assert graph_key(config, DType.float32, CPU()) != changed_key
+    unfused = GraphOptions(fused_block_bytes=0)  # which blocks are one kernel
+    assert graph_key(config, DType.float32, CPU(), unfused) != changed_key
 
 
 # (head_dim, query heads per kv head, kv heads): the test model's, the demo model's, plain
