@@ -20,6 +20,7 @@ import numpy as np
 from gguf.quants import dequantize
 
 from model.config import ModelConfig
+from model.gguf_metadata import model_gguf
 from model.graph import weight_shapes
 from model.torch_checkpoint import TorchCheckpointError, read_torch_checkpoint
 
@@ -164,9 +165,9 @@ def weight_files(model_dir: Path) -> list[Path]:
     safetensors = _checkpoint_files(model_dir, "model.safetensors.index.json", "*.safetensors")
     if safetensors:
         return safetensors
-    gguf_files = sorted(model_dir.glob("*.gguf"))
-    if gguf_files:
-        return gguf_files
+    gguf_file = model_gguf(model_dir)
+    if gguf_file is not None:
+        return [gguf_file]
     bins = _checkpoint_files(model_dir, "pytorch_model.bin.index.json", "pytorch_model*.bin")
     if bins:
         return bins
