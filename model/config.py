@@ -1,4 +1,5 @@
-"""The MPT hyperparameters the graph is built from, read from a Hugging Face `config.json`.
+"""The MPT hyperparameters the graph is built from, read from a Hugging Face `config.json`
+(or, in a directory without one, from the metadata of its GGUF file).
 
 Only the subset of MPT that Replit Code v1.5 uses is implemented; everything else is rejected
 here, with the offending key named, rather than silently computing a different model.
@@ -12,9 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from model.gguf_metadata import GGUFMetadataError, gguf_config_dict, model_gguf
+
 
 class ConfigError(ValueError):
-    """A config.json the graph cannot implement faithfully."""
+    """A config (config.json, or GGUF metadata) the graph cannot implement faithfully."""
 
 
 @dataclass(frozen=True)
@@ -175,8 +178,15 @@ def parse_config(raw: dict[str, Any], source: str = "config.json") -> ModelConfi
 
 
 def load_config(model_dir: Path) -> ModelConfig:
-    """Reads `config.json` from a model directory in Hugging Face layout."""
+    """Reads `config.json` from a model directory in Hugging Face layout, or the same fields
+    from the GGUF file of a directory that has no `config.json`."""
     path = Path(model_dir) / "config.json"
+    gguf_file = None if path.exists() else model_gguf(model_dir)
+    if gguf_file is not None:
+        try:
+            return parse_config(gguf_config_dict(gguf_file), str(gguf_file))
+        except GGUFMetadataError as error:
+            raise ConfigError(str(error)) from None
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -13,6 +13,7 @@ import gguf
 import numpy as np
 
 from model.config import load_config
+from model.tokenizer import Tokenizer
 from model.weights import bfloat16_bits_to_float32, load_weights
 
 _HF_TO_GGUF = {
@@ -35,23 +36,31 @@ def gguf_name(hf_name: str) -> str:
 
 
 def _add_tokenizer(writer: gguf.GGUFWriter, model_dir: Path, vocab_size: int) -> None:
-    """The GPT-2 style BPE vocabulary and merges that llama.cpp's tokenizer needs."""
+    """The GPT-2 style BPE vocabulary and merges that llama.cpp's tokenizer needs, complete
+    enough that model.gguf_metadata rebuilds the same tokenizer without tokenizer.json."""
     spec = json.loads((model_dir / "tokenizer.json").read_text(encoding="utf-8"))
     vocab: dict[str, int] = dict(spec["model"]["vocab"])
-    special = {t["content"]: t["id"] for t in spec.get("added_tokens", [])}
-    vocab.update(special)
+    added = {t["content"]: t for t in spec.get("added_tokens", [])}
+    vocab.update({token: t["id"] for token, t in added.items()})
     tokens = [f"[PAD{i}]" for i in range(vocab_size)]
     types = [gguf.TokenType.UNUSED] * vocab_size
     for token, index in vocab.items():
-        if index < vocab_size:
-            tokens[index] = token
-            types[index] = gguf.TokenType.CONTROL if token in special else gguf.TokenType.NORMAL
+        if index >= vocab_size:
+            continue
+        tokens[index] = token
+        if token not in added:
+            types[index] = gguf.TokenType.NORMAL
+        elif added[token].get("special", False):
+            types[index] = gguf.TokenType.CONTROL
+        else:
+            types[index] = gguf.TokenType.USER_DEFINED
     merges = [m if isinstance(m, str) else " ".join(m) for m in spec["model"].get("merges", [])]
     writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre("gpt-2")  # the split of tokenizer.json's ByteLevel pre-tokenizer
     writer.add_token_list(tokens)
     writer.add_token_types(types)
     writer.add_token_merges(merges)
-    eos = special.get("<|endoftext|>")
+    eos = Tokenizer(model_dir).eos_id
     if eos is not None:
         writer.add_eos_token_id(eos)
         writer.add_bos_token_id(eos)

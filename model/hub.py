@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from model.gguf_metadata import gguf_preference
+
 DEFAULT_MODEL = "replit/replit-code-v1_5-3b"
 DEMO_MODEL = "demo"
 DEMO_DIR = Path(__file__).parent / "assets" / "replit-code-demo"
 
+# Fetched when the repository has them; a GGUF file carries the config and tokenizer itself.
 _WANTED = ("config.json", "tokenizer.json", "tokenizer_config.json")
 
 
@@ -20,9 +23,10 @@ def _pick_weight_files(files: list[str]) -> list[str]:
     top = [f for f in files if "/" not in f]
     for suffix in (".safetensors", ".gguf", ".bin"):
         chosen = [f for f in top if f.endswith(suffix)]
+        if suffix == ".bin":
+            chosen = [f for f in chosen if f.startswith("pytorch_model")]  # not training_args
         if suffix == ".gguf" and chosen:
-            ranked = sorted(chosen, key=lambda f: ("bf16" not in f.lower(), "f32" not in f.lower()))
-            return ranked[:1]
+            return [min(chosen, key=gguf_preference)]
         if chosen:
             return chosen + [f for f in top if f.endswith(suffix + ".index.json")]
     return []
@@ -57,8 +61,8 @@ def resolve_model_dir(weight_path: str | None, model: str = DEFAULT_MODEL) -> Pa
             return path
         if path.is_file():
             raise ModelNotFoundError(
-                f"--weight-path {weight_path}: expected a model directory (config.json, weights, "
-                "tokenizer.json), not a file"
+                f"--weight-path {weight_path}: expected a model directory (the weights, with "
+                "config.json and tokenizer.json unless they are GGUF), not a file"
             )
         if weight_path.count("/") == 1 and not weight_path.startswith((".", "/", "~")):
             return _download(weight_path)

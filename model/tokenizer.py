@@ -2,7 +2,8 @@
 
 The tokenizer is read straight from `tokenizer.json` with the `tokenizers` library: going
 through `transformers.AutoTokenizer` would validate the MPT model config, which rejects the
-grouped-query attention config of Replit Code v1.5.
+grouped-query attention config of Replit Code v1.5. A directory without `tokenizer.json`
+gets the same tokenizer rebuilt from its GGUF file's metadata.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from functools import cache
 from pathlib import Path
 
 from tokenizers import Tokenizer as HFTokenizer
+
+from model.gguf_metadata import GGUFMetadataError, gguf_tokenizer, model_gguf
 
 DEFAULT_EOS = "<|endoftext|>"
 
@@ -39,23 +42,43 @@ def _byte_decoder() -> dict[str, int]:
     return {chr(code): byte for byte, code in zip(printable, codes, strict=True)}
 
 
+def _load(model_dir: Path) -> tuple[HFTokenizer, int | None]:
+    """The tokenizer, and the end-of-text id when the file that holds it records one."""
+    path = model_dir / "tokenizer.json"
+    gguf_file = None if path.exists() else model_gguf(model_dir)
+    if gguf_file is not None:
+        try:
+            return gguf_tokenizer(gguf_file)
+        except GGUFMetadataError as error:
+            raise TokenizerError(str(error)) from None
+    try:
+        return HFTokenizer.from_file(str(path)), None
+    except Exception as error:  # tokenizers raises plain Exception subclasses
+        raise TokenizerError(f"{path}: cannot load tokenizer ({error})") from None
+
+
+def _configured_eos(model_dir: Path) -> str | None:
+    """The eos_token of `tokenizer_config.json`, if there is one."""
+    config_path = model_dir / "tokenizer_config.json"
+    if not config_path.exists():
+        return None
+    try:
+        value = json.loads(config_path.read_text()).get("eos_token")
+    except json.JSONDecodeError as error:
+        raise TokenizerError(f"{config_path}: not valid JSON ({error})") from None
+    return value.get("content") if isinstance(value, dict) else value
+
+
 class Tokenizer:
     def __init__(self, model_dir: Path) -> None:
         model_dir = Path(model_dir)
-        path = model_dir / "tokenizer.json"
-        try:
-            self._tok = HFTokenizer.from_file(str(path))
-        except Exception as error:  # tokenizers raises plain Exception subclasses
-            raise TokenizerError(f"{path}: cannot load tokenizer ({error})") from None
-        eos = DEFAULT_EOS
-        config_path = model_dir / "tokenizer_config.json"
-        if config_path.exists():
-            try:
-                value = json.loads(config_path.read_text()).get("eos_token") or eos
-            except json.JSONDecodeError as error:
-                raise TokenizerError(f"{config_path}: not valid JSON ({error})") from None
-            eos = value.get("content", eos) if isinstance(value, dict) else value
-        self.eos_id: int | None = self._tok.token_to_id(eos)
+        self._tok, recorded_eos = _load(model_dir)
+        eos = _configured_eos(model_dir)
+        self.eos_id: int | None = (
+            recorded_eos
+            if eos is None and recorded_eos is not None
+            else self._tok.token_to_id(eos or DEFAULT_EOS)
+        )
         self.vocab_size = self._tok.get_vocab_size()
         self._token_bytes = self._build_token_bytes()
 

@@ -1,9 +1,10 @@
 """Loads a checkpoint's tensors by their Hugging Face names, checked against the config.
 
-Formats: safetensors (one file or shards with an index), GGUF (the `token_embd.weight` /
-`blk.N.*` names of the GGUF files MAX's original Replit pipeline used, any quantization the
-`gguf` package can dequantize), and `pytorch_model.bin` when torch is installed. bfloat16 is
-carried as its raw 16-bit pattern in a uint16 array, because NumPy has no bfloat16 type.
+Formats: safetensors and PyTorch `.bin` (each one file, or shards with an index), and GGUF
+(the `token_embd.weight` / `blk.N.*` names of the GGUF files MAX's original Replit pipeline
+used, any quantization the `gguf` package can dequantize). `.bin` files are read without
+torch. bfloat16 is carried as its raw 16-bit pattern in a uint16 array, because NumPy has no
+bfloat16 type.
 """
 
 from __future__ import annotations
@@ -14,11 +15,15 @@ import struct
 from collections.abc import Iterator
 from pathlib import Path
 
+import gguf
 import numpy as np
+from gguf.quants import dequantize
 
 from model.config import ModelConfig
+from model.gguf_metadata import model_gguf
 from model.graph import weight_shapes
 from model.progress import ProgressCallback, ignore_progress, reading_weights
+from model.torch_checkpoint import TorchCheckpointError, read_torch_checkpoint
 
 ENCODINGS = ("float32", "bfloat16")
 
@@ -96,19 +101,23 @@ def _read_safetensors(path: Path, owned: bool) -> Iterator[tuple[str, np.ndarray
         yield name, array, info["dtype"] == "BF16"
 
 
-def _safetensors_files(model_dir: Path) -> list[Path]:
-    index = model_dir / "model.safetensors.index.json"
-    if index.exists():
-        try:
-            weight_map = json.loads(index.read_text())["weight_map"]
-        except (json.JSONDecodeError, KeyError, TypeError) as error:
-            raise WeightsError(f"{index}: not a valid safetensors index ({error})") from None
-        files = [model_dir / name for name in sorted(set(weight_map.values()))]
-        for file in files:
-            if not file.exists():
-                raise WeightsError(f"{index}: shard {file.name} is missing")
-        return files
-    return sorted(model_dir.glob("*.safetensors"))
+def _sharded_files(index: Path) -> list[Path]:
+    """The shards a `*.index.json` maps tensors to, each checked to exist."""
+    try:
+        weight_map = json.loads(index.read_text())["weight_map"]
+        names = sorted(set(weight_map.values()))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as error:
+        raise WeightsError(f"{index}: not a valid weights index ({error})") from None
+    files = [index.parent / name for name in names]
+    for file in files:
+        if not file.exists():
+            raise WeightsError(f"{index}: shard {file.name} is missing")
+    return files
+
+
+def _checkpoint_files(model_dir: Path, index_name: str, pattern: str) -> list[Path]:
+    index = model_dir / index_name
+    return _sharded_files(index) if index.exists() else sorted(model_dir.glob(pattern))
 
 
 # ----------------------------------------------------------------------- GGUF
@@ -134,9 +143,6 @@ def gguf_to_hf_name(name: str) -> str | None:
 
 
 def _read_gguf(path: Path, owned: bool) -> Iterator[tuple[str, np.ndarray, bool]]:
-    import gguf
-    from gguf.quants import dequantize
-
     try:
         reader = gguf.GGUFReader(str(path))
     except Exception as error:  # the reader raises assorted errors on corrupt files
@@ -166,32 +172,12 @@ def _read_gguf(path: Path, owned: bool) -> Iterator[tuple[str, np.ndarray, bool]
 # ------------------------------------------------------------------ torch .bin
 
 
-def _read_torch_bin(model_dir: Path) -> Iterator[tuple[str, np.ndarray, bool]]:
+def _read_torch_bin(path: Path, owned: bool) -> list[tuple[str, np.ndarray, bool]]:
+    """Views of the zip's stored tensors: `load_weights` copies them when they must be owned."""
     try:
-        import torch
-    except ImportError:
-        raise WeightsError(
-            f"{model_dir}: only pytorch_model.bin weights were found and torch is not installed; "
-            "install torch or convert them to safetensors (for example with "
-            '`python -c "import torch, safetensors.torch as s; '
-            "s.save_file(torch.load('pytorch_model.bin'), 'model.safetensors')\"`)"
-        ) from None
-    index = model_dir / "pytorch_model.bin.index.json"
-    files = (
-        sorted({model_dir / f for f in json.loads(index.read_text())["weight_map"].values()})
-        if index.exists()
-        else [model_dir / "pytorch_model.bin"]
-    )
-    for file in files:
-        try:
-            state = torch.load(file, map_location="cpu", weights_only=True)
-        except Exception as error:
-            raise WeightsError(f"{file}: not a readable PyTorch checkpoint ({error})") from None
-        for name, tensor in state.items():
-            if tensor.dtype == torch.bfloat16:
-                yield name, tensor.view(torch.int16).numpy().view(np.uint16), True
-            else:
-                yield name, tensor.float().numpy(), False
+        return read_torch_checkpoint(path)
+    except TorchCheckpointError as error:
+        raise WeightsError(str(error)) from None
 
 
 # -------------------------------------------------------------------- loading
@@ -200,13 +186,15 @@ def _read_torch_bin(model_dir: Path) -> Iterator[tuple[str, np.ndarray, bool]]:
 def weight_files(model_dir: Path) -> list[Path]:
     """The files the weights come from, in the order of preference safetensors > GGUF > .bin."""
     model_dir = Path(model_dir)
-    for files in (
-        _safetensors_files(model_dir),
-        sorted(model_dir.glob("*.gguf")),
-        sorted(model_dir.glob("pytorch_model*.bin")),
-    ):
-        if files:
-            return files
+    safetensors = _checkpoint_files(model_dir, "model.safetensors.index.json", "*.safetensors")
+    if safetensors:
+        return safetensors
+    gguf_file = model_gguf(model_dir)
+    if gguf_file is not None:
+        return [gguf_file]
+    bins = _checkpoint_files(model_dir, "pytorch_model.bin.index.json", "pytorch_model*.bin")
+    if bins:
+        return bins
     raise WeightsError(
         f"{model_dir}: no weights found (expected *.safetensors, *.gguf or pytorch_model.bin)"
     )
@@ -214,11 +202,8 @@ def weight_files(model_dir: Path) -> list[Path]:
 
 def _tensors(model_dir: Path, owned: bool) -> Iterator[tuple[str, np.ndarray, bool, Path]]:
     files = weight_files(model_dir)
-    if files[0].suffix == ".bin":
-        for name, array, is_bf16 in _read_torch_bin(model_dir):
-            yield name, array, is_bf16, files[0]
-        return
-    reader = _read_gguf if files[0].suffix == ".gguf" else _read_safetensors
+    readers = {".gguf": _read_gguf, ".bin": _read_torch_bin}
+    reader = readers.get(files[0].suffix, _read_safetensors)
     for file in files:
         for name, array, is_bf16 in reader(file, owned):
             yield name, array, is_bf16, file

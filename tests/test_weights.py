@@ -1,6 +1,11 @@
 import json
+import os
+import re
 import shutil
-import struct
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,7 +13,9 @@ from safetensors.numpy import save_file
 
 from model.config import load_config
 from model.gguf_export import export_gguf
+from model.training.export import save_bfloat16_safetensors
 from model.weights import (
+    ENCODINGS,
     WeightsError,
     bfloat16_bits_to_float32,
     float32_to_bfloat16_bits,
@@ -29,22 +36,6 @@ def read_tensors(model_dir):
     from safetensors.numpy import load_file
 
     return load_file(str(model_dir / "model.safetensors"))
-
-
-def write_bf16_safetensors(path, tensors):
-    """Writes bfloat16 tensors given as uint16 bit patterns (NumPy has no bfloat16)."""
-    header, offset, blobs = {}, 0, []
-    for name, bits in tensors.items():
-        blob = np.ascontiguousarray(bits, dtype=np.uint16).tobytes()
-        header[name] = {
-            "dtype": "BF16",
-            "shape": list(bits.shape),
-            "data_offsets": [offset, offset + len(blob)],
-        }
-        offset += len(blob)
-        blobs.append(blob)
-    raw = json.dumps(header).encode()
-    path.write_bytes(struct.pack("<Q", len(raw)) + raw + b"".join(blobs))
 
 
 def test_bfloat16_rounding_is_to_nearest_even():
@@ -92,7 +83,7 @@ def test_bfloat16_checkpoints_load_in_both_encodings(tiny_model_dir, tmp_path):
     tensors = read_tensors(tiny_model_dir)
     bf16_dir = copy_meta(tiny_model_dir, tmp_path / "bf16")
     bits = {n: float32_to_bfloat16_bits(v) for n, v in tensors.items()}
-    write_bf16_safetensors(bf16_dir / "model.safetensors", bits)
+    save_bfloat16_safetensors(bf16_dir / "model.safetensors", bits)
     as_bf16 = load_weights(bf16_dir, config, "bfloat16")
     as_f32 = load_weights(bf16_dir, config, "float32")
     name = "transformer.blocks.0.attn.Wqkv.weight"
@@ -135,22 +126,165 @@ def test_truncated_missing_and_misshapen_tensors_are_named(tiny_model_dir, tmp_p
         load_weights(tiny_model_dir, config, "int4")
 
 
-def test_pytorch_bin_loads_with_torch_or_says_how_to_convert(tiny_model_dir, tmp_path):
+def save_torch_bin(path, tensors, dtype="float32"):
+    """torch.save of a state dict the way checkpoints come: with a tensor the graph does not
+    use (lm_head tied to wte, so sharing its storage) and two views into one storage."""
+    torch = pytest.importorskip("torch")
+    state = {n: torch.from_numpy(v.copy()).to(getattr(torch, dtype)) for n, v in tensors.items()}
+    a, b = "transformer.blocks.0.norm_1.weight", "transformer.blocks.0.norm_2.weight"
+    if a in state and b in state:
+        shared = torch.cat([state[a], state[b]])
+        state[a], state[b] = shared[: len(state[a])], shared[len(state[a]) :]
+    if "transformer.wte.weight" in state:
+        state["lm_head.weight"] = state["transformer.wte.weight"]
+    torch.save(state, path)
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for name in a:
+        assert a[name].dtype == b[name].dtype and np.array_equal(a[name], b[name]), name
+
+
+def test_pytorch_bin_equals_safetensors_in_float32_and_bfloat16(tiny_model_dir, tmp_path):
     config = load_config(tiny_model_dir)
-    bin_dir = copy_meta(tiny_model_dir, tmp_path / "bin")
-    try:
-        import torch
-    except ImportError:
-        (bin_dir / "pytorch_model.bin").write_bytes(b"not used without torch")
-        with pytest.raises(WeightsError, match="torch is not installed.*convert"):
-            load_weights(bin_dir, config)
-        return
     tensors = read_tensors(tiny_model_dir)
-    torch.save(
-        {n: torch.from_numpy(v.copy()) for n, v in tensors.items()}, bin_dir / "pytorch_model.bin"
+    bin_dir = copy_meta(tiny_model_dir, tmp_path / "bin")
+    save_torch_bin(bin_dir / "pytorch_model.bin", tensors)
+    for encoding in ENCODINGS:
+        assert_same_weights(
+            load_weights(tiny_model_dir, config, encoding), load_weights(bin_dir, config, encoding)
+        )
+
+    bf16_dir = copy_meta(tiny_model_dir, tmp_path / "bf16")
+    save_bfloat16_safetensors(
+        bf16_dir / "model.safetensors", {n: float32_to_bfloat16_bits(v) for n, v in tensors.items()}
     )
-    loaded = load_weights(bin_dir, config)
-    assert all(np.array_equal(loaded[n], tensors[n]) for n in loaded)
+    bf16_bin_dir = copy_meta(tiny_model_dir, tmp_path / "bf16-bin")
+    save_torch_bin(bf16_bin_dir / "pytorch_model.bin", tensors, "bfloat16")
+    for encoding in ENCODINGS:
+        assert_same_weights(
+            load_weights(bf16_dir, config, encoding), load_weights(bf16_bin_dir, config, encoding)
+        )
+
+
+def test_sharded_pytorch_bin_equals_safetensors(tiny_model_dir, tmp_path):
+    config = load_config(tiny_model_dir)
+    tensors = read_tensors(tiny_model_dir)
+    sharded = copy_meta(tiny_model_dir, tmp_path / "sharded")
+    names = sorted(tensors)
+    weight_map = {}
+    for i, part in enumerate((names[::2], names[1::2]), start=1):
+        file = f"pytorch_model-0000{i}-of-00002.bin"
+        save_torch_bin(sharded / file, {n: tensors[n] for n in part})
+        weight_map.update({n: file for n in part})
+    (sharded / "pytorch_model.bin.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    assert_same_weights(load_weights(tiny_model_dir, config), load_weights(sharded, config))
+
+    (sharded / "pytorch_model-00002-of-00002.bin").unlink()
+    with pytest.raises(WeightsError, match="shard pytorch_model-00002-of-00002.bin is missing"):
+        load_weights(sharded, config)
+
+
+class _RunsCode:
+    """Unpickles into a call of `eval`, as a hostile checkpoint would."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return eval, (f"open({str(self.marker)!r}, 'w').close()",)
+
+
+class _RunsCommand:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.mark.parametrize("payload", [_RunsCode, _RunsCommand])
+def test_pytorch_bin_that_would_run_code_is_refused(tiny_model_dir, tmp_path, payload):
+    import pickle
+
+    config = load_config(tiny_model_dir)
+    marker = tmp_path / "ran"
+    # The payload is live: plain pickle runs it.
+    pickle.loads(pickle.dumps(payload(tmp_path / "proof")))
+    assert (tmp_path / "proof").exists()
+
+    bad = copy_meta(tiny_model_dir, tmp_path / "bad")
+    with zipfile.ZipFile(bad / "pytorch_model.bin", "w") as archive:
+        archive.writestr("archive/data.pkl", pickle.dumps({"x": payload(marker)}, protocol=2))
+        archive.writestr("archive/byteorder", "little")
+        archive.writestr("archive/version", "3\n")
+    with pytest.raises(WeightsError, match=r"pytorch_model\.bin: .*refusing to load it"):
+        load_weights(bad, config)
+    assert not marker.exists()
+
+
+def test_pytorch_bin_cannot_change_what_the_loader_hands_it(tiny_model_dir, tmp_path):
+    config = load_config(tiny_model_dir)
+    bad = copy_meta(tiny_model_dir, tmp_path / "bad")
+    # GLOBAL torch.FloatStorage, then BUILD with {"dtype": "f8"}: would retype every later load.
+    data = b"\x80\x02ctorch\nFloatStorage\n}X\x05\x00\x00\x00dtypeX\x02\x00\x00\x00f8sb."
+    with zipfile.ZipFile(bad / "pytorch_model.bin", "w") as archive:
+        archive.writestr("archive/data.pkl", data)
+    with pytest.raises(WeightsError, match="tries to set the state"):
+        load_weights(bad, config)
+
+    good = copy_meta(tiny_model_dir, tmp_path / "good")
+    save_torch_bin(good / "pytorch_model.bin", read_tensors(tiny_model_dir))
+    assert_same_weights(load_weights(tiny_model_dir, config), load_weights(good, config))
+
+
+def test_damaged_or_unsupported_pytorch_bin_names_the_file(tiny_model_dir, tmp_path):
+    torch = pytest.importorskip("torch")
+    config = load_config(tiny_model_dir)
+    tensors = read_tensors(tiny_model_dir)
+    broken = copy_meta(tiny_model_dir, tmp_path / "broken")
+    path = broken / "pytorch_model.bin"
+    save_torch_bin(path, tensors)
+    raw = path.read_bytes()
+
+    path.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(WeightsError, match=r"pytorch_model\.bin: .*truncated or corrupt"):
+        load_weights(broken, config)
+
+    state = {n: torch.from_numpy(v.copy()) for n, v in tensors.items()}
+    torch.save(state, path, _use_new_zipfile_serialization=False)
+    with pytest.raises(WeightsError, match=r"pytorch_model\.bin: legacy .* not supported"):
+        load_weights(broken, config)
+
+    name = "transformer.blocks.0.attn.Wqkv.weight"
+    torch.save({**state, name: state[name].T.contiguous().T}, path)
+    with pytest.raises(WeightsError, match=rf"tensor {re.escape(name)} is not contiguous"):
+        load_weights(broken, config)
+
+
+def test_pytorch_bin_loads_with_torch_not_importable(tiny_model_dir, tmp_path):
+    config = load_config(tiny_model_dir)
+    tensors = read_tensors(tiny_model_dir)
+    bin_dir = copy_meta(tiny_model_dir, tmp_path / "bin")
+    save_torch_bin(bin_dir / "pytorch_model.bin", tensors)
+    out = tmp_path / "loaded.npz"
+    script = (
+        "import sys\n"
+        "sys.modules['torch'] = None  # any import of torch now fails\n"
+        "import numpy as np\n"
+        "from model.config import load_config\n"
+        "from model.weights import load_weights\n"
+        f"d = {str(bin_dir)!r}\n"
+        f"np.savez({str(out)!r}, **load_weights(d, load_config(d)))\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=120)
+    with np.load(out) as loaded:
+        assert_same_weights(load_weights(tiny_model_dir, config), dict(loaded))
 
 
 def test_owned_weights_are_copies_of_the_file_not_views(tiny_model_dir):
