@@ -7,6 +7,8 @@ graph constants, as in the model. Sides, each its own graph:
   whose `ops.cast(w, float32)` MAX folds at load into a float32 copy of every weight;
 - `bf16`: MAX's bfloat16 matmul, `cast(cast(x, bfloat16) @ w.T, float32)`;
 - `kernel`: `replit_matmul` on the bfloat16 weights;
+- `kernel_wide`: `replit_matmul` on the bfloat16 weights by its path for CPUs without
+  AVX-512 BF16 (pairs widened to float32 in registers);
 - `kernel_f32`: `replit_matmul` on the float32 weights.
 
 The sides run alternately and the medians are printed as GFLOP/s (2 * M * N * K per product),
@@ -33,8 +35,8 @@ from model.weights import bfloat16_bits_to_float32, float32_to_bfloat16_bits
 
 # (N, K): Wqkv, out_proj, up_proj, down_proj of the 3B model.
 SHAPES = ((5120, 3072), (3072, 3072), (12288, 3072), (3072, 12288))
-SIDES = ("f32", "bf16", "kernel", "kernel_f32")
-WEIGHT_DTYPES = {"f32": DType.float32, "bf16": DType.bfloat16, "kernel": DType.bfloat16}
+SIDES = ("f32", "bf16", "kernel", "kernel_wide", "kernel_f32")
+WEIGHT_DTYPES = {"bf16": DType.bfloat16, "kernel": DType.bfloat16, "kernel_wide": DType.bfloat16}
 
 
 def weight_dtype(side: str) -> DType:
@@ -62,7 +64,7 @@ def add_graph(module: Module, side: str, n: int, k: int) -> None:
         x = graph.inputs[0].tensor
         w = Weight(weight_name(dtype, n, k), dtype, [n, k], cpu)
         if side.startswith("kernel"):
-            y = matmul(x, w)
+            y = matmul(x, w, native=False if side == "kernel_wide" else None)
         elif side == "f32":
             y = x @ w.T
         else:
