@@ -66,7 +66,7 @@ def tile_cols[dtype: DType, native: Bool]() -> Int:
     """
     comptime if WIDTH != 16:
         return 3 if dtype == DType.float32 else 2
-    return 4 if dtype == DType.bfloat16 and not native else 6
+    return 4 if dtype == DType.bfloat16 and not (native and NATIVE_DOT) else 6
 
 
 def step_of[dtype: DType]() -> Int:
@@ -119,7 +119,7 @@ def _tile[
                 var wv = w.unsafe_load[width=WIDTH](c * ldw + k).cast[DType.float32]()
                 comptime for r in range(mr):
                     acc[r * nr + c] = xv[r].fma(wv, acc[r * nr + c])
-        elif native:
+        elif native and NATIVE_DOT:
             var xv = Array[Pairs, mr](fill=0)
             comptime for r in range(mr):
                 xv[r] = rebind[Pairs](x.unsafe_load[width=step](r * ldx + k))
@@ -290,7 +290,10 @@ def matmul[
     n: Int,
     k: Int,
 ):
-    """y[m, n] = x[m, k] @ w[n, k].T on every core, through xs[m, ldx] (x in w's dtype)."""
+    """y[m, n] = x[m, k] @ w[n, k].T on every core, through xs[m, ldx] (x in w's dtype).
+
+    bfloat16 products use `vdpbf16ps` if `native` and the target has it, else widen.
+    """
     comptime assert dtype == DType.float32 or dtype == DType.bfloat16, "float32 or bfloat16 W"
     comptime assert nc % nr == 0, "blocks of W must be whole tiles"
 
@@ -343,7 +346,7 @@ struct ReplitMatmul:
                 "replit_matmul: shapes do not match x[M, K] @ W[N, K].T = y[M, N] with"
                 " scratch[M, K + 32]"
             )
-        matmul[scratch.dtype, native and NATIVE_DOT](
+        matmul[scratch.dtype, native](
             x.unsafe_ptr(),
             w.unsafe_ptr(),
             scratch.unsafe_ptr(),
