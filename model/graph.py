@@ -88,6 +88,40 @@ def gemv(x: TensorValue, w: TensorValue) -> TensorValue:
     return ops.custom("replit_gemv", x.device, [x, w], [out_type])[0].tensor
 
 
+# What `replit_matmul`'s scratch adds to each row of x (ROW_PAD in model/kernels/matmul.mojo).
+MATMUL_ROW_PAD = 32
+
+
+def matmul(x: TensorValue, w: TensorValue, *, native: bool | None = None) -> TensorValue:
+    """x[M, K] @ w[N, K].T in float32 by the CPU kernel `replit_matmul` (w float32 or bfloat16).
+
+    Built for the many rows of prefill; reads w as it lies, with x copied into a scratch
+    tensor in w's dtype. `native=False` makes bfloat16 take the widening path even where the
+    CPU has `vdpbf16ps` (for tests). The graph calling it must list KERNELS_DIR in its
+    `custom_extensions`.
+    """
+    m, k = x.shape
+    out_types = [
+        TensorType(DType.float32, [m, w.shape[0]], x.device),
+        TensorType(w.dtype, [m, k + MATMUL_ROW_PAD], x.device),
+    ]
+    parameters = {} if native is None else {"native": native}
+    return ops.custom("replit_matmul", x.device, [x, w], out_types, parameters=parameters)[0].tensor
+
+
+def cpu_has_bf16_dot() -> bool:
+    """Whether this CPU has AVX-512 BF16, where `replit_matmul` runs bfloat16 weights at about
+    twice the float32 rate; elsewhere it widens them in registers (about MAX's float32 rate).
+    """
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            return any(
+                line.startswith("flags") and "avx512_bf16" in line.split() for line in cpuinfo
+            )
+    except OSError:
+        return False
+
+
 def decode_attention(
     qkv: TensorValue,
     position: TensorValue,

@@ -3,10 +3,12 @@
 The engine's decode parity with the float64 reference (tests/test_engine.py) runs through the
 kernels on the CPU; these tests check each kernel alone. `replit_gemv` on shapes that exercise
 every remainder path (K not a multiple of the SIMD width, N not a multiple of the row block,
-several rows); `replit_decode_attention`, and `replit_decode_layer` (a whole block of a decode
-step), on head layouts of the test, demo and real models, at positions on both sides of the
-attention's key blocks, and with products and caches large enough to be split across cores,
-against attention and the block written out in float64.
+several rows); `replit_matmul` on the same kind of ragged shapes against its own arithmetic
+(x rounded to W's dtype, exact products, float32 sums), on both of its bfloat16 paths;
+`replit_decode_attention`, and `replit_decode_layer` (a whole block of a decode step), on head
+layouts of the test, demo and real models, at positions on both sides of the attention's key
+blocks, and with products and caches large enough to be split across cores, against attention
+and the block written out in float64.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from model.graph import (
     decode_attention,
     decode_layer,
     gemv,
+    matmul,
     weight_shapes,
 )
 from model.weights import bfloat16_bits_to_float32, float32_to_bfloat16_bits
@@ -95,6 +98,76 @@ def test_gemv_matches_numpy(gemv_models, shape, dtype):
     # float32 accumulation over k terms: error bound relative to the sum of magnitudes.
     scale = np.abs(x).astype(np.float64) @ np.abs(w).astype(np.float64).T
     assert np.all(np.abs(y - expected) <= 1e-6 * k * scale + 1e-30)
+
+
+# (M, N, K) for `replit_matmul`, whose tiles are 4 rows of x by 6 rows of W (4 by 4 when it
+# widens bfloat16), over k in vectors of 16 float32 or 32 bfloat16 values: a single value; one
+# to three rows (no whole tile of x); K one vector plus a tail, and a tail alone; one tile of
+# each size and ragged tiles around it; W in several blocks of 48 rows claimed by the cores, the
+# last ending in rows outside a whole tile; K long enough to be taken in three slices (float32:
+# five), the last ending in a tail; and the 3B model's row width.
+MATMUL_SHAPES = [
+    (1, 1, 1),
+    (2, 7, 31),
+    (3, 13, 45),
+    (4, 6, 32),
+    (5, 11, 16),
+    (9, 49, 33),
+    (6, 101, 6200),
+    (130, 53, 3072),
+]
+# Graphs of `matmul_models`: weight dtype, and whether bfloat16 may use `vdpbf16ps`.
+MATMUL_CASES = {
+    "bfloat16": (DType.bfloat16, None),
+    "bfloat16-widened": (DType.bfloat16, False),
+    "float32": (DType.float32, None),
+}
+
+
+@pytest.fixture(scope="module")
+def matmul_models() -> dict[str, Model]:
+    """One graph per case, with symbolic shapes so that one compile serves all."""
+    cpu = DeviceRef.CPU()
+    module = Module()
+    for name, (dtype, native) in MATMUL_CASES.items():
+        input_types = [
+            TensorType(DType.float32, ["m", "k"], cpu),
+            TensorType(dtype, ["n", "k"], cpu),
+        ]
+        with Graph(
+            f"matmul_{name}",
+            input_types=input_types,
+            custom_extensions=[KERNELS_DIR],
+            module=module,
+        ) as graph:
+            x, w = (value.tensor for value in graph.inputs)
+            graph.output(matmul(x, w, native=native))
+    return compile_with_kernels(module)
+
+
+@pytest.mark.parametrize("shape", MATMUL_SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("case", MATMUL_CASES)
+def test_matmul_matches_numpy(matmul_models, shape, case):
+    m, n, k = shape
+    rng = np.random.default_rng(m * 1000 + n + k)
+    x = rng.standard_normal((m, k), dtype=np.float32)
+    w = rng.standard_normal((n, k), dtype=np.float32)
+    if MATMUL_CASES[case][0] == DType.bfloat16:
+        bits = float32_to_bfloat16_bits(w)
+        w, w_input = bfloat16_bits_to_float32(bits), Buffer.from_numpy(bits).view(DType.bfloat16)
+        x_exact = bfloat16_bits_to_float32(float32_to_bfloat16_bits(x))  # what the kernel reads
+    else:
+        w_input, x_exact = w, x
+    y = matmul_models[f"matmul_{case}"].execute(x, w_input)[0].to_numpy()
+    expected = x_exact.astype(np.float64) @ w.astype(np.float64).T
+    assert y.shape == (m, n)
+    # Each output is a float32 sum of k exact products (float32: each product rounded once),
+    # about k / 16 deep per lane, then the lanes and slices of k, then a tail of at most 31: a
+    # bound on its rounding error relative to the sum of magnitudes. A term dropped or taken
+    # twice is about 1 / k of that sum, far above it.
+    scale = np.abs(x_exact).astype(np.float64) @ np.abs(w).astype(np.float64).T
+    depth = k // 16 + 48
+    assert np.all(np.abs(y - expected) <= depth * 2.0**-24 * scale + 1e-30)
 
 
 def test_the_cpu_engine_decodes_through_its_own_graph(tiny_engine):
