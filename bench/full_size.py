@@ -6,8 +6,9 @@ of its own, one engine in memory at a time (two float32 copies of the 3B model d
 24 GB), and the order alternates (MAX, llama.cpp, MAX, ...) so that a machine that slows down
 during the run shows as spread between a runner's rounds, not as a ratio. Per round:
 
-- load: process start to a built engine, with the resident memory (VmRSS) after loading and
-  its peak (VmHWM) during loading;
+- load: process start to a built engine, its weight files read once before (the page cache
+  holds them, as on a restart), with the resident memory (VmRSS) after loading and its peak
+  (VmHWM) during loading;
 - prefill of 128 and 512 random tokens from an empty cache, and decode after 16 tokens;
 - a 16-token suggestion at a 1000-token context, recomputed (nothing cached) and with reuse
   (the same context plus three typed tokens), which also gives decode at that context;
@@ -26,11 +27,13 @@ import json
 import os
 import statistics
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from bench.checkpoints import REAL_LAYERS, full_width_slice, weight_bytes
+from bench.report import full_size_markdown
 from bench.runners import RemoteRunner, Suggestion
 from bench.startup import first_completion
 from bench.suite import WORK_DIR, machine
@@ -38,14 +41,27 @@ from bench.throughput_table import llama_cpp_available
 from model.config import load_config
 from model.gguf_export import export_gguf
 from model.hub import resolve_model_dir
+from model.weights import weight_files
 
 ENCODINGS = ("bfloat16", "float32")
-PREFILL_LENGTHS = (128, 512)
-CONTEXT = 1000
-SUGGESTION_TOKENS = 16
 TYPED_TOKENS = 3
-# Room for the context, what is typed, the suggestion and a few positions to spare.
-MAX_LENGTH = 1100
+
+
+@dataclass(frozen=True)
+class Plan:
+    prefill_lengths: tuple[int, ...] = (128, 512)
+    context: int = 1000  # of the suggestion, and of the second decode figure
+    suggestion_tokens: int = 16
+    max_length: int = 1100  # room for the context, what is typed and the suggestion
+
+    @property
+    def metrics(self) -> list[str]:
+        lengths = [f"prefill {n}" for n in self.prefill_lengths]
+        return [*lengths, "decode", f"decode at {self.context}"]
+
+
+FULL = Plan()
+SMOKE = Plan(prefill_lengths=(32, 64), context=96, suggestion_tokens=4, max_length=128)
 
 
 def memory(pid: int) -> dict[str, int]:
@@ -58,15 +74,27 @@ def memory(pid: int) -> dict[str, int]:
     return {"rss": fields["VmRSS"], "peak": fields["VmHWM"]}
 
 
-def kv_cache_bytes(model_dir: Path) -> int:
-    """The engine's one cache slot: float32 K and V of every layer at MAX_LENGTH positions."""
+def kv_cache_bytes(model_dir: Path, positions: int) -> int:
+    """The engine's one cache slot: float32 K and V of every layer at `positions`."""
     c = load_config(model_dir)
-    return 2 * c.n_layers * c.kv_n_heads * MAX_LENGTH * c.head_dim * 4
+    return 2 * c.n_layers * c.kv_n_heads * positions * c.head_dim * 4
 
 
-def measure_round(name: str, kwargs: dict, vocab: int, seed: int) -> dict:
+def warm_page_cache(files: list[Path]) -> None:
+    """Reads `files` once, so that a load measures the engine, not the disk: each engine's
+    files are read while the other engine's stay in cache, or were evicted by it."""
+    for file in files:
+        with file.open("rb") as f:
+            while f.read(64 << 20):
+                pass
+
+
+def measure_round(
+    name: str, kwargs: dict, files: list[Path], vocab: int, seed: int, plan: Plan
+) -> dict:
     """Every measurement of one engine, loaded afresh in its own process."""
     rng = np.random.default_rng(seed)
+    warm_page_cache(files)
     started = time.perf_counter()
     runner = RemoteRunner(name, **kwargs)
     try:
@@ -74,18 +102,18 @@ def measure_round(name: str, kwargs: dict, vocab: int, seed: int) -> dict:
         result["loaded"] = memory(runner.pid)
         probe = rng.integers(2, vocab, size=32).tolist()
         result["probe_logits"] = runner.logits(probe)  # also the warm-up
-        for length in PREFILL_LENGTHS:
+        for length in plan.prefill_lengths:
             prompt = rng.integers(2, vocab, size=length).tolist()
             result[f"prefill {length}"] = length / runner.prefill_seconds(prompt)
         steps, seconds = runner.decode_seconds(rng.integers(2, vocab, size=16).tolist(), 16)
         result["decode"] = steps / seconds
-        context = rng.integers(2, vocab, size=CONTEXT).tolist()
-        recompute: Suggestion = runner.suggestion(context, SUGGESTION_TOKENS)
+        context = rng.integers(2, vocab, size=plan.context).tolist()
+        recompute: Suggestion = runner.suggestion(context, plan.suggestion_tokens)
         typed = context + rng.integers(2, vocab, size=TYPED_TOKENS).tolist()
-        reuse: Suggestion = runner.suggestion(typed, SUGGESTION_TOKENS)
-        if reuse.reused_tokens < CONTEXT:
-            raise RuntimeError(f"{name} reused only {reuse.reused_tokens} of {CONTEXT} tokens")
-        result[f"decode at {CONTEXT}"] = recompute.decode_tokens_per_s
+        reuse: Suggestion = runner.suggestion(typed, plan.suggestion_tokens)
+        if reuse.reused_tokens < plan.context:
+            raise RuntimeError(f"{name} reused {reuse.reused_tokens} of {plan.context} tokens")
+        result[f"decode at {plan.context}"] = recompute.decode_tokens_per_s
         result["suggestion"] = {"recompute": recompute.__dict__, "reuse": reuse.__dict__}
         result["done"] = memory(runner.pid)
         return result
@@ -97,13 +125,11 @@ def median_of(rounds: list[dict], key: str) -> float:
     return statistics.median(r[key] for r in rounds)
 
 
-def summarize(rounds: list[dict], weights: int, kv: int) -> dict:
+def summarize(rounds: list[dict], plan: Plan, weights: int, kv: int) -> dict:
     """Medians over the rounds of one engine; memory as the worst round's."""
     summary = {
         "load_seconds": median_of(rounds, "load_seconds"),
-        **{m: median_of(rounds, m) for m in [f"prefill {n}" for n in PREFILL_LENGTHS]},
-        "decode": median_of(rounds, "decode"),
-        f"decode at {CONTEXT}": median_of(rounds, f"decode at {CONTEXT}"),
+        **{metric: median_of(rounds, metric) for metric in plan.metrics},
         "rss_loaded": max(r["loaded"]["rss"] for r in rounds),
         "rss_steady": max(r["done"]["rss"] for r in rounds),
         "rss_peak": max(r["done"]["peak"] for r in rounds),
@@ -117,46 +143,56 @@ def summarize(rounds: list[dict], weights: int, kv: int) -> dict:
     return summary
 
 
-def measure_encoding(model_dir: Path, encoding: str, rounds: int, threads: int, work: Path):
+def measure_encoding(
+    model_dir: Path, encoding: str, plan: Plan, rounds: int, threads: int, work: Path
+) -> dict:
     vocab = load_config(model_dir).vocab_size
     plans = {
         "MAX": {
             "model_dir": model_dir,
             "encoding": encoding,
-            "max_length": MAX_LENGTH,
+            "max_length": plan.max_length,
             "prefix_reuse": True,
             "cache_dir": work / "compiled",
         }
     }
     if llama_cpp_available():
-        gguf_path = export_gguf(model_dir, work / f"full32-{encoding}.gguf", encoding)
-        plans["llama.cpp"] = {"gguf_path": gguf_path, "max_length": MAX_LENGTH, "threads": threads}
+        gguf_path = export_gguf(model_dir, work / f"{model_dir.name}.gguf", encoding)
+        plans["llama.cpp"] = {
+            "gguf_path": gguf_path,
+            "max_length": plan.max_length,
+            "threads": threads,
+        }
     measured: dict[str, list[dict]] = {name: [] for name in plans}
     for index in range(rounds):
         order = list(plans) if index % 2 == 0 else list(plans)[::-1]
         for name in order:
             # The same prompts for every engine in a round.
-            measured[name].append(measure_round(name, plans[name], vocab, seed=index))
+            files = weight_files(model_dir) if name == "MAX" else [plans[name]["gguf_path"]]
+            measured[name].append(
+                measure_round(name, plans[name], files, vocab, seed=index, plan=plan)
+            )
             shown = {k: v for k, v in measured[name][-1].items() if k != "probe_logits"}
             print(name, encoding, shown, flush=True)
     mismatch = None
     if "llama.cpp" in measured:
         ours, theirs = measured["MAX"][0]["probe_logits"], measured["llama.cpp"][0]["probe_logits"]
         mismatch = float(np.abs(ours - theirs).max() / np.abs(theirs).max())
-    weights, kv = weight_bytes(model_dir, encoding), kv_cache_bytes(model_dir)
-    summaries = {name: summarize(rounds_, weights, kv) for name, rounds_ in measured.items()}
+    weights, kv = weight_bytes(model_dir, encoding), kv_cache_bytes(model_dir, plan.max_length)
+    summaries = {name: summarize(rounds_, plan, weights, kv) for name, rounds_ in measured.items()}
     for rounds_ in measured.values():
         for r in rounds_:
             r.pop("probe_logits")
     return {"summary": summaries, "rounds": measured, "logit_mismatch": mismatch}
 
 
-def measure_restart(model_dir: Path, encoding: str, cache: Path) -> dict:
+def measure_restart(model_dir: Path, encoding: str, plan: Plan, cache: Path) -> dict:
     """A first start (which compiles unless `cache` has the model from an earlier run), then
     the restart a user has every day after it."""
     args = ["--weight-path", str(model_dir), "--quantization-encoding", encoding]
-    args += ["--max-length", str(MAX_LENGTH)]
+    args += ["--max-length", str(plan.max_length)]
     first = first_completion(args, cache)
+    warm_page_cache(weight_files(model_dir))
     restarts = [first_completion(args, cache) for _ in range(2)]
     return {"first start": first, "restart": min(restarts, key=lambda r: r["seconds"])}
 
@@ -167,29 +203,40 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--encodings", nargs="+", default=list(ENCODINGS), choices=ENCODINGS)
     parser.add_argument("--work-dir", type=Path, default=WORK_DIR)
+    parser.add_argument("--smoke", action="store_true", help="a tiny model, few tokens, 1 round")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     threads = os.cpu_count() or 1
+    plan = SMOKE if args.smoke else FULL
+    layers = 2 if args.smoke else REAL_LAYERS
     results: dict = {
         "date": datetime.date.today().isoformat(),
         "machine": machine(threads),
-        "layers": REAL_LAYERS,
+        "layers": layers,
+        "plan": asdict(plan) | {"metrics": plan.metrics},
         "encodings": {},
     }
     print(f"machine: {results['machine']}", flush=True)
-    for encoding in args.encodings:
-        model_dir = args.work_dir / f"full{REAL_LAYERS}-{encoding}"
+    for encoding in ["float32"] if args.smoke else args.encodings:
+        model_dir = args.work_dir / (
+            f"tiny-{encoding}" if args.smoke else f"full{layers}-{encoding}"
+        )
         if not (model_dir / "config.json").exists():
             print(f"writing the {encoding} checkpoint to {model_dir}", flush=True)
-            full_width_slice(model_dir, REAL_LAYERS, resolve_model_dir(None, "demo"), encoding)
-        entry = {"restart": measure_restart(model_dir, encoding, args.work_dir / "compiled")}
+            if args.smoke:
+                from tests.checkpoints import make_random_checkpoint
+
+                make_random_checkpoint(model_dir)
+            else:
+                full_width_slice(model_dir, layers, resolve_model_dir(None, "demo"), encoding)
+        cache = args.work_dir / "compiled"
+        entry = {"restart": measure_restart(model_dir, encoding, plan, cache)}
         print(encoding, entry["restart"], flush=True)
-        entry |= measure_encoding(model_dir, encoding, args.rounds, threads, args.work_dir)
+        rounds = 1 if args.smoke else args.rounds
+        entry |= measure_encoding(model_dir, encoding, plan, rounds, threads, args.work_dir)
         entry["weight_bytes"] = weight_bytes(model_dir, encoding)
         results["encodings"][encoding] = entry
         (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    from bench.report import full_size_markdown
-
     text = full_size_markdown(results)
     (args.out / "BENCHMARKS.md").write_text(text)
     print(text)

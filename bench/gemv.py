@@ -82,6 +82,17 @@ def make_weights(shapes: list[tuple[int, int]]) -> tuple[dict, dict]:
     return registry, exact
 
 
+def compile_kernel_module(module: Module, registry: dict) -> dict:
+    """The module's graphs compiled with the project's kernels and bound to `registry`."""
+    session = InferenceSession(devices=[CPU()])
+    started = time.perf_counter()
+    models = session.init_all(
+        session.compile(module, custom_extensions=[KERNELS_DIR]), weights_registry=registry
+    )
+    print(f"compiled {len(models)} graphs in {time.perf_counter() - started:.0f}s")
+    return models
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=9)
@@ -95,12 +106,7 @@ def main() -> None:
             for side in ("builtin", "kernel"):
                 add_graph(module, side, dtype, n, k)
     registry, exact = make_weights(shapes)
-    session = InferenceSession(devices=[CPU()])
-    started = time.perf_counter()
-    models = session.init_all(
-        session.compile(module, custom_extensions=[KERNELS_DIR]), weights_registry=registry
-    )
-    print(f"compiled {len(models)} graphs in {time.perf_counter() - started:.0f}s")
+    models = compile_kernel_module(module, registry)
 
     rng = np.random.default_rng(1)
     print(f"load average before: {os.getloadavg()}")

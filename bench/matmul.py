@@ -25,11 +25,11 @@ import statistics
 import time
 
 import numpy as np
-from max.driver import CPU, Buffer
+from max.driver import Buffer
 from max.dtype import DType
-from max.engine import InferenceSession
 from max.graph import DeviceRef, Graph, Module, TensorType, Weight, ops
 
+from bench.gemv import compile_kernel_module
 from model.graph import KERNELS_DIR, cpu_has_bf16_dot, matmul
 from model.weights import bfloat16_bits_to_float32, float32_to_bfloat16_bits
 
@@ -103,12 +103,7 @@ def main() -> None:
         for side in sides:
             add_graph(module, side, n, k)
     registry, exact = make_weights(shapes)
-    session = InferenceSession(devices=[CPU()])
-    started = time.perf_counter()
-    models = session.init_all(
-        session.compile(module, custom_extensions=[KERNELS_DIR]), weights_registry=registry
-    )
-    print(f"compiled {len(models)} graphs in {time.perf_counter() - started:.0f}s")
+    models = compile_kernel_module(module, registry)
     print(f"AVX-512 BF16: {cpu_has_bf16_dot()}; load average before: {os.getloadavg()}")
     header = f"{'M':>4} {'N x K':>11}" + "".join(f" {s + ' GFLOP/s':>18}" for s in sides)
     ratios = [s for s in ("f32", "bf16") if s in sides and "kernel" in sides]

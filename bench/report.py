@@ -211,7 +211,7 @@ def full_size_markdown(results: dict) -> str:
                     f"{s['rss_over_bound']:.2f}",
                 ]
             )
-        metrics = ["prefill 128", "prefill 512", "decode", "decode at 1000"]
+        metrics = results["plan"]["metrics"]
         llama = summary.get("llama.cpp")
         for metric in metrics:
             ours = summary["MAX"][metric]
@@ -257,7 +257,8 @@ def full_size_markdown(results: dict) -> str:
         speed_rows,
     )
     parts += _section(
-        "16-token suggestion at a 1000-token context (s, first token / whole)",
+        f"{results['plan']['suggestion_tokens']}-token suggestion at a "
+        f"{results['plan']['context']}-token context (s, first token / whole)",
         ["weights", "engine", "recompute", "with reuse (3 typed tokens)", "ratio"],
         suggestion_rows,
     )

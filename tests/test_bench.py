@@ -58,3 +58,24 @@ def test_a_run_cut_short_after_throughput_still_reports(smoke: Path, tmp_path: P
     table = (tmp_path / "BENCHMARKS.md").read_text()
     assert "| tiny | float32 | decode |" in table
     assert "bandwidth bound" not in table and "Keystroke" not in table
+
+
+def test_full_size_harness_in_miniature(tmp_path: Path) -> None:
+    """`make bench-full`'s own code on a tiny model: every engine measured, in its own
+    process, with memory read from /proc, the suggestion reusing the whole context, and the
+    restart served from the compiled-model cache the first start wrote."""
+    out, work = tmp_path / "out", tmp_path / "work"
+    command = [sys.executable, "-m", "bench.full_size", "--smoke", "--out", str(out)]
+    subprocess.run([*command, "--work-dir", str(work)], check=True, timeout=900)
+    results = json.loads((out / "results.json").read_text())
+    entry = results["encodings"]["float32"]
+    assert entry["restart"]["first start"]["source"] == "compiled"
+    assert entry["restart"]["restart"]["source"] == "cache"
+    summary = entry["summary"]["MAX"]
+    assert all(summary[metric] > 0 for metric in results["plan"]["metrics"])
+    assert 0 < summary["rss_loaded"] <= summary["rss_peak"]
+    (round_,) = entry["rounds"]["MAX"]
+    assert round_["suggestion"]["reuse"]["reused_tokens"] >= results["plan"]["context"]
+    assert round_["suggestion"]["recompute"]["reused_tokens"] == 0
+    table = (out / "BENCHMARKS.md").read_text()
+    assert "| float32 | MAX |" in table and "| float32 | decode at 96 |" in table
