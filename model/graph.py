@@ -8,7 +8,9 @@ copied back to the host between steps. Only the last position's logits leave the
 
 On the CPU a second graph, fixed to one new token, serves decode with the kernels of
 `model/kernels/`: every `x @ W.T` there is a one-row product, which MAX's built-in matmul runs
-far below memory bandwidth, so they call `replit_gemv`, and each layer's attention is one
+far below memory bandwidth, so they call `replit_gemv` (or, for bfloat16 weights on a CPU
+with AVX-512 BF16, `replit_matmul`, whose bfloat16 dot products stream them faster), and each
+layer's attention is one
 `replit_decode_attention` call instead of about ten small ops. A small model's block is one
 `replit_decode_layer` call instead (its products, attention, layer norms and GELU), since
 launching an op costs about as much as its arithmetic. Prefill keeps the built-in ops (faster
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from max.dtype import DType
@@ -40,7 +42,7 @@ from max.graph import (
 from model.config import ModelConfig
 
 # Bump when the graph below changes in a way the compiled-model cache must notice.
-GRAPH_VERSION = 8
+GRAPH_VERSION = 9
 
 # Mojo source of the custom ops; MAX builds it into a package when the graph is compiled.
 KERNELS_DIR = Path(__file__).parent / "kernels"
@@ -56,6 +58,20 @@ PREFILL_GRAPH = "replit_mpt"
 DECODE_GRAPH = "replit_mpt_decode"
 
 
+def cpu_has_bf16_dot() -> bool:
+    """Whether this CPU has AVX-512 BF16, where `replit_matmul` runs bfloat16 weights at about
+    twice the float32 rate and one-row products faster than `replit_gemv`; elsewhere it widens
+    them in registers (about MAX's float32 rate).
+    """
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            return any(
+                line.startswith("flags") and "avx512_bf16" in line.split() for line in cpuinfo
+            )
+    except OSError:
+        return False
+
+
 @dataclass(frozen=True)
 class GraphOptions:
     """The choices that shape the compiled graphs beyond the config, dtype and device.
@@ -66,6 +82,9 @@ class GraphOptions:
 
     cpu_kernels: bool = True  # the Mojo kernels of KERNELS_DIR on the CPU; else built-in ops
     fused_block_bytes: int = FUSED_BLOCK_BYTES  # decode blocks up to this size as one kernel
+    # One-row products of bfloat16 weights by `replit_matmul`'s `vdpbf16ps` tiles rather than
+    # `replit_gemv`: 3B shapes, 4 copies each, alternating: 23-28 -> 30-32 GB/s.
+    bfloat16_dot: bool = field(default_factory=cpu_has_bf16_dot)
 
 
 DEFAULT_GRAPH = GraphOptions()
@@ -108,19 +127,6 @@ def matmul(x: TensorValue, w: TensorValue, *, native: bool | None = None) -> Ten
     ]
     parameters = {} if native is None else {"native": native}
     return ops.custom("replit_matmul", x.device, [x, w], out_types, parameters=parameters)[0].tensor
-
-
-def cpu_has_bf16_dot() -> bool:
-    """Whether this CPU has AVX-512 BF16, where `replit_matmul` runs bfloat16 weights at about
-    twice the float32 rate; elsewhere it widens them in registers (about MAX's float32 rate).
-    """
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            return any(
-                line.startswith("flags") and "avx512_bf16" in line.split() for line in cpuinfo
-            )
-    except OSError:
-        return False
 
 
 def decode_attention(
@@ -215,27 +221,28 @@ class _Builder:
         config: ModelConfig,
         dtype: DType,
         device: DeviceRef,
+        options: GraphOptions,
         *,
         one_row: bool,
-        kernels: bool,
-        fused_block_bytes: int,
     ) -> None:
         self.config = config
         self.dtype = dtype
         self.device = device
         self.one_row = one_row  # every activation has exactly one row (the decode graph)
-        self.kernels = kernels  # one-row products and attention may use the CPU kernels
+        # Products and decode's attention may use the CPU kernels.
+        self.kernels = bool(module_extensions(device, options))
+        self.bfloat16_dot = self.kernels and options.bfloat16_dot
         self.shapes = weight_shapes(config)
         self.weights: dict[str, Weight] = {}
         # The CPU decode graph's attention may use the kernels, and small blocks whole.
         self.decode_kernels = (
-            one_row and kernels and config.head_dim % KERNEL_HEAD_DIM_MULTIPLE == 0
+            one_row and self.kernels and config.head_dim % KERNEL_HEAD_DIM_MULTIPLE == 0
         )
         block_params = sum(
             math.prod(self.shapes[f"transformer.blocks.0.{w}"]) for w in BLOCK_WEIGHTS
         )
         self.fused_blocks = (
-            self.decode_kernels and block_params * dtype.size_in_bytes <= fused_block_bytes
+            self.decode_kernels and block_params * dtype.size_in_bytes <= options.fused_block_bytes
         )
 
     def weight(self, name: str) -> Weight:
@@ -252,6 +259,8 @@ class _Builder:
         """
         w = self.weight(name)
         if self.kernels and (self.one_row or one_row):
+            if self.dtype == DType.bfloat16 and self.bfloat16_dot:
+                return matmul(x, w)
             return gemv(x, w)
         if self.dtype == DType.float32:
             return x @ w.T
@@ -357,13 +366,9 @@ def build_module(
     `Graph`) does not enter MAX's default context on other threads.
     """
     module = Module()
-    kernels = bool(module_extensions(device, options))
-    fused = options.fused_block_bytes
-    build_graph(config, dtype, device, module=module, kernels=kernels, fused_block_bytes=fused)
-    if kernels:
-        decode = build_graph(
-            config, dtype, device, module=module, kernels=True, decode=True, fused_block_bytes=fused
-        )
+    build_graph(config, dtype, device, options, module=module)
+    if module_extensions(device, options):
+        decode = build_graph(config, dtype, device, options, module=module, decode=True)
         # What `session.compile(graph)` does for a lone graph: put the kernel declarations the
         # graph already loaded into the module, so the compiler does not load every kernel
         # package again (about a third of a small module's compile time here).
@@ -377,11 +382,10 @@ def build_graph(
     config: ModelConfig,
     dtype: DType,
     device: DeviceRef,
+    options: GraphOptions,
     *,
     module: Module | None = None,
-    kernels: bool = False,
     decode: bool = False,
-    fused_block_bytes: int = FUSED_BLOCK_BYTES,
 ) -> Graph:
     """Traces the model for `config` with weights in `dtype` on `device`.
 
@@ -389,12 +393,10 @@ def build_graph(
     token; `rel_pos` [seq_len, total_len] float32 (key minus query position, -inf when masked);
     then the K and V cache buffers of each layer, [kv_n_heads, capacity, head_dim] float32.
     Output: float32 logits [vocab_size] of the last new token. With `decode`, seq_len is 1 and
-    the graph is named DECODE_GRAPH (whose `rel_pos` the kernel path leaves unread); `kernels`
-    sends one-row products, and decode's attention, to the CPU kernels.
+    the graph is named DECODE_GRAPH (whose `rel_pos` the kernel path leaves unread). With
+    `options.cpu_kernels` on the CPU, products and decode's attention run the CPU kernels.
     """
-    b = _Builder(
-        config, dtype, device, one_row=decode, kernels=kernels, fused_block_bytes=fused_block_bytes
-    )
+    b = _Builder(config, dtype, device, options, one_row=decode)
     seq_len: int | str = 1 if decode else "seq_len"
     input_types = [
         TensorType(DType.int64, [seq_len], device),
@@ -405,7 +407,7 @@ def build_graph(
     with Graph(
         DECODE_GRAPH if decode else PREFILL_GRAPH,
         input_types=input_types,
-        custom_extensions=[KERNELS_DIR] if kernels else [],
+        custom_extensions=module_extensions(device, options),
         module=module,
     ) as graph:
         tokens, start, rel_pos, *caches = graph.inputs

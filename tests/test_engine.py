@@ -62,6 +62,30 @@ def test_decode_with_one_op_per_product_matches_the_reference(tiny_model_dir, ti
         assert relative_error(engine.logits(context), full[len(context) - 1]) < 1e-4
 
 
+@pytest.mark.parametrize("bfloat16_dot", [False, True], ids=["gemv", "matmul"])
+def test_bfloat16_decode_with_one_op_per_product_stays_close_to_the_reference(
+    tiny_model_dir, bfloat16_dot
+):
+    """The full-size model's bfloat16 decode: one-row products by `replit_gemv`, or by
+    `replit_matmul` (its widening path where the CPU lacks AVX-512 BF16), within the bfloat16
+    bound of `test_bfloat16_weights_stay_close_to_the_reference` at every step."""
+    graph = GraphOptions(fused_block_bytes=0, bfloat16_dot=bfloat16_dot)
+    engine = Engine(
+        EngineOptions(
+            model_dir=tiny_model_dir,
+            max_length=TINY_MAX_LENGTH,
+            quantization_encoding="bfloat16",
+            graph=graph,
+        )
+    )
+    reference = ReferenceMPT(tiny_model_dir, round_to_bfloat16=True)
+    ids = engine.tokenizer.encode(PROMPTS[1])
+    full = reference.logits(ids + list(range(40, 46)))
+    for step in range(6):
+        context = ids + list(range(40, 40 + step))
+        assert relative_error(engine.logits(context), full[len(context) - 1]) < 2e-2
+
+
 @pytest.mark.parametrize("text", PROMPTS)
 def test_greedy_continuation_equals_the_reference(tiny_engine, tiny_reference, text):
     ids = tiny_engine.tokenizer.encode(text)

@@ -189,6 +189,8 @@ def test_the_kernel_source_and_fusion_are_part_of_the_compiled_model_key(
     assert changed_key != key
     unfused = GraphOptions(fused_block_bytes=0)  # which blocks are one kernel
     assert graph_key(config, DType.float32, CPU(), unfused) != changed_key
+    products = GraphOptions(bfloat16_dot=not GraphOptions().bfloat16_dot)  # which one-row kernel
+    assert graph_key(config, DType.float32, CPU(), products) != changed_key
 
 
 # (head_dim, query heads per kv head, kv heads): the test model's, the demo model's, plain
