@@ -195,6 +195,8 @@ def full_size_markdown(results: dict) -> str:
         _measured_on(results) + f" {results['layers']} layers of the real shape, random "
         "weights; one engine in memory at a time, medians over alternating rounds."
     ]
+    if results.get("note"):
+        parts.append(results["note"] + ".")
     memory_rows, speed_rows, suggestion_rows, restart_rows = [], [], [], []
     for encoding, entry in results["encodings"].items():
         summary = entry["summary"]
