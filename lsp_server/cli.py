@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from model.compiled import CompileError
 from model.config import ConfigError
 from model.engine import Engine, EngineError, EngineOptions
 from model.hub import DEFAULT_MODEL, ModelNotFoundError, resolve_model_dir
@@ -16,8 +17,9 @@ from model.weights import ENCODINGS
 
 log = logging.getLogger("replit_lsp")
 
-# The errors a user can fix from the command line: printed as one sentence, no traceback.
-USER_ERRORS = (ConfigError, EngineError, ModelNotFoundError, ValueError, OSError)
+# The errors a user can fix from the command line, and a failed compile (whose message holds
+# the compiler's own): printed as one sentence, no traceback.
+USER_ERRORS = (ConfigError, EngineError, ModelNotFoundError, CompileError, ValueError, OSError)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -165,7 +165,7 @@ def obtain_compiled(
         if compiled is None:
             message = f"compiling the model graph, {config.n_layers} layers (minutes, once)"
             with heartbeat(progress, COMPILING, message):
-                compiled = _compile_elsewhere(config, dtype, device, options, cached)
+                compiled = _compile_elsewhere(config, dtype, device, options, key, cached)
             how = "compiled"
     if save_path is not None:
         save_serialized(compiled, save_path, key)
@@ -174,7 +174,12 @@ def obtain_compiled(
 
 
 def _compile_elsewhere(
-    config: ModelConfig, dtype: DType, device: Device, options: GraphOptions, cached: Path
+    config: ModelConfig,
+    dtype: DType,
+    device: Device,
+    options: GraphOptions,
+    key: str,
+    cached: Path,
 ) -> CompiledModel:
     """Compiles in a child process into the cache (or a temporary file, if the cache cannot
     be written) and reads the result."""
@@ -193,7 +198,7 @@ def _compile_elsewhere(
         "dtype": str(dtype),
         "gpu": not device.is_host,
         "options": dataclasses.asdict(options),
-        "key": graph_key(config, dtype, device, options),
+        "key": key,
         "out": str(target),
         "parent": os.getpid(),
     }

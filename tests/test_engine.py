@@ -6,7 +6,7 @@ import threading
 import numpy as np
 import pytest
 
-from model.compiled import SerializedModelError
+from model.compiled import CompileError, SerializedModelError
 from model.engine import Engine, EngineOptions, relative_positions
 from model.gguf_export import export_gguf
 from model.graph import GraphOptions
@@ -238,3 +238,15 @@ def test_bfloat16_weights_stay_close_to_the_reference(tiny_model_dir):
         actual = engine.logits(ids)
         assert relative_error(actual, expected) < 2e-2
         assert np.argmax(actual) in np.argsort(expected)[-3:]
+
+
+def test_a_failed_compile_is_an_error_with_the_compilers_words(
+    tiny_model_dir, tmp_path, monkeypatch
+):
+    """The compiler runs in a child process: its failure reaches the caller as CompileError
+    (which the front doors report) instead of ending the server."""
+    monkeypatch.setattr("model.compiled.sys.executable", shutil.which("false"))
+    options = EngineOptions(model_dir=tiny_model_dir, max_length=64, cache_dir=tmp_path / "cache")
+    with pytest.raises(CompileError, match=r"compiling the model graph failed \(exit code 1\)"):
+        Engine(options)
+    assert not list((tmp_path / "cache").glob("*.mef"))
