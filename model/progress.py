@@ -43,7 +43,8 @@ def ignore_progress(progress: LoadProgress) -> None:
 
 def reading_weights(done: int, total: int) -> LoadProgress:
     percent = 100 if total <= 0 else min(100, done * 100 // total)
-    message = f"reading weights: {done / 1e9:.1f} of {total / 1e9:.1f} GB ({percent}%)"
+    scale, unit = (1e9, "GB") if total >= 1e9 else (1e6, "MB")
+    message = f"reading weights: {done / scale:.1f} of {total / scale:.1f} {unit} ({percent}%)"
     return LoadProgress(READING, message, percent)
 
 

@@ -26,6 +26,9 @@ from model.progress import ProgressCallback, ignore_progress, reading_weights
 from model.torch_checkpoint import TorchCheckpointError, read_torch_checkpoint
 
 ENCODINGS = ("float32", "bfloat16")
+# Reading is reported in steps of this many percent: a line on stderr each, and one
+# `$/progress` report.
+PROGRESS_STEP_PERCENT = 5
 
 
 class WeightsError(ValueError):
@@ -234,7 +237,7 @@ def load_weights(
         raise WeightsError(f"unsupported quantization encoding {encoding!r}; use {ENCODINGS}")
     expected = weight_shapes(config)
     total = sum(path.stat().st_size for path in weight_files(Path(model_dir)))
-    done, last_percent = 0, -1
+    done, last_percent = 0, -PROGRESS_STEP_PERCENT
     found: dict[str, np.ndarray] = {}
     source: dict[str, Path] = {}
     for name, array, is_bf16, file in _tensors(Path(model_dir), owned):
@@ -250,7 +253,7 @@ def load_weights(
         found[name] = converted.copy() if owned and not converted.flags.owndata else converted
         source[name] = file
         update = reading_weights(done, total)
-        if update.percent != last_percent:
+        if update.percent >= last_percent + PROGRESS_STEP_PERCENT:
             last_percent = update.percent
             progress(update)
     if last_percent != 100:  # headers and unused tensors are the rest of the files
