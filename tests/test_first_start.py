@@ -22,7 +22,13 @@ from pytest_lsp import LanguageClient, client_capabilities
 from tests.checkpoints import make_random_checkpoint
 from tests.servers import server_command
 from tests.test_http_api import ServerProcess, free_port
-from tests.test_lsp_server import SERVER_ENV, open_document, start_client, wait_until_loaded
+from tests.test_lsp_server import (
+    SERVER_ENV,
+    complete,
+    open_document,
+    start_client,
+    wait_until_loaded,
+)
 
 ASYNC = pytest.mark.asyncio(loop_scope="session")
 
@@ -52,20 +58,7 @@ def compiled_models(cache: Path) -> list[Path]:
 async def lsp_completion(client: LanguageClient) -> types.InlineCompletionList:
     uri = "file:///work/first_start.py"
     open_document(client, uri, DOCUMENT)
-    result = await asyncio.wait_for(
-        client.text_document_inline_completion_async(
-            types.InlineCompletionParams(
-                text_document=types.TextDocumentIdentifier(uri=uri),
-                position=types.Position(line=4, character=4),
-                context=types.InlineCompletionContext(
-                    trigger_kind=types.InlineCompletionTriggerKind.Invoked
-                ),
-            )
-        ),
-        120,
-    )
-    assert isinstance(result, types.InlineCompletionList)
-    return result
+    return await complete(client, uri, 4, 4, timeout=120)
 
 
 def assert_loading_was_reported(reports: list[object]) -> None:
