@@ -149,8 +149,8 @@ def _first_fitting(count: int, fits: Callable[[int], bool], guess: int) -> int |
 
 def fit_prompt(text: str, tokenizer: Encoder, budget: int) -> list[int]:
     """The tokens of the longest tail of `text` that starts on a line boundary and fits in
-    `budget` tokens (DESIGN.md section 4); when even the last line does not fit, its last
-    `budget` tokens."""
+    `budget` tokens (the model saw whole source files, so a prompt starts on a line); when
+    even the last line does not fit, its last `budget` tokens."""
     if budget < 1 or not text:
         return []
     # Lone surrogates (JSON allows them) cannot reach the tokenizer: one '?' each.
