@@ -195,7 +195,7 @@ def _compile_elsewhere(
         target = Path(scratch.name) / cached.name
     request = {
         "config": config.to_dict(),
-        "dtype": str(dtype),
+        "dtype": dtype.name,
         "gpu": not device.is_host,
         "options": dataclasses.asdict(options),
         "key": key,
@@ -239,7 +239,7 @@ def compile_to(request: dict) -> None:
     device = Accelerator() if request["gpu"] else CPU()
     options = GraphOptions(**request["options"])
     config = ModelConfig(**request["config"])
-    dtype = DType[request["dtype"].split(".")[-1]]
+    dtype = DType[request["dtype"]]
     device_ref = DeviceRef.from_device(device)
     module = build_module(config, dtype, device_ref, options)
     session = InferenceSession(devices=[device])

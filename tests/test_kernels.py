@@ -13,15 +13,17 @@ and the block written out in float64.
 
 from __future__ import annotations
 
+import functools
 import math
 import shutil
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 from max.driver import CPU, Buffer
 from max.dtype import DType
 from max.engine import InferenceSession, Model
-from max.graph import DeviceRef, Graph, Module, TensorType
+from max.graph import DeviceRef, Graph, Module, TensorType, TensorValue
 
 from model.compiled import graph_key
 from model.config import ModelConfig, load_config
@@ -59,25 +61,31 @@ def compile_with_kernels(module: Module) -> dict[str, Model]:
     return session.init_all(session.compile(module, custom_extensions=[KERNELS_DIR]))
 
 
-@pytest.fixture(scope="module")
-def gemv_models() -> dict[str, Model]:
-    """One graph per weight dtype, with symbolic shapes so that one compile serves all."""
+def product_models(
+    products: dict[str, tuple[DType, Callable[[TensorValue, TensorValue], TensorValue]]],
+) -> dict[str, Model]:
+    """One graph per named product x[m, k] @ w[n, k].T with w in the given dtype, with symbolic
+    shapes so that one compile serves every shape."""
     cpu = DeviceRef.CPU()
     module = Module()
-    for dtype in (DType.float32, DType.bfloat16):
+    for name, (dtype, product) in products.items():
         input_types = [
             TensorType(DType.float32, ["m", "k"], cpu),
             TensorType(dtype, ["n", "k"], cpu),
         ]
         with Graph(
-            f"gemv_{dtype.name}",
-            input_types=input_types,
-            custom_extensions=[KERNELS_DIR],
-            module=module,
+            name, input_types=input_types, custom_extensions=[KERNELS_DIR], module=module
         ) as graph:
             x, w = (value.tensor for value in graph.inputs)
-            graph.output(gemv(x, w))
+            graph.output(product(x, w))
     return compile_with_kernels(module)
+
+
+@pytest.fixture(scope="module")
+def gemv_models() -> dict[str, Model]:
+    return product_models(
+        {f"gemv_{dtype.name}": (dtype, gemv) for dtype in (DType.float32, DType.bfloat16)}
+    )
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
@@ -126,23 +134,12 @@ MATMUL_CASES = {
 
 @pytest.fixture(scope="module")
 def matmul_models() -> dict[str, Model]:
-    """One graph per case, with symbolic shapes so that one compile serves all."""
-    cpu = DeviceRef.CPU()
-    module = Module()
-    for name, (dtype, native) in MATMUL_CASES.items():
-        input_types = [
-            TensorType(DType.float32, ["m", "k"], cpu),
-            TensorType(dtype, ["n", "k"], cpu),
-        ]
-        with Graph(
-            f"matmul_{name}",
-            input_types=input_types,
-            custom_extensions=[KERNELS_DIR],
-            module=module,
-        ) as graph:
-            x, w = (value.tensor for value in graph.inputs)
-            graph.output(matmul(x, w, native=native))
-    return compile_with_kernels(module)
+    return product_models(
+        {
+            f"matmul_{name}": (dtype, functools.partial(matmul, native=native))
+            for name, (dtype, native) in MATMUL_CASES.items()
+        }
+    )
 
 
 @pytest.mark.parametrize("shape", MATMUL_SHAPES, ids=lambda s: "x".join(map(str, s)))
