@@ -17,11 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.checkpoints import full_width_slice, weight_bytes
 from bench.runners import engine_decode_seconds
 from model.engine import Engine, EngineOptions
 from model.graph import GraphOptions
-from tests.checkpoints import make_random_checkpoint
+from testkit.checkpoints import full_width_slice, make_random_checkpoint, weight_bytes
 
 
 def decode_rate(engine: Engine, prompt: list[int], tokens: int) -> float:

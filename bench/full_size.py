@@ -32,7 +32,6 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.checkpoints import REAL_LAYERS, full_width_slice, weight_bytes
 from bench.report import full_size_markdown
 from bench.runners import RemoteRunner, Suggestion
 from bench.startup import first_completion
@@ -42,6 +41,7 @@ from model.config import load_config
 from model.gguf_export import export_gguf
 from model.hub import resolve_model_dir
 from model.weights import weight_files
+from testkit.checkpoints import REAL_LAYERS, full_width_slice, make_random_checkpoint, weight_bytes
 
 ENCODINGS = ("bfloat16", "float32")
 TYPED_TOKENS = 3
@@ -224,8 +224,6 @@ def main() -> None:
         if not (model_dir / "config.json").exists():
             print(f"writing the {encoding} checkpoint to {model_dir}", flush=True)
             if args.smoke:
-                from tests.checkpoints import make_random_checkpoint
-
                 make_random_checkpoint(model_dir)
             else:
                 full_width_slice(model_dir, layers, resolve_model_dir(None, "demo"), encoding)

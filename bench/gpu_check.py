@@ -15,8 +15,8 @@ import numpy as np
 
 from model.engine import Engine, EngineOptions
 from model.sampling import SamplingParams
-from tests.checkpoints import make_random_checkpoint
-from tests.reference import ReferenceMPT
+from testkit.checkpoints import make_random_checkpoint
+from testkit.reference import ReferenceMPT
 
 PROMPT = "import os\nimport sys\n\nclass Stack:\n    def __init__(self):\n"
 

@@ -16,15 +16,15 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
-import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
-from tests.servers import server_command
+from testkit.servers import start_server
 
 PROMPT = "import os\nimport sys\n\n\ndef main():\n"
 
@@ -83,35 +83,6 @@ async def round_of(url: str, clients: int, max_tokens: int, headers: dict) -> No
     )
 
 
-def start_server(args: argparse.Namespace) -> tuple[subprocess.Popen[bytes], str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    command = server_command(
-        args.weight_path,
-        "--serve",
-        "--port",
-        str(port),
-        "--max-cache-batch-size",
-        str(max(args.clients)),
-        "--log-level",
-        "WARNING",
-        max_length=args.max_length,
-    )
-    process = subprocess.Popen(command, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/health").status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    process.terminate()
-    raise SystemExit("the server did not become ready")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default=None, help="a running server (else --weight-path)")
@@ -124,19 +95,27 @@ def main() -> None:
     if not (args.url or args.weight_path):
         parser.error("give --url or --weight-path")
     headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
-    process = None
+    server = None
     url = args.url
     if url is None:
-        process, url = start_server(args)
+        server = start_server(
+            Path(args.weight_path),
+            Path(tempfile.mkdtemp(prefix="http-load-")),
+            "--max-cache-batch-size",
+            str(max(args.clients)),
+            "--log-level",
+            "WARNING",
+            max_length=args.max_length,
+        )
+        url = server.url
     try:
         health = httpx.get(url + "/health").json()
         print(f"model {health.get('model')} at {url}, max tokens {args.max_tokens}")
         for clients in args.clients:
             asyncio.run(round_of(url, clients, args.max_tokens, headers))
     finally:
-        if process is not None:
-            process.terminate()
-            process.wait()
+        if server is not None:
+            server.stop()
 
 
 if __name__ == "__main__":

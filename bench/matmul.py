@@ -30,7 +30,8 @@ from max.dtype import DType
 from max.graph import DeviceRef, Graph, Module, TensorType, Weight, ops
 
 from bench.gemv import compile_kernel_module
-from model.graph import KERNELS_DIR, cpu_has_bf16_dot, matmul
+from model.graph import cpu_has_bf16_dot
+from model.kernel_ops import KERNELS_DIR, matmul
 from model.weights import bfloat16_bits_to_float32, float32_to_bfloat16_bits
 
 # (N, K): Wqkv, out_proj, up_proj, down_proj of the 3B model.

@@ -20,12 +20,12 @@ import subprocess
 from pathlib import Path
 
 from bench.bandwidth import measure_in_fresh_process
-from bench.checkpoints import full_width_slice, weight_bytes
 from bench.keystroke import measure_keystrokes
 from bench.report import markdown, write_report
 from bench.startup import measure_startup
 from bench.throughput_table import llama_cpp_available, measure_checkpoint
 from model.hub import resolve_model_dir
+from testkit.checkpoints import full_width_slice, make_random_checkpoint, weight_bytes
 
 WORK_DIR = Path.home() / ".cache" / "replit-lsp" / "bench"
 STAGES = ("throughput", "keystroke", "startup")
@@ -119,8 +119,6 @@ def main() -> None:
     }
 
     if args.smoke:
-        from tests.checkpoints import make_random_checkpoint
-
         tiny_dir = args.work_dir / "tiny"
         if not (tiny_dir / "config.json").exists():
             make_random_checkpoint(tiny_dir)

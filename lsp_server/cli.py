@@ -10,7 +10,7 @@ from pathlib import Path
 
 from model.compiled import CompileError
 from model.config import ConfigError
-from model.engine import Engine, EngineError, EngineOptions
+from model.engine import Engine, EngineError, EngineOptions, OptionError
 from model.hub import DEFAULT_MODEL, ModelNotFoundError, resolve_model_dir
 from model.sampling import SamplingParams
 from model.weights import ENCODINGS
@@ -33,8 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--tcp", action="store_true", help="language server over TCP")
     mode.add_argument("--serve", action="store_true", help="OpenAI-compatible HTTP endpoint")
     mode.add_argument("--host", default="127.0.0.1", help="address for --tcp/--serve")
-    mode.add_argument("--port", type=int, default=None, help="port for --tcp, else for --serve")
+    mode.add_argument("--lsp-port", type=int, default=None, help="port for --tcp (2087)")
     mode.add_argument("--http-port", type=int, default=None, help="port for --serve (8000)")
+    mode.add_argument(
+        "--port", type=int, default=None, help="deprecated: --lsp-port with --tcp, else --http-port"
+    )
     mode.add_argument(
         "--api-key",
         default=os.environ.get("REPLIT_LSP_API_KEY"),
@@ -84,12 +87,32 @@ def sampling_params(args: argparse.Namespace) -> SamplingParams:
     )
 
 
-def fit_prompt(tokens: list[int], max_length: int, max_new_tokens: int) -> list[int]:
+def trim_for_completion(tokens: list[int], max_length: int, max_new_tokens: int) -> list[int]:
     """Cuts the prompt from the front so the completion has room: `max_new_tokens` of it, or a
     quarter of `max_length` when the completion may run to the end."""
     room = max_new_tokens if max_new_tokens > 0 else max(1, max_length // 4)
     keep = max(1, max_length - min(room, max_length - 1))
     return tokens[-keep:]
+
+
+def describe_error(error: BaseException) -> str:
+    """An error as one sentence, naming engine options by their command-line flags."""
+    if isinstance(error, OptionError):
+        return f"--{error.option.replace('_', '-')} {error.problem}"
+    return str(error)
+
+
+def ports(args: argparse.Namespace) -> tuple[int, int]:
+    """The language server's TCP port and the HTTP port, honouring the deprecated `--port`."""
+    lsp_port, http_port = args.lsp_port, args.http_port
+    if args.port is not None:
+        flag = "--lsp-port" if args.tcp else "--http-port"
+        log.warning("--port is deprecated: use %s", flag)
+        if args.tcp:
+            lsp_port = lsp_port or args.port
+        else:
+            http_port = http_port or args.port
+    return lsp_port or 2087, http_port or 8000
 
 
 def complete_once(args: argparse.Namespace) -> int:
@@ -99,19 +122,18 @@ def complete_once(args: argparse.Namespace) -> int:
     if not tokens:
         print("replit-lsp: the prompt is empty", file=sys.stderr)
         return 2
-    fitted = fit_prompt(tokens, engine.max_length, params.max_new_tokens)
+    fitted = trim_for_completion(tokens, engine.max_length, params.max_new_tokens)
     if len(fitted) < len(tokens):
         print(
             f"warning: the prompt has {len(tokens)} tokens; keeping its last {len(fitted)} "
             f"to fit --max-length {engine.max_length}",
             file=sys.stderr,
         )
-    decoder = engine.tokenizer.stream()
-    with engine.generate(fitted, params) as generation:
-        for token in generation:
-            sys.stdout.write(decoder.push(token))
+    with engine.stream_text(fitted, params) as stream:
+        for text in stream:
+            sys.stdout.write(text)
             sys.stdout.flush()
-    sys.stdout.write(decoder.flush() + "\n")
+    sys.stdout.write("\n")
     sys.stdout.flush()
     return 0
 
@@ -124,24 +146,23 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from lsp_server.resident import ResidentModel
 
-    resident = ResidentModel(lambda: engine_options(args))
+    resident = ResidentModel(lambda: engine_options(args), describe_error)
     defaults = sampling_params(args)
+    lsp_port, http_port = ports(args)
     http = None
     if args.serve:
-        from lsp_server.http_app import HttpServer
+        from lsp_server.http.server import HttpServer
 
-        lsp_uses_port = args.tcp
-        port = args.http_port or (None if lsp_uses_port else args.port) or 8000
         http = HttpServer(
             resident,
             defaults,
             host=args.host,
-            port=port,
+            port=http_port,
             api_key=args.api_key,
             max_queue=args.max_queue,
         )
     if args.stdio or args.tcp:
-        from lsp_server.server import run_language_server
+        from lsp_server.lsp.server import run_language_server
 
         if http is not None:
             http.start_in_background()
@@ -150,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
             defaults,
             transport="stdio" if args.stdio else "tcp",
             host=args.host,
-            port=args.port or 2087,
+            port=lsp_port,
         )
         return 0
     assert http is not None
@@ -168,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(args)
     except USER_ERRORS as error:
-        print(f"replit-lsp: {error}", file=sys.stderr)
+        print(f"replit-lsp: {describe_error(error)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -2,11 +2,12 @@
 
 The language server must answer `initialize` at once and the HTTP server must bind its port
 at once, while loading and compiling take seconds to minutes: so the engine is built on a
-worker thread, and each request waits (up to its own limit) for it to be ready.
+worker thread, and each request awaits `ready` (up to its own limit) on its own event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import threading
@@ -19,9 +20,16 @@ log = logging.getLogger("replit_lsp")
 
 
 class ResidentModel:
-    def __init__(self, options: Callable[[], EngineOptions]) -> None:
-        """`options` is called on the loader thread: finding or downloading the model is slow."""
+    def __init__(
+        self,
+        options: Callable[[], EngineOptions],
+        describe_error: Callable[[BaseException], str] = str,
+    ) -> None:
+        """`options` is called on the loader thread: finding or downloading the model is slow.
+        `describe_error` words a failure in the terms of the front door that made the options
+        (the CLI names its flags)."""
         self._options = options
+        self._describe_error = describe_error
         self.engine: Engine | None = None
         self.error: BaseException | None = None
         # How many engines this process built: 1 proves every front door shares one model.
@@ -30,6 +38,8 @@ class ResidentModel:
         self._listeners: list[ProgressCallback] = []
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        # The futures of `ready` callers, each resolved on its own loop when loading ends.
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self.progress = LoadProgress("idle", "not started")
 
     @property
@@ -39,6 +49,11 @@ class ResidentModel:
         if self.error is not None:
             return "error"
         return "loading" if self._thread is not None else "idle"
+
+    @property
+    def error_message(self) -> str | None:
+        """Why loading failed, in the front door's terms; None unless it failed."""
+        return None if self.error is None else self._describe_error(self.error)
 
     @property
     def last_message(self) -> str:
@@ -73,12 +88,29 @@ class ResidentModel:
             self.engine = engine
         except BaseException as error:  # reported to every waiter and listener
             self.error = error
-            self._progress(LoadProgress(FAILED, f"model failed to load: {error}"))
+            self._progress(LoadProgress(FAILED, f"model failed to load: {self.error_message}"))
         finally:
-            self._ready.set()
+            with self._lock:
+                self._ready.set()
+                waiters, self._waiters = self._waiters, []
+            for loop, future in waiters:
+                with contextlib.suppress(RuntimeError):  # that loop has closed
+                    loop.call_soon_threadsafe(_resolve, future)
 
-    def wait(self, timeout: float | None = None) -> Engine | None:
-        """The engine once ready; None if it is still loading after `timeout` or failed."""
+    async def ready(self, timeout: float | None = None) -> Engine | None:
+        """The engine once ready, starting the load if nobody has; None if it is still loading
+        after `timeout` seconds or failed. Any event loop may await it, and no thread waits."""
         self.start()
-        self._ready.wait(timeout)
+        with self._lock:
+            if self._ready.is_set():
+                return self.engine
+            future = asyncio.get_running_loop().create_future()
+            self._waiters.append((asyncio.get_running_loop(), future))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(future), timeout)
         return self.engine
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

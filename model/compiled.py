@@ -40,10 +40,9 @@ from model.graph import (
     DEFAULT_GRAPH,
     GRAPH_VERSION,
     GraphOptions,
-    build_module,
-    kernels_digest,
-    module_extensions,
+    build_graphs,
 )
+from model.kernel_ops import kernels_digest
 from model.progress import (
     COMPILING,
     LOADING_COMPILED,
@@ -241,9 +240,8 @@ def compile_to(request: dict) -> None:
     config = ModelConfig(**request["config"])
     dtype = DType[request["dtype"]]
     device_ref = DeviceRef.from_device(device)
-    module = build_module(config, dtype, device_ref, options)
-    session = InferenceSession(devices=[device])
-    compiled = session.compile(module, custom_extensions=module_extensions(device_ref, options))
+    graphs = build_graphs(config, dtype, device_ref, options)
+    compiled = InferenceSession(devices=[device]).compile(graphs)
     save_serialized(compiled, Path(request["out"]), request["key"])
 
 

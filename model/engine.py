@@ -21,7 +21,9 @@ from max.engine import InferenceSession, Model
 
 from model.compiled import obtain_compiled
 from model.config import ModelConfig, load_config
+from model.generation import NoStop, StopRule, TextStream
 from model.graph import DECODE_GRAPH, DEFAULT_GRAPH, PREFILL_GRAPH, GraphOptions
+from model.hub import model_name
 from model.progress import BINDING, READY, LoadProgress, ProgressCallback, ignore_progress
 from model.sampling import Sampler, SamplingParams
 from model.tokenizer import Tokenizer
@@ -34,6 +36,16 @@ PREFILL_CHUNK = 512
 
 class EngineError(RuntimeError):
     """The engine cannot be built as asked (no accelerator, bad option)."""
+
+
+class OptionError(EngineError):
+    """An option the engine cannot honour, named by its `EngineOptions` field so that each
+    front door can name it in its own terms (the CLI as a flag)."""
+
+    def __init__(self, option: str, problem: str) -> None:
+        super().__init__(f"{option} {problem}")
+        self.option = option
+        self.problem = problem
 
 
 @dataclass(frozen=True)
@@ -107,7 +119,7 @@ def select_device(use_gpu: bool) -> Device:
     if not use_gpu:
         return CPU()
     if accelerator_count() == 0:
-        raise EngineError("--use-gpu was given but MAX finds no supported GPU on this machine")
+        raise OptionError("use_gpu", "was given but MAX finds no supported GPU on this machine")
     return Accelerator()
 
 
@@ -119,13 +131,14 @@ class Engine:
     ) -> None:
         started = time.perf_counter()
         if options.max_cache_batch_size < 1:
-            raise EngineError("--max-cache-batch-size must be at least 1")
+            raise OptionError("max_cache_batch_size", "must be at least 1")
         self.options = options
         self.config: ModelConfig = load_config(options.model_dir)
         if not 2 <= options.max_length <= self.config.max_seq_len:
-            raise EngineError(
-                f"--max-length must be between 2 and the model's max_seq_len "
-                f"{self.config.max_seq_len}, got {options.max_length}"
+            raise OptionError(
+                "max_length",
+                f"must be between 2 and the model's max_seq_len {self.config.max_seq_len}, "
+                f"got {options.max_length}",
             )
         self.tokenizer = Tokenizer(options.model_dir)
         self.eos_id = self.tokenizer.eos_id
@@ -181,6 +194,18 @@ class Engine:
         progress(
             LoadProgress(READY, f"model ready in {self.load_seconds:.1f}s ({self.compile_source})")
         )
+
+    # ------------------------------------------------------- what front doors see
+
+    @property
+    def slots(self) -> int:
+        """How many sequences the KV cache holds: the most generations that run at once."""
+        return self.options.max_cache_batch_size
+
+    @property
+    def model_name(self) -> str:
+        """The name clients know the model by (a hub repo id where there is one)."""
+        return model_name(self.options.model_dir)
 
     # ------------------------------------------------------------------ slots
 
@@ -265,7 +290,7 @@ class Engine:
         if len(prompt) >= self.max_length:
             raise ValueError(
                 f"the prompt has {len(prompt)} tokens; at most {self.max_length - 1} fit "
-                f"with --max-length {self.max_length}"
+                f"in a context of {self.max_length}"
             )
         generation = Generation(len(prompt))
         generation._steps = self._steps(generation, prompt, params, cancelled)
@@ -314,7 +339,20 @@ class Engine:
         finally:
             self._release(slot)
 
+    def stream_text(
+        self,
+        prompt: Sequence[int],
+        params: SamplingParams,
+        *,
+        cancelled: Callable[[], bool] = lambda: False,
+        stop: StopRule | None = None,
+    ) -> TextStream:
+        """A completion of `prompt` (token ids) as final text pieces: what every front door
+        runs. `stop` decides when it is over and holds back text that may not be sent."""
+        tokens = self.generate(prompt, params, cancelled)
+        return TextStream(tokens, self.tokenizer.stream(), stop or NoStop())
+
     def complete_text(self, text: str, params: SamplingParams) -> str:
         """Convenience for one-shot use: the decoded completion of `text`."""
-        with self.generate(self.tokenizer.encode(text), params) as generation:
-            return self.tokenizer.decode(list(generation))
+        with self.stream_text(self.tokenizer.encode(text), params) as stream:
+            return stream.text()

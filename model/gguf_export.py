@@ -12,27 +12,10 @@ from pathlib import Path
 import gguf
 import numpy as np
 
+from model.checkpoint import gguf_name
 from model.config import load_config
 from model.tokenizer import Tokenizer
 from model.weights import bfloat16_bits_to_float32, load_weights
-
-_HF_TO_GGUF = {
-    "transformer.wte.weight": "token_embd.weight",
-    "transformer.norm_f.weight": "output_norm.weight",
-    "norm_1.weight": "attn_norm.weight",
-    "attn.Wqkv.weight": "attn_qkv.weight",
-    "attn.out_proj.weight": "attn_output.weight",
-    "norm_2.weight": "ffn_norm.weight",
-    "ffn.up_proj.weight": "ffn_up.weight",
-    "ffn.down_proj.weight": "ffn_down.weight",
-}
-
-
-def gguf_name(hf_name: str) -> str:
-    if hf_name in _HF_TO_GGUF:
-        return _HF_TO_GGUF[hf_name]
-    _, _, layer, rest = hf_name.split(".", 3)
-    return f"blk.{layer}.{_HF_TO_GGUF[rest]}"
 
 
 def _add_tokenizer(writer: gguf.GGUFWriter, model_dir: Path, vocab_size: int) -> None:

@@ -72,3 +72,12 @@ def resolve_model_dir(weight_path: str | None, model: str = DEFAULT_MODEL) -> Pa
             raise ModelNotFoundError(f"the bundled demo model is missing from {DEMO_DIR}")
         return DEMO_DIR
     return _download(model)
+
+
+def model_name(model_dir: Path) -> str:
+    """A Hugging Face cache snapshot is named by its repo id, any other directory by its name."""
+    parts = Path(model_dir).parts
+    for index, part in enumerate(parts[:-2]):
+        if part.startswith("models--") and parts[index + 1] == "snapshots":
+            return part[len("models--") :].replace("--", "/")
+    return Path(model_dir).name

@@ -10,7 +10,6 @@ bfloat16 type.
 from __future__ import annotations
 
 import json
-import re
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,9 +18,9 @@ import gguf
 import numpy as np
 from gguf.quants import dequantize
 
+from model.checkpoint import hf_name, weight_shapes
 from model.config import ModelConfig
 from model.gguf_metadata import model_gguf
-from model.graph import weight_shapes
 from model.progress import ProgressCallback, ignore_progress, reading_weights
 from model.torch_checkpoint import TorchCheckpointError, read_torch_checkpoint
 
@@ -125,25 +124,6 @@ def _checkpoint_files(model_dir: Path, index_name: str, pattern: str) -> list[Pa
 
 # ----------------------------------------------------------------------- GGUF
 
-_GGUF_NAMES = [
-    (r"token_embd\.weight", "transformer.wte.weight"),
-    (r"output_norm\.weight", "transformer.norm_f.weight"),
-    (r"blk\.(\d+)\.attn_norm\.weight", "transformer.blocks.{}.norm_1.weight"),
-    (r"blk\.(\d+)\.attn_qkv\.weight", "transformer.blocks.{}.attn.Wqkv.weight"),
-    (r"blk\.(\d+)\.attn_output\.weight", "transformer.blocks.{}.attn.out_proj.weight"),
-    (r"blk\.(\d+)\.ffn_norm\.weight", "transformer.blocks.{}.norm_2.weight"),
-    (r"blk\.(\d+)\.ffn_up\.weight", "transformer.blocks.{}.ffn.up_proj.weight"),
-    (r"blk\.(\d+)\.ffn_down\.weight", "transformer.blocks.{}.ffn.down_proj.weight"),
-]
-
-
-def gguf_to_hf_name(name: str) -> str | None:
-    for pattern, target in _GGUF_NAMES:
-        match = re.fullmatch(pattern, name)
-        if match:
-            return target.format(*match.groups())
-    return None
-
 
 def _read_gguf(path: Path, owned: bool) -> Iterator[tuple[str, np.ndarray, bool]]:
     try:
@@ -151,7 +131,7 @@ def _read_gguf(path: Path, owned: bool) -> Iterator[tuple[str, np.ndarray, bool]
     except Exception as error:  # the reader raises assorted errors on corrupt files
         raise WeightsError(f"{path}: not a readable GGUF file ({error})") from None
     for tensor in reader.tensors:
-        name = gguf_to_hf_name(tensor.name)
+        name = hf_name(tensor.name)
         if name is None:
             continue
         shape = tuple(int(n) for n in reversed(tensor.shape))

@@ -14,10 +14,8 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from model.engine import Engine, EngineOptions  # noqa: E402
-from tests.checkpoints import make_random_checkpoint  # noqa: E402
-from tests.reference import ReferenceMPT  # noqa: E402
-
-TINY_MAX_LENGTH = 256
+from testkit.checkpoints import TINY_MAX_LENGTH, make_random_checkpoint
+from testkit.reference import ReferenceMPT
 
 
 @pytest.fixture(scope="session")

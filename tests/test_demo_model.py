@@ -19,7 +19,7 @@ from model.config import mpt_config_dict, parse_config  # noqa: E402
 from model.training.bpe import train_byte_level_bpe  # noqa: E402
 from model.training.export import save_checkpoint  # noqa: E402
 from model.training.mpt_torch import MPTForCausalLM, load_model  # noqa: E402
-from tests.reference import ReferenceMPT  # noqa: E402
+from testkit.reference import ReferenceMPT  # noqa: E402
 
 DEMO_DIR = Path(__file__).resolve().parents[1] / "model" / "assets" / "replit-code-demo"
 

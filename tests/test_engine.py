@@ -11,9 +11,8 @@ from model.engine import Engine, EngineOptions, relative_positions
 from model.gguf_export import export_gguf
 from model.graph import GraphOptions
 from model.sampling import SamplingParams
-from tests.checkpoints import make_random_checkpoint
-from tests.conftest import TINY_MAX_LENGTH
-from tests.reference import ReferenceMPT
+from testkit.checkpoints import TINY_MAX_LENGTH, make_random_checkpoint
+from testkit.reference import ReferenceMPT
 
 PROMPTS = [
     "def fibonacci(n):\n    ",

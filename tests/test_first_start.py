@@ -19,16 +19,9 @@ from lsprotocol import types
 from openai import OpenAI
 from pytest_lsp import LanguageClient, client_capabilities
 
-from tests.checkpoints import make_random_checkpoint
-from tests.servers import server_command
-from tests.test_http_api import ServerProcess, free_port
-from tests.test_lsp_server import (
-    SERVER_ENV,
-    complete,
-    open_document,
-    start_client,
-    wait_until_loaded,
-)
+from testkit.checkpoints import make_random_checkpoint
+from testkit.lsp_client import SERVER_ENV, complete, open_document, start_client, wait_until_loaded
+from testkit.servers import ServerProcess, free_port, server_command
 
 ASYNC = pytest.mark.asyncio(loop_scope="session")
 
@@ -77,7 +70,7 @@ def assert_loading_was_reported(reports: list[object]) -> None:
 def start_http(model_dir: Path, cache: Path, log_dir: Path, *extra: str) -> ServerProcess:
     port = free_port()
     stdout, stderr = log_dir / "stdout.log", log_dir / "stderr.log"
-    command = server_command(model_dir, "--serve", "--port", str(port), *extra)
+    command = server_command(model_dir, "--serve", "--http-port", str(port), *extra)
     with stdout.open("wb") as out, stderr.open("wb") as err:
         process = subprocess.Popen(
             command,

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,82 +20,14 @@ import pytest
 from openai import OpenAI
 from tokenizers import Tokenizer
 
-from lsp_server.chat_prompt import chat_prompt
-from lsp_server.openai_schema import ChatMessage
-from tests.conftest import TINY_MAX_LENGTH
-from tests.reference import ReferenceMPT
-from tests.servers import server_command
+from lsp_server.http.chat_prompt import chat_prompt
+from lsp_server.http.schemas import ChatMessage
+from testkit.checkpoints import TINY_MAX_LENGTH
+from testkit.reference import ReferenceMPT
+from testkit.servers import ServerProcess, start_server
 
 ROOT = Path(__file__).resolve().parents[1]
 EOS = "<|endoftext|>"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@dataclass
-class ServerProcess:
-    process: subprocess.Popen[bytes]
-    port: int
-    stdout: Path
-    stderr: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
-def start_server(
-    model_dir: Path,
-    log_dir: Path,
-    *extra: str,
-    max_length: int = TINY_MAX_LENGTH,
-    env: dict[str, str] | None = None,
-) -> ServerProcess:
-    """Starts `replit-lsp --serve` and waits until /health answers (ready or not)."""
-    port = free_port()
-    stdout, stderr = log_dir / "stdout.log", log_dir / "stderr.log"
-    command = server_command(
-        model_dir, "--serve", "--port", str(port), *extra, max_length=max_length
-    )
-    with stdout.open("wb") as out, stderr.open("wb") as err:
-        process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            stdout=out,
-            stderr=err,
-            env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
-        )
-    server = ServerProcess(process, port, stdout, stderr)
-    wait_for_health(server)
-    return server
-
-
-def wait_for_health(server: ServerProcess, timeout: float = 300) -> dict:
-    """The first /health answer that is not 'loading' (compiling may take minutes, once)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"the server exited: {server.stderr.read_text()[-2000:]}")
-        try:
-            response = httpx.get(server.url + "/health", timeout=5)
-            if response.json().get("state") != "loading":
-                return response.json()
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"the server did not become ready: {server.stderr.read_text()[-2000:]}")
 
 
 @pytest.fixture(scope="module")

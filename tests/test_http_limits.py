@@ -14,7 +14,7 @@ import httpx
 import pytest
 from openai import AuthenticationError, OpenAI
 
-from tests.test_http_api import ServerProcess, start_server
+from testkit.servers import ServerProcess, start_server
 
 KEY = "sk-local-test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}

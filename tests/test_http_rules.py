@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from lsp_server.chat_prompt import chat_prompt
-from lsp_server.http_app import AdmissionGate, QueueFull, StopMatcher, served_model_name
-from lsp_server.openai_schema import ChatMessage
+from lsp_server.http.admission import AdmissionGate, QueueFull
+from lsp_server.http.chat_prompt import chat_prompt
+from lsp_server.http.schemas import ChatMessage
+from model.generation import StopStrings
+from model.hub import model_name
 
 
 def messages(*pairs: tuple[str, object]) -> list[ChatMessage]:
@@ -41,7 +43,7 @@ def test_chat_prompt_rule(conversation: list[tuple[str, object]], prompt: str) -
 
 
 def run_matcher(stops: list[str], pieces: list[str]) -> tuple[list[str], bool]:
-    matcher = StopMatcher(stops)
+    matcher = StopStrings(stops)
     sent: list[str] = []
     for piece in pieces:
         text, stopped = matcher.feed(piece)
@@ -72,7 +74,7 @@ def test_earliest_of_several_stops_wins() -> None:
 
 
 def test_no_stops_sends_everything_at_once() -> None:
-    assert StopMatcher([]).feed("abc") == ("abc", False)
+    assert StopStrings([]).feed("abc") == ("abc", False)
 
 
 async def test_admission_gate_is_fifo_and_bounded() -> None:
@@ -89,7 +91,7 @@ async def test_admission_gate_is_fifo_and_bounded() -> None:
     assert gate.active == 0
 
 
-def test_served_model_name() -> None:
+def test_model_name() -> None:
     snapshot = Path("/home/u/.cache/huggingface/hub/models--replit--replit-code-v1_5-3b")
-    assert served_model_name(snapshot / "snapshots" / "abc123") == "replit/replit-code-v1_5-3b"
-    assert served_model_name(Path("/models/my-replit")) == "my-replit"
+    assert model_name(snapshot / "snapshots" / "abc123") == "replit/replit-code-v1_5-3b"
+    assert model_name(Path("/models/my-replit")) == "my-replit"

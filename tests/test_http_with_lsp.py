@@ -17,8 +17,7 @@ import pytest
 from lsprotocol import types
 from pytest_lsp import make_test_lsp_client
 
-from tests.servers import server_command
-from tests.test_http_api import free_port
+from testkit.servers import free_port, server_command
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -44,7 +43,7 @@ async def ready_health(url: str, timeout: float = 300) -> dict:
 async def test_lsp_and_http_share_one_model(tiny_model_dir: Path) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    command = server_command(tiny_model_dir, "--stdio", "--serve", "--port", str(port))
+    command = server_command(tiny_model_dir, "--stdio", "--serve", "--http-port", str(port))
     lsp = make_test_lsp_client()
     await lsp.start_io(*command, env={**os.environ, "HF_HUB_OFFLINE": "1"}, cwd=str(ROOT))
     try:

@@ -25,21 +25,13 @@ from max.dtype import DType
 from max.engine import InferenceSession, Model
 from max.graph import DeviceRef, Graph, Module, TensorType, TensorValue
 
+from model.checkpoint import BLOCK_WEIGHTS, weight_shapes
 from model.compiled import graph_key
 from model.config import ModelConfig, load_config
-from model.graph import (
-    BLOCK_WEIGHTS,
-    KERNELS_DIR,
-    GraphOptions,
-    cache_type,
-    decode_attention,
-    decode_layer,
-    gemv,
-    matmul,
-    weight_shapes,
-)
+from model.graph import GraphOptions, cache_type
+from model.kernel_ops import KERNELS_DIR, decode_attention, decode_layer, gemv, matmul
 from model.weights import bfloat16_bits_to_float32, float32_to_bfloat16_bits
-from tests.reference import gelu, layer_norm
+from testkit.reference import gelu, layer_norm
 
 # (M, N, K): tiny, ragged, one SIMD vector plus one, a real-model row width, and weights over
 # the kernel's 4 MiB threshold in both dtypes, so the cores claim the rows in several chunks, the
@@ -181,7 +173,7 @@ def test_the_kernel_source_and_fusion_are_part_of_the_compiled_model_key(
     shutil.copytree(KERNELS_DIR, changed)
     with (changed / "gemv.mojo").open("a") as source:
         source.write("\n# changed\n")
-    monkeypatch.setattr("model.graph.KERNELS_DIR", changed)
+    monkeypatch.setattr("model.kernel_ops.KERNELS_DIR", changed)
     changed_key = graph_key(config, DType.float32, CPU())
     assert changed_key != key
     unfused = GraphOptions(fused_block_bytes=0)  # which blocks are one kernel

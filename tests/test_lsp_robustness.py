@@ -23,23 +23,24 @@ from pygls.exceptions import JsonRpcException
 from pygls.protocol.json_rpc import JsonRPCRequestMessage
 from pytest_lsp import LanguageClient, client_capabilities, make_test_lsp_client
 
-from tests.reference import ReferenceMPT
-from tests.servers import lsp_server_command
-from tests.test_lsp_server import (
+from testkit.checkpoints import TINY_MAX_LENGTH
+from testkit.lsp_client import (
     FIBONACCI,
-    MAX_LENGTH,
     MAX_NEW_TOKENS,
     SERVER_ENV,
     complete,
+    completion_count,
+    completion_stats,
     completion_text,
     configure,
     expected_completion,
     open_document,
-    request_stats,
     start_client,
     status,
     wait_until_loaded,
 )
+from testkit.reference import ReferenceMPT
+from testkit.servers import lsp_server_command
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -85,27 +86,40 @@ async def test_utf8_positions_count_bytes(
     )
     # Inside the two bytes of "ü": the cursor goes before it.
     result = await complete(utf8_client, uri, 0, byte_column - 1)
-    if result.items:
-        assert result.items[0].range.start.character == byte_column - 2
+    expected = expected_completion(tiny_model_dir, tiny_reference, text, 0, index - 1)
+    assert completion_text(result) == expected
+    if not expected:
+        pytest.skip("the reference completes nothing before the 'ü': no range to check")
+    assert result.items[0].range.start.character == byte_column - 2
 
 
-async def test_position_past_the_end_of_a_line_is_clamped(utf8_client: LanguageClient) -> None:
+async def test_position_past_the_end_of_a_line_is_clamped(
+    utf8_client: LanguageClient, tiny_model_dir: Path, tiny_reference: ReferenceMPT
+) -> None:
     uri = "file:///work/clamp_line.py"
-    open_document(utf8_client, uri, "def f(x):\n    return x\n")
+    text = "def f(x):\n    return x\n"
+    open_document(utf8_client, uri, text)
     result = await complete(utf8_client, uri, 0, 10_000)
-    if result.items:
-        assert result.items[0].range.start == types.Position(line=0, character=9)
+    expected = expected_completion(tiny_model_dir, tiny_reference, text, 0, len("def f(x):"))
+    assert completion_text(result) == expected
+    if not expected:
+        pytest.skip("the reference completes nothing at the line's end: no range to check")
+    assert result.items[0].range.start == types.Position(line=0, character=9)
     await assert_alive(utf8_client)
 
 
 async def test_position_past_the_end_of_the_document_is_clamped(
-    utf8_client: LanguageClient,
+    utf8_client: LanguageClient, tiny_model_dir: Path, tiny_reference: ReferenceMPT
 ) -> None:
     uri = "file:///work/clamp_doc.py"
-    open_document(utf8_client, uri, "def f(x):\n    return x")
+    text = "def f(x):\n    return x"
+    open_document(utf8_client, uri, text)
     result = await complete(utf8_client, uri, 99, 3)
-    if result.items:
-        assert result.items[0].range.start == types.Position(line=1, character=12)
+    expected = expected_completion(tiny_model_dir, tiny_reference, text, 1, len("    return x"))
+    assert completion_text(result) == expected
+    if not expected:
+        pytest.skip("the reference completes nothing at the document's end: no range to check")
+    assert result.items[0].range.start == types.Position(line=1, character=12)
     await assert_alive(utf8_client)
 
 
@@ -134,12 +148,12 @@ async def test_huge_document_tokenizes_only_the_tail(utf8_client: LanguageClient
     text = "".join(line.format(i) for i in range(90_000))
     assert len(text) > 5_000_000
     open_document(utf8_client, uri, text)
-    since = len(utf8_client.log_messages)
+    since = await completion_count(utf8_client)
     started = time.monotonic()
     await complete(utf8_client, uri, 90_000, 0, timeout=60)
     assert time.monotonic() - started < 20
-    (stats,) = request_stats(utf8_client, since)
-    assert 0 < int(stats.group(5)) <= MAX_LENGTH - MAX_NEW_TOKENS
+    (stats,) = await completion_stats(utf8_client, since)
+    assert 0 < stats.prompt_tokens <= TINY_MAX_LENGTH - MAX_NEW_TOKENS
     await assert_alive(utf8_client)
 
 
@@ -225,10 +239,10 @@ async def test_enabled_languages(utf8_client: LanguageClient) -> None:
     try:
         configure(utf8_client, enabledLanguages=["rust"])
         assert not (await complete(utf8_client, uri, 3, 17)).items
-        since = len(utf8_client.log_messages)
+        since = await completion_count(utf8_client)
         configure(utf8_client, enabledLanguages=["python"])
         await complete(utf8_client, uri, 3, 17)
-        assert request_stats(utf8_client, since), "python is enabled again"
+        assert await completion_stats(utf8_client, since), "python is enabled again"
     finally:
         configure(utf8_client, enabledLanguages=[])
 
@@ -237,7 +251,7 @@ async def test_prepend_file_path(
     utf8_client: LanguageClient, tiny_model_dir: Path, tiny_reference: ReferenceMPT
 ) -> None:
     """The prompt starts with a comment naming the file; the rest of it is unchanged."""
-    from lsp_server.postprocess import CompletionContext, detect_indentation, postprocess
+    from lsp_server.lsp.postprocess import CompletionContext, detect_indentation, postprocess
     from model.tokenizer import Tokenizer
 
     uri = "file:///work/named.py"
@@ -272,7 +286,7 @@ async def test_tcp_server_with_a_model_that_fails_to_load(tmp_path: Path) -> Non
     (broken / "config.json").write_text("{}")
     port = free_port()
     command = [
-        sys.executable, "-m", "lsp_server.cli", "--tcp", "--port", str(port),
+        sys.executable, "-m", "lsp_server.cli", "--tcp", "--lsp-port", str(port),
         "--weight-path", str(broken),
     ]  # fmt: skip
     process = await asyncio.create_subprocess_exec(*command, env=SERVER_ENV)

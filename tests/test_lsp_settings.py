@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lsp_server.settings import Settings, apply_settings
+from lsp_server.lsp.settings import Settings, apply_settings
 from model.sampling import SamplingParams
 
 

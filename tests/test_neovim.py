@@ -30,7 +30,7 @@ from typing import Any
 import pynvim
 import pytest
 
-from tests.servers import lsp_server_command
+from testkit.servers import lsp_server_command
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN_DIR = ROOT / "editors" / "neovim"
@@ -239,7 +239,7 @@ def open_editor(model_dir: Path, tmp: Path) -> Iterator[Editor]:
               cmd_env = env,
               settings = settings,
               debounce_ms = debounce,
-              ghost_text = 'builtin',
+              ghost_text = 'plugin',
             })
             """,
             str(PLUGIN_DIR),

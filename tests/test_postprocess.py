@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lsp_server.postprocess import (
+from lsp_server.lsp.postprocess import (
     CompletionContext,
     Indentation,
     detect_indentation,

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from lsp_server.prompt import (
+from lsp_server.lsp.prompt import (
     MAX_CHARS_PER_TOKEN,
     build_prompt,
     column_to_index,
-    fit_prompt,
     index_to_column,
+    longest_fitting_tail,
     path_header,
     resolve_cursor,
     text_after,
@@ -102,7 +102,7 @@ def test_resolve_cursor_in_an_empty_document() -> None:
 
 def test_fit_prompt_keeps_everything_that_fits() -> None:
     tokenizer = CharTokenizer()
-    assert decode(fit_prompt("ab\ncd\nef", tokenizer, 8)) == "ab\ncd\nef"
+    assert decode(longest_fitting_tail("ab\ncd\nef", tokenizer, 8)) == "ab\ncd\nef"
 
 
 @pytest.mark.parametrize(
@@ -110,15 +110,17 @@ def test_fit_prompt_keeps_everything_that_fits() -> None:
     [(7, "cd\nef"), (5, "cd\nef"), (4, "ef"), (2, "ef"), (1, "f")],
 )
 def test_fit_prompt_cuts_from_the_front_on_line_boundaries(budget: int, expected: str) -> None:
-    assert decode(fit_prompt("ab\ncd\nef", CharTokenizer(), budget)) == expected
+    assert decode(longest_fitting_tail("ab\ncd\nef", CharTokenizer(), budget)) == expected
 
 
 def test_fit_prompt_finds_the_longest_fitting_tail_in_many_lines() -> None:
     lines = [f"line {i}" * (1 + i % 5) for i in range(300)]
     text = "\n".join(lines)
-    assert decode(fit_prompt(text, CharTokenizer(), 17)) == text[-17:]  # the last line is 40
+    assert (
+        decode(longest_fitting_tail(text, CharTokenizer(), 17)) == text[-17:]
+    )  # the last line is 40
     for budget in (45, 100, 999, 2000):
-        kept = decode(fit_prompt(text, CharTokenizer(), budget))
+        kept = decode(longest_fitting_tail(text, CharTokenizer(), budget))
         assert len(kept) <= budget
         assert text.endswith(kept) and text[len(text) - len(kept) - 1] == "\n"
         longer = text[: len(text) - len(kept) - 1].rsplit("\n", 1)[-1] + "\n" + kept
@@ -129,13 +131,13 @@ def test_fit_prompt_reads_only_the_tail_of_a_huge_text() -> None:
     tokenizer = CharTokenizer()
     text = ("x = 1\n" * 1_000_000) + "y ="
     budget = 100
-    kept = decode(fit_prompt(text, tokenizer, budget))
+    kept = decode(longest_fitting_tail(text, tokenizer, budget))
     assert kept.endswith("\ny =") and len(kept) <= budget
     assert tokenizer.encoded_chars < 50 * budget * MAX_CHARS_PER_TOKEN
 
 
 def test_fit_prompt_replaces_lone_surrogates() -> None:
-    assert decode(fit_prompt("a\ud800b", CharTokenizer(), 10)) == "a?b"
+    assert decode(longest_fitting_tail("a\ud800b", CharTokenizer(), 10)) == "a?b"
 
 
 def test_build_prompt_with_a_path_header() -> None:

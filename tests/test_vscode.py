@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import lsp_server_command
+from testkit.servers import lsp_server_command
 
 EXTENSION_DIR = Path(__file__).resolve().parents[1] / "editors" / "vscode"
 NPM_CI_TIMEOUT = 600

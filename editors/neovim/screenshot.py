@@ -206,7 +206,7 @@ def main() -> int:
             model_dir = DEMO_DIR
         if model_dir is None:
             sys.path.insert(0, str(args.root))
-            from tests.checkpoints import make_random_checkpoint
+            from testkit.checkpoints import make_random_checkpoint
 
             model_dir = make_random_checkpoint(tmp / "tiny-mpt")
         cmd = [sys.executable, "-m", "lsp_server.cli", "--stdio", "--weight-path", str(model_dir)]

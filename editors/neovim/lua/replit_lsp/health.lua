@@ -126,7 +126,7 @@ function M.check()
     return
   end
   local native = vim.lsp.inline_completion ~= nil
-    and (plugin.config or plugin.defaults).ghost_text ~= "builtin"
+    and (plugin.config or plugin.defaults).ghost_text ~= "plugin"
   health.ok(
     ("Neovim %s: %s"):format(
       version_text,

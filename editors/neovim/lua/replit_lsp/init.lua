@@ -27,7 +27,7 @@ M.name = "replit_lsp"
 ---@field settings table sent as `initializationOptions` and `workspace/didChangeConfiguration`
 ---@field keymaps replit_lsp.Keymaps
 ---@field debounce_ms integer pause in typing before asking (own ghost text only)
----@field ghost_text "auto"|"native"|"builtin" "auto": native on 0.12+, else the plugin's own
+---@field ghost_text "auto"|"native"|"plugin" "auto": Neovim's own on 0.12+, else the plugin's
 
 ---@type replit_lsp.Config
 M.defaults = {
@@ -80,7 +80,7 @@ local group = api.nvim_create_augroup("replit_lsp", { clear = true })
 
 local function use_native()
   local config = M.config or M.defaults
-  if config.ghost_text == "builtin" then
+  if config.ghost_text == "plugin" then
     return false
   end
   return vim.lsp.inline_completion ~= nil
@@ -339,6 +339,11 @@ function M.setup(opts)
   end
   if opts.settings then
     M.config.settings = opts.settings
+  end
+  if M.config.ghost_text == "builtin" then
+    -- The old name of "plugin", which read as if it meant Neovim's built-in ghost text.
+    vim.notify('replit_lsp: ghost_text = "builtin" is now "plugin"', vim.log.levels.WARN)
+    M.config.ghost_text = "plugin"
   end
   for key, kind in pairs({
     cmd = "table",

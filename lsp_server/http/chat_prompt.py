@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from lsp_server.openai_schema import ChatMessage
+from lsp_server.http.schemas import ChatMessage
 
 DROPPED_ROLES = frozenset({"system", "developer"})
 

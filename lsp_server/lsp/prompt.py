@@ -147,7 +147,7 @@ def _first_fitting(count: int, fits: Callable[[int], bool], guess: int) -> int |
     return good
 
 
-def fit_prompt(text: str, tokenizer: Encoder, budget: int) -> list[int]:
+def longest_fitting_tail(text: str, tokenizer: Encoder, budget: int) -> list[int]:
     """The tokens of the longest tail of `text` that starts on a line boundary and fits in
     `budget` tokens (the model saw whole source files, so a prompt starts on a line); when
     even the last line does not fit, its last `budget` tokens."""
@@ -220,7 +220,7 @@ def build_prompt(text_before: str, tokenizer: Encoder, budget: int, header: str 
     header_ids = tokenizer.encode(header) if header else []
     if len(header_ids) * 2 > budget:  # a path longer than half the room is not worth it
         header_ids = []
-    body = fit_prompt(text_before, tokenizer, budget - len(header_ids))
+    body = longest_fitting_tail(text_before, tokenizer, budget - len(header_ids))
     return header_ids + body if body else []
 
 

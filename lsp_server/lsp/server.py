@@ -1,0 +1,321 @@
+"""The language server: inline completions from the resident model, over stdio or TCP.
+
+The protocol side stays on the asyncio event loop and never runs the model: each completion is
+generated on a worker thread, which polls a per-request flag before every token. A newer
+request for the same document and `$/cancelRequest` both set that flag, so a stale completion
+stops within one token and its cache slot (with the prompt's K/V, reusable by the next
+keystroke) is free again before the next request starts generating.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from lsprotocol import types
+from pygls.lsp.server import LanguageServer
+
+from lsp_server.lsp.completion import (
+    CompletionLog,
+    CompletionOutcome,
+    CursorSnapshot,
+    generate_completion,
+)
+from lsp_server.lsp.loading import report_loading
+from lsp_server.lsp.postprocess import CompletionContext, detect_indentation
+from lsp_server.lsp.prompt import path_header, resolve_cursor, text_after
+from lsp_server.lsp.protocol import ClientLogHandler, CompletionProtocol
+from lsp_server.lsp.settings import Settings, apply_settings
+from lsp_server.resident import ResidentModel
+from model.engine import Engine
+from model.sampling import SamplingParams
+
+log = logging.getLogger("replit_lsp.lsp")
+
+STATUS_METHOD = "replitLsp/status"
+# The statistics of recent completions: params {"since": N} gives those numbered after N.
+COMPLETIONS_METHOD = "replitLsp/completions"
+VERSION = "0.1.0"
+
+# How long a request waits for the superseded generation of its document to let go of its
+# cache slot (it stops at its next token; this only bounds a pathological case).
+SUPERSEDE_WAIT_SECONDS = 10.0
+
+# The indentation style is learned from this much text before the cursor.
+INDENT_SAMPLE_CHARS = 100_000
+
+EMPTY = types.InlineCompletionList(items=[])
+
+
+@dataclass
+class PendingCompletion:
+    """One inline completion request: the flag that stops it and the thread running it."""
+
+    cancel: threading.Event = field(default_factory=threading.Event)
+    future: Future[CompletionOutcome] | None = None
+
+
+class CompletionServer(LanguageServer):
+    def __init__(self, resident: ResidentModel, defaults: SamplingParams) -> None:
+        super().__init__("replit-lsp", VERSION, protocol_cls=CompletionProtocol)
+        self.resident = resident
+        self.settings = Settings.from_defaults(defaults)
+        self.seed = defaults.seed
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.completions = CompletionLog()
+        self._pending: dict[str, PendingCompletion] = {}
+        self._executor: ThreadPoolExecutor | None = None
+
+    # --------------------------------------------------------------- messages
+
+    def tell(self, kind: types.MessageType, message: str) -> None:
+        """Sends a `window/logMessage` from any thread (dropped before the loop runs)."""
+        if self.loop is None or self.loop.is_closed():
+            return
+        params = types.LogMessageParams(type=kind, message=message)
+        with contextlib.suppress(RuntimeError):  # the loop closed in between
+            self.loop.call_soon_threadsafe(self.window_log_message, params)
+
+    def update_settings(self, raw: object) -> None:
+        self.settings, warnings = apply_settings(self.settings, raw)
+        for warning in warnings:
+            self.tell(types.MessageType.Warning, f"replit-lsp: {warning}")
+
+    # ------------------------------------------------------------- completion
+
+    def executor(self, engine: Engine) -> ThreadPoolExecutor:
+        """One worker per KV cache slot: more could only wait for a slot inside the engine,
+        where a superseded request cannot be dropped as cheaply as from this queue."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(engine.slots, thread_name_prefix="completion")
+        return self._executor
+
+    async def inline_completion(
+        self, params: types.InlineCompletionParams
+    ) -> types.InlineCompletionList:
+        """Supersedes the document's previous request, then completes at the cursor."""
+        uri = params.text_document.uri
+        previous = self._pending.get(uri)
+        if previous is not None:
+            previous.cancel.set()
+        pending = self._pending[uri] = PendingCompletion()
+        try:
+            return await self._complete(params, pending, previous)
+        except asyncio.CancelledError:  # $/cancelRequest: the worker stops at its next token
+            pending.cancel.set()
+            raise
+        finally:
+            if self._pending.get(uri) is pending:
+                del self._pending[uri]
+
+    async def _complete(
+        self,
+        params: types.InlineCompletionParams,
+        pending: PendingCompletion,
+        previous: PendingCompletion | None,
+    ) -> types.InlineCompletionList:
+        started = time.perf_counter()
+        settings = self.settings
+        uri = params.text_document.uri
+        document = self.workspace.text_documents.get(uri)
+        if document is None or not settings.language_enabled(document.language_id):
+            log.debug("completion at %s: not an open document of an enabled language", uri)
+            return EMPTY
+        engine = await self.resident.ready(settings.request_wait_seconds)
+        if engine is None or pending.cancel.is_set():
+            log.debug("completion at %s: %s", uri, "superseded" if engine else "model not ready")
+            return EMPTY
+        snapshot, position = self._snapshot(document, params.position, settings)
+        if snapshot is None:
+            log.debug("completion at %s: nothing before the cursor", uri)
+            return EMPTY
+        if previous is not None and previous.future is not None:
+            await asyncio.wait(
+                [asyncio.wrap_future(previous.future)], timeout=SUPERSEDE_WAIT_SECONDS
+            )
+        if pending.cancel.is_set():
+            log.debug("completion at %s: superseded", uri)
+            return EMPTY
+        pending.future = self.executor(engine).submit(
+            generate_completion, engine, snapshot, pending.cancel.is_set
+        )
+        pending.future.add_done_callback(
+            lambda future: self._record(future, pending, uri, position, started)
+        )
+        outcome = await asyncio.wrap_future(pending.future)
+        if pending.cancel.is_set() or not outcome.text:
+            return EMPTY
+        item = types.InlineCompletionItem(
+            insert_text=outcome.text, range=types.Range(start=position, end=position)
+        )
+        return types.InlineCompletionList(items=[item])
+
+    def _record(
+        self,
+        future: Future[CompletionOutcome],
+        pending: PendingCompletion,
+        uri: str,
+        position: types.Position,
+        started: float,
+    ) -> None:
+        """Records and logs each request's statistics when its worker finishes, cancelled
+        ones included."""
+        if future.cancelled() or future.exception() is not None:
+            return  # the exception reaches the client as the request's error
+        stats = future.result().stats
+        if stats is None:
+            return  # the model never ran
+        milliseconds = 1000 * (time.perf_counter() - started)
+        record = self.completions.add(
+            uri, position.line, position.character, stats, pending.cancel.is_set(), milliseconds
+        )
+        log.debug(
+            "completion at %s:%d:%d: reused %d/%d prompt tokens, generated %d tokens (%s), %.1f ms",
+            uri,
+            position.line,
+            position.character,
+            record.reused_tokens,
+            record.prompt_tokens,
+            record.generated_tokens,
+            record.finish,
+            record.milliseconds,
+        )
+
+    def _snapshot(
+        self, document: Any, position: types.Position, settings: Settings
+    ) -> tuple[CursorSnapshot | None, types.Position]:
+        """Resolves the (clamped) cursor in the current text; None when there is nothing
+        before the cursor to complete from."""
+        text = document.source
+        negotiated = self.workspace.position_encoding  # an enum member or its plain string
+        encoding = str(getattr(negotiated, "value", negotiated) or "utf-16")
+        cursor = resolve_cursor(text, position.line, position.character, encoding)
+        clamped = types.Position(line=cursor.line, character=cursor.character)
+        text_before = text[: cursor.offset]
+        if not text_before:
+            return None, clamped
+        header = ""
+        if settings.prepend_file_path:
+            header = path_header(self._display_path(document), document.language_id or "")
+        context = CompletionContext(
+            line_prefix=cursor.line_prefix,
+            line_suffix=cursor.line_suffix,
+            text_after=text_after(text, cursor),
+            max_lines=settings.max_lines,
+            indentation=detect_indentation(text_before[-INDENT_SAMPLE_CHARS:]),
+        )
+        return CursorSnapshot(text_before, header, context, settings, self.seed), clamped
+
+    def _display_path(self, document: Any) -> str:
+        """The document's path relative to the workspace root when inside it."""
+        path = document.path or document.uri
+        root = self.workspace.root_path
+        if root and os.path.isabs(path) and os.path.commonpath([root, path]) == root:
+            return os.path.relpath(path, root)
+        return path
+
+    def cancel(self, uri: str) -> None:
+        pending = self._pending.get(uri)
+        if pending is not None:
+            pending.cancel.set()
+
+    def cancel_all(self) -> None:
+        for pending in self._pending.values():
+            pending.cancel.set()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def status(self) -> dict[str, Any]:
+        engine = self.resident.engine
+        return {
+            "state": self.resident.state,
+            "message": self.resident.last_message,
+            "stage": self.resident.progress.stage,
+            "percent": self.resident.progress.percent,
+            "engine_id": id(engine) if engine is not None else None,
+            "pid": os.getpid(),
+            "completions": self.completions.count,
+        }
+
+
+def build_server(resident: ResidentModel, defaults: SamplingParams) -> CompletionServer:
+    server = CompletionServer(resident, defaults)
+
+    @server.feature(types.INITIALIZE)
+    def initialize(params: types.InitializeParams) -> None:
+        server.loop = asyncio.get_running_loop()
+        server.update_settings(params.initialization_options)
+
+    @server.feature(types.INITIALIZED)
+    async def initialized(params: types.InitializedParams) -> None:
+        await report_loading(server)
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
+    def did_change_configuration(params: types.DidChangeConfigurationParams) -> None:
+        server.update_settings(params.settings)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+    def did_close(params: types.DidCloseTextDocumentParams) -> None:
+        server.cancel(params.text_document.uri)
+
+    @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
+    async def inline_completion(
+        params: types.InlineCompletionParams,
+    ) -> types.InlineCompletionList:
+        return await server.inline_completion(params)
+
+    @server.feature(types.SHUTDOWN)
+    def shutdown(params: None) -> None:
+        server.cancel_all()
+
+    @server.feature(STATUS_METHOD)
+    def status(params: Any) -> dict[str, Any]:
+        return server.status()
+
+    @server.feature(COMPLETIONS_METHOD)
+    def completions(params: Any) -> list[dict[str, object]]:
+        since = getattr(params, "since", 0) if params is not None else 0
+        return server.completions.since(since if isinstance(since, int) else 0)
+
+    return server
+
+
+def run_language_server(
+    resident: ResidentModel,
+    defaults: SamplingParams,
+    transport: str = "stdio",
+    host: str = "127.0.0.1",
+    port: int = 2087,
+) -> None:
+    """Serves one client until it exits; `transport` is "stdio" or "tcp"."""
+    # pygls logs every feature it registers and every message at INFO: quiet it first, so
+    # an editor's output panel shows only what this server has to say.
+    if not log.isEnabledFor(logging.DEBUG):
+        logging.getLogger("pygls").setLevel(logging.WARNING)
+    server = build_server(resident, defaults)
+    handler = ClientLogHandler(server.tell)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(handler)
+    try:
+        if transport == "tcp":
+            server.start_tcp(host, port)
+        else:
+            server.start_io()
+    finally:
+        log.removeHandler(handler)
+        server.cancel_all()
+    if resident.state == "loading":
+        # The loader thread is inside MAX's native code: interpreter shutdown would end it
+        # there and abort the process. Nothing is left to clean up, so leave at once.
+        log.info("the client exited while the model was loading")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)

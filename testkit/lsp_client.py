@@ -1,0 +1,159 @@
+"""A real language client for the tests and benchmarks: starts `replit-lsp --stdio` as an
+editor does and speaks to it over its stdin/stdout, with helpers for the requests they send."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types
+from pytest_lsp import LanguageClient, make_test_lsp_client
+
+from lsp_server.lsp.completion import CompletionRecord
+from lsp_server.lsp.postprocess import CompletionContext, detect_indentation, postprocess
+from model.tokenizer import Tokenizer
+from testkit.reference import ReferenceMPT
+
+MAX_NEW_TOKENS = 24  # the tests' completion length, short enough for many requests
+SERVER_ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+# A short Python document that the tests complete in.
+FIBONACCI = '''import os
+
+
+def fibonacci(n):
+    """Return the n-th Fibonacci number."""
+    if n < 2:
+        return n
+    return fibonacci(n - 1) + fibonacci(n - 2)
+'''
+
+
+async def start_client(
+    command: list[str],
+    capabilities: types.ClientCapabilities,
+    options: Any,
+    env: dict[str, str] = SERVER_ENV,
+) -> tuple[LanguageClient, types.InitializeResult]:
+    client = make_test_lsp_client()
+    await client.start_io(*command, env=env)
+    result = await asyncio.wait_for(
+        client.initialize_session(
+            types.InitializeParams(capabilities=capabilities, initialization_options=options)
+        ),
+        timeout=30,
+    )
+    return client, result
+
+
+async def status(client: LanguageClient) -> Any:
+    return await asyncio.wait_for(client.protocol.send_request_async("replitLsp/status", {}), 30)
+
+
+async def wait_until_loaded(client: LanguageClient, timeout: float = 300) -> Any:
+    """Polls the status request: also proves the server answers while the model loads."""
+    deadline = time.monotonic() + timeout
+    while (answer := await status(client)).state in ("idle", "loading"):
+        assert time.monotonic() < deadline, "the model did not load in time"
+        await asyncio.sleep(0.2)
+    return answer
+
+
+def open_document(client: LanguageClient, uri: str, text: str, language: str = "python") -> None:
+    item = types.TextDocumentItem(uri=uri, language_id=language, version=1, text=text)
+    client.text_document_did_open(types.DidOpenTextDocumentParams(text_document=item))
+
+
+def inline_params(uri: str, line: int, character: int) -> types.InlineCompletionParams:
+    return types.InlineCompletionParams(
+        text_document=types.TextDocumentIdentifier(uri=uri),
+        position=types.Position(line=line, character=character),
+        context=types.InlineCompletionContext(
+            trigger_kind=types.InlineCompletionTriggerKind.Automatic
+        ),
+    )
+
+
+async def complete(
+    client: LanguageClient, uri: str, line: int, character: int, timeout: float = 60
+) -> types.InlineCompletionList:
+    result = await asyncio.wait_for(
+        client.text_document_inline_completion_async(inline_params(uri, line, character)),
+        timeout,
+    )
+    assert isinstance(result, types.InlineCompletionList)
+    return result
+
+
+async def send_completion(
+    client: LanguageClient, uri: str, line: int, character: int
+) -> tuple[str, asyncio.Future[Any]]:
+    """Sends a request without waiting for its answer; returns its id (for $/cancelRequest).
+
+    The client's request method is a coroutine: it is started here, so the request is on
+    the wire before anything sent after this returns."""
+    msg_id = str(uuid.uuid4())
+    future = asyncio.ensure_future(
+        client.protocol.send_request_async(
+            types.TEXT_DOCUMENT_INLINE_COMPLETION, inline_params(uri, line, character), msg_id
+        )
+    )
+    await asyncio.sleep(0)
+    return msg_id, future
+
+
+def cancel(client: LanguageClient, msg_id: str) -> None:
+    client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id=msg_id))
+
+
+def completion_text(result: types.InlineCompletionList) -> str:
+    assert len(result.items) <= 1
+    return str(result.items[0].insert_text) if result.items else ""
+
+
+def configure(client: LanguageClient, **settings: Any) -> None:
+    values = {"maxNewTokens": MAX_NEW_TOKENS, "maxLines": 8, **settings}
+    client.workspace_did_change_configuration(
+        types.DidChangeConfigurationParams(settings={"replitLsp": values})
+    )
+
+
+def expected_completion(
+    model_dir: Path,
+    reference: ReferenceMPT,
+    text: str,
+    line: int,
+    index: int,
+    max_new_tokens: int = MAX_NEW_TOKENS,
+    max_lines: int = 8,
+) -> str:
+    """What the server should answer at string index `index` of line `line`, per the spec:
+    the prompt is the text before the cursor (short documents need no cutting), continued
+    greedily by the reference model, decoded, then post-processed."""
+    lines = text.split("\n")
+    before = "\n".join(lines[:line] + [lines[line][:index]])
+    tokenizer = Tokenizer(model_dir)
+    ids = reference.greedy(tokenizer.encode(before), max_new_tokens, tokenizer.eos_id)
+    context = CompletionContext(
+        line_prefix=lines[line][:index],
+        line_suffix=lines[line][index:],
+        text_after="\n".join(lines[line + 1 :]),
+        max_lines=max_lines,
+        indentation=detect_indentation(before),
+    )
+    return postprocess(tokenizer.decode(ids), context)
+
+
+async def completion_count(client: LanguageClient) -> int:
+    """How many completions the server has recorded statistics for so far."""
+    return int((await status(client)).completions)
+
+
+async def completion_stats(client: LanguageClient, since: int = 0) -> list[CompletionRecord]:
+    """The statistics of the completions recorded after the first `since`, oldest first."""
+    request = client.protocol.send_request_async("replitLsp/completions", {"since": since})
+    return [CompletionRecord(**record) for record in await asyncio.wait_for(request, 30)]
