@@ -62,6 +62,15 @@ class EngineOptions:
     graph: GraphOptions = DEFAULT_GRAPH
 
 
+@dataclass(frozen=True)
+class EngineCounters:
+    """What the engine has computed since it started: the measure of a keystroke's cost
+    that does not depend on the machine's speed."""
+
+    graph_runs: int = 0
+    computed_tokens: int = 0  # tokens sent through a graph (prompt and generated)
+
+
 @dataclass(eq=False)
 class _Slot:
     """One sequence's K/V buffers and the tokens whose K/V they hold."""
@@ -187,6 +196,7 @@ class Engine:
         self._weights = registry  # the model may alias host arrays: keep them alive
 
         self._run_lock = threading.Lock()
+        self._counters = EngineCounters()
         self._slots_changed = threading.Condition()
         self._all_slots: list[_Slot] = []
         self._idle: LRUCache[int, _Slot] = LRUCache(maxsize=options.max_cache_batch_size)
@@ -201,6 +211,10 @@ class Engine:
     def slots(self) -> int:
         """How many sequences the KV cache holds: the most generations that run at once."""
         return self.options.max_cache_batch_size
+
+    @property
+    def counters(self) -> EngineCounters:
+        return self._counters
 
     @property
     def model_name(self) -> str:
@@ -264,6 +278,9 @@ class Engine:
                 slot.tokens.clear()  # the cache may be partly written: trust none of it
                 raise
             slot.tokens.extend(tokens)
+            self._counters = EngineCounters(
+                self._counters.graph_runs + 1, self._counters.computed_tokens + len(tokens)
+            )
             return logits.to_numpy()
 
     def _prefill(self, slot: _Slot, prompt: Sequence[int], cancelled: Callable[[], bool]) -> int:

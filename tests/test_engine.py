@@ -113,6 +113,25 @@ def test_prefix_reuse_is_exact_and_keeps_generated_tokens(tiny_model_dir, tiny_e
     np.testing.assert_allclose(tiny_engine.logits(typed), fresh.logits(typed), rtol=0, atol=1e-4)
 
 
+def test_counters_count_graph_runs_and_the_tokens_sent_through_them(tiny_engine):
+    prompt = tiny_engine.tokenizer.encode("class Counter:\n    def __init__(self):\n")
+    before = tiny_engine.counters
+    with tiny_engine.generate(prompt, SamplingParams(max_new_tokens=6)) as first:
+        generated = list(first)
+    after_first = tiny_engine.counters
+    # Decode runs one graph per new token; the prompt's uncached part is one prefill run.
+    steps = len(generated) + (first.finish_reason == "stop")
+    prefill_runs = 1 if first.reused_tokens < len(prompt) - 1 else 0
+    assert after_first.graph_runs - before.graph_runs == prefill_runs + steps
+    computed = len(prompt) - 1 - first.reused_tokens + steps
+    assert after_first.computed_tokens - before.computed_tokens == computed
+    # The same prompt again: its K/V are cached, so only the decode steps run.
+    with tiny_engine.generate(prompt, SamplingParams(max_new_tokens=6)) as again:
+        assert list(again) == generated
+    assert again.reused_tokens == len(prompt) - 1
+    assert tiny_engine.counters.graph_runs - after_first.graph_runs == steps
+
+
 def test_a_prompt_longer_than_one_prefill_chunk_matches_the_reference(tiny_model_dir):
     long_engine = Engine(EngineOptions(model_dir=tiny_model_dir, max_length=1024))
     reference = ReferenceMPT(tiny_model_dir)

@@ -7,6 +7,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import asdict
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -95,6 +96,7 @@ def create_app(service: Service, api_key: str | None, max_body_bytes: int) -> Fa
             "rejected": counters.rejected,
             "disconnected": counters.disconnected,
             "generated_tokens": counters.generated_tokens,
+            **asdict(engine.counters),
         }
         return JSONResponse(body)
 

@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lsprotocol import types
@@ -243,6 +243,7 @@ class CompletionServer(LanguageServer):
             "engine_id": id(engine) if engine is not None else None,
             "pid": os.getpid(),
             "completions": self.completions.count,
+            **(asdict(engine.counters) if engine is not None else {}),
         }
 
 
