@@ -46,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument(
         "--max-queue", type=int, default=16, help="HTTP requests waiting for a slot, then 429"
     )
+    mode.add_argument(
+        "--time-budget-ms",
+        type=int,
+        default=0,
+        help="longest an editor completion may take; the complete lines so far (0: no limit)",
+    )
     mode.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
 
     model = parser.add_argument_group("model")
@@ -149,6 +155,8 @@ def run(args: argparse.Namespace) -> int:
     resident = ResidentModel(lambda: engine_options(args), describe_error)
     defaults = sampling_params(args)
     lsp_port, http_port = ports(args)
+    if args.time_budget_ms < 0:
+        raise ValueError(f"--time-budget-ms must be 0 or more, got {args.time_budget_ms}")
     http = None
     if args.serve:
         from lsp_server.http.server import HttpServer
@@ -172,6 +180,7 @@ def run(args: argparse.Namespace) -> int:
             transport="stdio" if args.stdio else "tcp",
             host=args.host,
             port=lsp_port,
+            time_budget_ms=args.time_budget_ms,
         )
         return 0
     assert http is not None

@@ -130,14 +130,16 @@ def expected_completion(
     index: int,
     max_new_tokens: int = MAX_NEW_TOKENS,
     max_lines: int = 8,
+    window_start: int = 0,
 ) -> str:
     """What the server should answer at string index `index` of line `line`, per the spec:
-    the prompt is the text before the cursor (short documents need no cutting), continued
-    greedily by the reference model, decoded, then post-processed."""
+    the prompt is the text before the cursor from `window_start` (short documents need no
+    cutting), continued greedily by the reference model, decoded, then post-processed."""
     lines = text.split("\n")
     before = "\n".join(lines[:line] + [lines[line][:index]])
     tokenizer = Tokenizer(model_dir)
-    ids = reference.greedy(tokenizer.encode(before), max_new_tokens, tokenizer.eos_id)
+    prompt = tokenizer.encode(before[window_start:])
+    ids = reference.greedy(prompt, max_new_tokens, tokenizer.eos_id)
     context = CompletionContext(
         line_prefix=lines[line][:index],
         line_suffix=lines[line][index:],
@@ -146,6 +148,25 @@ def expected_completion(
         indentation=detect_indentation(before),
     )
     return postprocess(tokenizer.decode(ids), context)
+
+
+def insert(client: LanguageClient, uri: str, version: int, at: types.Position, text: str) -> None:
+    """Sends one incremental edit inserting `text` at `at`."""
+    change = types.TextDocumentContentChangePartial(range=types.Range(start=at, end=at), text=text)
+    client.text_document_did_change(
+        types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
+            content_changes=[change],
+        )
+    )
+
+
+def after(at: types.Position, text: str) -> types.Position:
+    """The position after `text` inserted at `at` (text without \r; ASCII for UTF-16)."""
+    lines = text.split("\n")
+    if len(lines) == 1:
+        return types.Position(line=at.line, character=at.character + len(text))
+    return types.Position(line=at.line + len(lines) - 1, character=len(lines[-1]))
 
 
 async def completion_count(client: LanguageClient) -> int:

@@ -14,6 +14,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from model.engine import Engine, EngineOptions  # noqa: E402
+from model.hub import DEMO_DIR  # noqa: E402
 from testkit.checkpoints import TINY_MAX_LENGTH, make_random_checkpoint
 from testkit.reference import ReferenceMPT
 
@@ -33,3 +34,9 @@ def tiny_engine(tiny_model_dir: Path) -> Engine:
     return Engine(
         EngineOptions(model_dir=tiny_model_dir, max_length=TINY_MAX_LENGTH, max_cache_batch_size=2)
     )
+
+
+@pytest.fixture(scope="session")
+def demo_engine() -> Engine:
+    """The bundled trained model: unlike the random checkpoint, it writes code with lines."""
+    return Engine(EngineOptions(model_dir=DEMO_DIR, max_length=512, max_cache_batch_size=1))

@@ -145,11 +145,11 @@ def test_build_prompt_with_a_path_header() -> None:
     header = path_header("pkg/mod.py", "python")
     assert header == "# pkg/mod.py\n"
     text = "abcdefghijk\ncd"
-    assert decode(build_prompt(text, tokenizer, 100, header)) == header + text
-    assert decode(build_prompt(text, tokenizer, 26, header)) == header + "cd"
+    assert decode(build_prompt(text, tokenizer, 100, header).ids) == header + text
+    assert decode(build_prompt(text, tokenizer, 26, header).ids) == header + "cd"
     # A header that would take more than half the room is left out.
-    assert decode(build_prompt(text, tokenizer, 16, header)) == text
-    assert build_prompt("", tokenizer, 100, header) == []
+    assert decode(build_prompt(text, tokenizer, 16, header).ids) == text
+    assert build_prompt("", tokenizer, 100, header).ids == []
 
 
 def test_path_header_comment_syntax() -> None:
@@ -162,3 +162,62 @@ def test_text_after_starts_below_the_cursor_line() -> None:
     text = "a = (1,\n     2)\nb = 3\n"
     assert text_after(text, resolve_cursor(text, 0, 3)) == "     2)\nb = 3\n"
     assert text_after(text, resolve_cursor(text, 2, 0)) == ""
+
+
+def typed_prompts(text: str, typed: str, budget: int) -> list[tuple[str, list[int], int | None]]:
+    """Each keystroke's text before the cursor, prompt and window, as the server keeps them."""
+    tokenizer, window, steps = CharTokenizer(), None, []
+    for i in range(len(typed) + 1):
+        before = text + typed[:i]
+        prompt = build_prompt(before, tokenizer, budget, window_start=window)
+        window = prompt.window_start
+        steps.append((before, prompt.ids, window))
+    return steps
+
+
+def test_the_window_stays_put_while_typing_and_moves_in_large_steps() -> None:
+    budget = 100
+    text = "".join(f"line {i:03d}\n" for i in range(30))  # 300 characters: past the budget
+    typed = "".join(f"typed {i:02d}\n" for i in range(40))  # 360 more
+    steps = typed_prompts(text, typed, budget)
+    moves = 0
+    for (_, earlier, start), (before, prompt, next_start) in zip(steps, steps[1:], strict=False):
+        assert len(prompt) <= budget
+        assert decode(prompt) == before[next_start:]  # the prompt is the text from the window
+        assert next_start is not None and before[next_start - 1] == "\n"  # on a line start
+        if next_start == start:
+            assert prompt[: len(earlier)] == earlier  # the cache holds it: reuse is exact
+        else:
+            moves += 1
+            # A move frees at least the slack (a quarter of the budget) for typing.
+            assert len(prompt) <= budget - budget // 4
+    # One move per quarter budget typed at most (the first window is made with slack too).
+    assert 1 <= moves <= len(typed) // (budget // 4)
+
+
+def test_a_cursor_above_the_window_re_anchors() -> None:
+    tokenizer = CharTokenizer()
+    text = "".join(f"line {i:03d}\n" for i in range(30))
+    window = build_prompt(text, tokenizer, 100).window_start
+    assert window is not None and window > 0
+    earlier = text[:150]  # the cursor jumped to line 15, above the window
+    prompt = build_prompt(earlier, tokenizer, 100, window_start=window)
+    assert decode(prompt.ids) == earlier[prompt.window_start :]
+    assert prompt.window_start < window
+
+
+def test_a_window_that_no_longer_starts_a_line_is_replaced() -> None:
+    tokenizer = CharTokenizer()
+    text = "".join(f"line {i:03d}\n" for i in range(30))
+    window = build_prompt(text, tokenizer, 100).window_start
+    assert window is not None
+    edited = "x" + text  # an edit above the window shifted it off its line start
+    prompt = build_prompt(edited, tokenizer, 100, window_start=window)
+    start = prompt.window_start
+    assert start is not None and edited[start - 1] == "\n"
+    assert decode(prompt.ids) == edited[start:]
+
+
+def test_text_that_fits_keeps_the_whole_document() -> None:
+    steps = typed_prompts("import os\n", "x = 1\ny = 2\n", 100)
+    assert all(window == 0 and decode(ids) == before for before, ids, window in steps)

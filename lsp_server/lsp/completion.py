@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -32,6 +33,27 @@ class CursorSnapshot:
     context: CompletionContext
     settings: Settings
     seed: int | None
+    window_start: int | None = None  # the document's prompt window so far, kept if it fits
+    deadline: float | None = None  # time.monotonic() by which to answer, from the time budget
+
+
+@dataclass(frozen=True)
+class ShownSuggestion:
+    """The last suggestion shown for a document, and the text before the cursor it was
+    made for: while the user types exactly what it says, the rest is the answer."""
+
+    text_before: str
+    text: str
+
+    def rest_after(self, text_before: str) -> str | None:
+        """What is left of the suggestion once `text_before` is typed, or None when the user
+        typed nothing, something else, or all of it."""
+        if len(text_before) < len(self.text_before) or not text_before.startswith(self.text_before):
+            return None
+        typed = text_before[len(self.text_before) :]
+        if not typed or len(typed) >= len(self.text) or not self.text.startswith(typed):
+            return None
+        return self.text[len(typed) :]
 
 
 class CompletionRules:
@@ -53,24 +75,41 @@ class CompletionRules:
 
 @dataclass(frozen=True)
 class CompletionOutcome:
-    """The completion to show, and what producing it cost (None when the model never ran)."""
+    """The completion to show, what producing it cost (None when the model never ran), and
+    the prompt window it used (for the document's next request)."""
 
     text: str
     stats: GenerationStats | None = None
-    skipped: str = ""  # why the model did not run: "empty prompt" or "cancelled"
+    window_start: int | None = None
+
+
+def complete_lines(text: str) -> str:
+    """`text` up to its last line break: what a multi-line suggestion cut short may show."""
+    end = text.rfind("\n")
+    return text[:end] if end >= 0 else ""
 
 
 def generate_completion(
-    engine: Engine, snapshot: CursorSnapshot, cancelled: Callable[[], bool]
+    engine: Engine,
+    snapshot: CursorSnapshot,
+    cancelled: Callable[[], bool],
+    clock: Callable[[], float] = time.monotonic,
 ) -> CompletionOutcome:
     """Runs on a worker thread: builds the prompt and streams the completion, which stops
     when the completion rules say it is over, or when `cancelled()` turns true."""
     max_new_tokens = min(snapshot.settings.max_new_tokens, engine.max_length // 2)
+    budget = engine.max_length - max_new_tokens
     prompt = build_prompt(
-        snapshot.text_before, engine.tokenizer, engine.max_length - max_new_tokens, snapshot.header
+        snapshot.text_before, engine.tokenizer, budget, snapshot.header, snapshot.window_start
     )
-    if not prompt or cancelled():
-        return CompletionOutcome("", skipped="empty prompt" if not prompt else "cancelled")
+    if not prompt.ids or cancelled():
+        return CompletionOutcome("", window_start=prompt.window_start)
+    deadline = snapshot.deadline
+
+    def stopped() -> bool:
+        """Cancelled, or out of time: the engine checks between prefill chunks and tokens."""
+        return cancelled() or (deadline is not None and clock() >= deadline)
+
     params = SamplingParams(
         max_new_tokens=max_new_tokens,
         top_k=snapshot.settings.top_k,
@@ -78,9 +117,13 @@ def generate_completion(
         seed=snapshot.seed,
     )
     rules = CompletionRules(snapshot.context)
-    with engine.stream_text(prompt, params, cancelled=cancelled, stop=rules) as stream:
+    with engine.stream_text(prompt.ids, params, cancelled=stopped, stop=rules) as stream:
         raw = stream.text()
-    return CompletionOutcome(postprocess(raw, snapshot.context), stream.stats)
+    stats = stream.stats
+    assert stats is not None
+    if stats.finish_reason == "cancelled" and not snapshot.context.single_line:
+        raw = complete_lines(raw)  # at the deadline: never half a line in multi-line mode
+    return CompletionOutcome(postprocess(raw, snapshot.context), stats, prompt.window_start)
 
 
 @dataclass(frozen=True)
@@ -94,8 +137,20 @@ class CompletionRecord:
     prompt_tokens: int
     reused_tokens: int
     generated_tokens: int
-    finish: str  # "end of completion", "stop", "length" or "cancelled", maybe ", superseded"
+    # "end of completion", "stop", "length", "cancelled", "out of time" or "typed through",
+    # with ", superseded" when a newer request replaced it
+    finish: str
     milliseconds: float
+
+
+def finish_of(stats: GenerationStats, superseded: bool, deadline: float | None) -> str:
+    """Why a completion ended, in the words of the completion log."""
+    finish = "end of completion" if stats.stopped_by_rule else stats.finish_reason
+    if finish == "cancelled" and not superseded and deadline is not None:
+        finish = "out of time"
+    if superseded and finish != "cancelled":
+        finish += ", superseded"
+    return finish
 
 
 class CompletionLog:
@@ -111,13 +166,11 @@ class CompletionLog:
         uri: str,
         line: int,
         character: int,
-        stats: GenerationStats,
-        superseded: bool,
+        finish: str,
         milliseconds: float,
+        stats: GenerationStats | None = None,
     ) -> CompletionRecord:
-        finish = "end of completion" if stats.stopped_by_rule else stats.finish_reason
-        if superseded and finish != "cancelled":
-            finish += ", superseded"
+        """Records one answer; `stats` is None when the model did not run for it."""
         with self._lock:
             self._count += 1
             record = CompletionRecord(
@@ -125,9 +178,9 @@ class CompletionLog:
                 uri=uri,
                 line=line,
                 character=character,
-                prompt_tokens=stats.prompt_tokens,
-                reused_tokens=stats.reused_tokens,
-                generated_tokens=stats.generated_tokens,
+                prompt_tokens=stats.prompt_tokens if stats else 0,
+                reused_tokens=stats.reused_tokens if stats else 0,
+                generated_tokens=stats.generated_tokens if stats else 0,
                 finish=finish,
                 milliseconds=round(milliseconds, 1),
             )

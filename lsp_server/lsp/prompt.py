@@ -147,32 +147,53 @@ def _first_fitting(count: int, fits: Callable[[int], bool], guess: int) -> int |
     return good
 
 
+def _fitting_tail(text: str, tokenizer: Encoder, budget: int) -> tuple[int | None, list[int]]:
+    """Where the longest tail of `text` that starts on a line boundary and fits in `budget`
+    tokens begins, and its tokens; when even the last line does not fit, None and its last
+    `budget` tokens."""
+    if budget < 1 or not text:
+        return len(text), []
+    window = _window(text, budget * MAX_CHARS_PER_TOKEN)
+    offset = len(text) - len(window)
+    if offset and not _on_line_start(text, offset):
+        offset = None  # the last line alone is longer than the character window
+    # Lone surrogates (JSON allows them) cannot reach the tokenizer: one '?' each.
+    window = window.encode("utf-8", "replace").decode()
+    ids = tokenizer.encode(window)
+    if len(ids) <= budget:
+        return offset, ids
+    starts = [start for start in _line_starts(window) if 0 < start < len(window)]
+    encoded: dict[int, list[int]] = {}
+
+    def fits(i: int) -> bool:
+        encoded[i] = tokenizer.encode(window[starts[i] :])
+        return len(encoded[i]) <= budget
+
+    if starts:
+        cut_chars = len(window) * (len(ids) - budget) / len(ids)
+        guess = bisect.bisect_left(starts, cut_chars)
+        first = _first_fitting(len(starts), fits, guess)
+        if first is not None:
+            return len(text) - len(window) + starts[first], encoded[first]
+        return None, encoded[len(starts) - 1][-budget:]
+    return None, ids[-budget:]
+
+
 def longest_fitting_tail(text: str, tokenizer: Encoder, budget: int) -> list[int]:
     """The tokens of the longest tail of `text` that starts on a line boundary and fits in
     `budget` tokens (the model saw whole source files, so a prompt starts on a line); when
     even the last line does not fit, its last `budget` tokens."""
-    if budget < 1 or not text:
-        return []
-    # Lone surrogates (JSON allows them) cannot reach the tokenizer: one '?' each.
-    text = _window(text, budget * MAX_CHARS_PER_TOKEN).encode("utf-8", "replace").decode()
-    ids = tokenizer.encode(text)
-    if len(ids) <= budget:
-        return ids
-    starts = [start for start in _line_starts(text) if 0 < start < len(text)]
-    encoded: dict[int, list[int]] = {}
+    return _fitting_tail(text, tokenizer, budget)[1]
 
-    def fits(i: int) -> bool:
-        encoded[i] = tokenizer.encode(text[starts[i] :])
-        return len(encoded[i]) <= budget
 
-    if starts:
-        cut_chars = len(text) * (len(ids) - budget) / len(ids)
-        guess = bisect.bisect_left(starts, cut_chars)
-        first = _first_fitting(len(starts), fits, guess)
-        if first is not None:
-            return encoded[first]
-        return encoded[len(starts) - 1][-budget:]
-    return ids[-budget:]
+def _on_line_start(text: str, offset: int) -> bool:
+    """Whether `offset` starts a line of `text` (not the middle of a \r\n)."""
+    if offset == 0:
+        return True
+    if not 0 < offset <= len(text):
+        return False
+    before = text[offset - 1]
+    return before == "\n" or (before == "\r" and text[offset : offset + 1] != "\n")
 
 
 # Line-comment syntax by LSP language id, for the optional file path header.
@@ -214,14 +235,57 @@ def path_header(path: str, language_id: str) -> str:
     return f"{_COMMENT_PREFIX.get(language_id, '#')} {path}\n"
 
 
-def build_prompt(text_before: str, tokenizer: Encoder, budget: int, header: str = "") -> list[int]:
-    """The prompt's token ids: the optional header, then the fitted text before the cursor.
-    Empty when there is no text before the cursor: a completion of nothing is not asked for."""
+# When the text before the cursor outgrows the prompt, the window's start moves forward so
+# that this fraction of the budget is free again, and stays put while the user types into
+# it: one full recompute per that many typed tokens, instead of one per typed line.
+WINDOW_SLACK = 0.25
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """The prompt's token ids, and where its text starts in the text before the cursor (None
+    when even one line does not fit and the prompt is that line's last tokens)."""
+
+    ids: list[int]
+    window_start: int | None
+
+
+def build_prompt(
+    text_before: str,
+    tokenizer: Encoder,
+    budget: int,
+    header: str = "",
+    window_start: int | None = None,
+) -> Prompt:
+    """The prompt: the optional header, then the text before the cursor from the window's
+    start. Keeps the previous `window_start` while the text from it still fits, so that
+    each keystroke's prompt extends the previous one (and reuses its cached K/V); else moves
+    it to the line that leaves WINDOW_SLACK of the budget free. Empty when there is no text
+    before the cursor: a completion of nothing is not asked for."""
     header_ids = tokenizer.encode(header) if header else []
     if len(header_ids) * 2 > budget:  # a path longer than half the room is not worth it
         header_ids = []
-    body = longest_fitting_tail(text_before, tokenizer, budget - len(header_ids))
-    return header_ids + body if body else []
+    room = budget - len(header_ids)
+    if not text_before or room < 1:
+        return Prompt([], None)
+    start, body = _kept_window(text_before, tokenizer, room, window_start)
+    return Prompt(header_ids + body if body else [], start)
+
+
+def _kept_window(
+    text: str, tokenizer: Encoder, room: int, window_start: int | None
+) -> tuple[int | None, list[int]]:
+    """The window to use: the previous one while it fits, else (with no usable previous one)
+    the whole text if it fits, else a new one with slack."""
+    if window_start is None or not _on_line_start(text, window_start):
+        window_start = 0
+    # Every token covers at most MAX_CHARS_PER_TOKEN characters: longer text cannot fit.
+    if len(text) - window_start <= room * MAX_CHARS_PER_TOKEN:
+        ids = tokenizer.encode(text[window_start:].encode("utf-8", "replace").decode())
+        if len(ids) <= room:
+            return window_start, ids
+    slack_room = max(1, room - int(room * WINDOW_SLACK))
+    return _fitting_tail(text, tokenizer, slack_room)
 
 
 def text_after(text: str, cursor: Cursor) -> str:

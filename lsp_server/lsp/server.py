@@ -26,7 +26,10 @@ from pygls.lsp.server import LanguageServer
 from lsp_server.lsp.completion import (
     CompletionLog,
     CompletionOutcome,
+    CompletionRecord,
     CursorSnapshot,
+    ShownSuggestion,
+    finish_of,
     generate_completion,
 )
 from lsp_server.lsp.loading import report_loading
@@ -64,14 +67,19 @@ class PendingCompletion:
 
 
 class CompletionServer(LanguageServer):
-    def __init__(self, resident: ResidentModel, defaults: SamplingParams) -> None:
+    def __init__(
+        self, resident: ResidentModel, defaults: SamplingParams, time_budget_ms: int = 0
+    ) -> None:
         super().__init__("replit-lsp", VERSION, protocol_cls=CompletionProtocol)
         self.resident = resident
-        self.settings = Settings.from_defaults(defaults)
+        self.settings = Settings.from_defaults(defaults, time_budget_ms)
         self.seed = defaults.seed
         self.loop: asyncio.AbstractEventLoop | None = None
         self.completions = CompletionLog()
         self._pending: dict[str, PendingCompletion] = {}
+        # Per document: where its prompt window starts, and the suggestion last shown.
+        self._windows: dict[str, int | None] = {}
+        self._shown: dict[str, ShownSuggestion] = {}
         self._executor: ThreadPoolExecutor | None = None
 
     # --------------------------------------------------------------- messages
@@ -124,6 +132,9 @@ class CompletionServer(LanguageServer):
     ) -> types.InlineCompletionList:
         started = time.perf_counter()
         settings = self.settings
+        deadline = None
+        if settings.time_budget_ms > 0:
+            deadline = time.monotonic() + settings.time_budget_ms / 1000
         uri = params.text_document.uri
         document = self.workspace.text_documents.get(uri)
         if document is None or not settings.language_enabled(document.language_id):
@@ -133,10 +144,19 @@ class CompletionServer(LanguageServer):
         if engine is None or pending.cancel.is_set():
             log.debug("completion at %s: %s", uri, "superseded" if engine else "model not ready")
             return EMPTY
-        snapshot, position = self._snapshot(document, params.position, settings)
+        snapshot, position = self._snapshot(document, params.position, settings, deadline)
         if snapshot is None:
             log.debug("completion at %s: nothing before the cursor", uri)
             return EMPTY
+        shown = self._shown.get(uri)
+        rest = shown.rest_after(snapshot.text_before) if shown is not None else None
+        if rest:
+            # Typing what the suggestion says: its rest is the answer, with no model run.
+            record = self.completions.add(
+                uri, position.line, position.character, "typed through", 0.0
+            )
+            self._log(record)
+            return self._answer(rest, position)
         if previous is not None and previous.future is not None:
             await asyncio.wait(
                 [asyncio.wrap_future(previous.future)], timeout=SUPERSEDE_WAIT_SECONDS
@@ -148,13 +168,19 @@ class CompletionServer(LanguageServer):
             generate_completion, engine, snapshot, pending.cancel.is_set
         )
         pending.future.add_done_callback(
-            lambda future: self._record(future, pending, uri, position, started)
+            lambda future: self._record(future, pending, uri, position, started, deadline)
         )
         outcome = await asyncio.wrap_future(pending.future)
+        self._windows[uri] = outcome.window_start
         if pending.cancel.is_set() or not outcome.text:
             return EMPTY
+        self._shown[uri] = ShownSuggestion(snapshot.text_before, outcome.text)
+        return self._answer(outcome.text, position)
+
+    @staticmethod
+    def _answer(text: str, position: types.Position) -> types.InlineCompletionList:
         item = types.InlineCompletionItem(
-            insert_text=outcome.text, range=types.Range(start=position, end=position)
+            insert_text=text, range=types.Range(start=position, end=position)
         )
         return types.InlineCompletionList(items=[item])
 
@@ -165,6 +191,7 @@ class CompletionServer(LanguageServer):
         uri: str,
         position: types.Position,
         started: float,
+        deadline: float | None,
     ) -> None:
         """Records and logs each request's statistics when its worker finishes, cancelled
         ones included."""
@@ -173,15 +200,21 @@ class CompletionServer(LanguageServer):
         stats = future.result().stats
         if stats is None:
             return  # the model never ran
+        finish = finish_of(stats, pending.cancel.is_set(), deadline)
         milliseconds = 1000 * (time.perf_counter() - started)
-        record = self.completions.add(
-            uri, position.line, position.character, stats, pending.cancel.is_set(), milliseconds
+        self._log(
+            self.completions.add(
+                uri, position.line, position.character, finish, milliseconds, stats
+            )
         )
+
+    @staticmethod
+    def _log(record: CompletionRecord) -> None:
         log.debug(
             "completion at %s:%d:%d: reused %d/%d prompt tokens, generated %d tokens (%s), %.1f ms",
-            uri,
-            position.line,
-            position.character,
+            record.uri,
+            record.line,
+            record.character,
             record.reused_tokens,
             record.prompt_tokens,
             record.generated_tokens,
@@ -190,7 +223,11 @@ class CompletionServer(LanguageServer):
         )
 
     def _snapshot(
-        self, document: Any, position: types.Position, settings: Settings
+        self,
+        document: Any,
+        position: types.Position,
+        settings: Settings,
+        deadline: float | None,
     ) -> tuple[CursorSnapshot | None, types.Position]:
         """Resolves the (clamped) cursor in the current text; None when there is nothing
         before the cursor to complete from."""
@@ -212,7 +249,11 @@ class CompletionServer(LanguageServer):
             max_lines=settings.max_lines,
             indentation=detect_indentation(text_before[-INDENT_SAMPLE_CHARS:]),
         )
-        return CursorSnapshot(text_before, header, context, settings, self.seed), clamped
+        window_start = self._windows.get(document.uri)
+        snapshot = CursorSnapshot(
+            text_before, header, context, settings, self.seed, window_start, deadline
+        )
+        return snapshot, clamped
 
     def _display_path(self, document: Any) -> str:
         """The document's path relative to the workspace root when inside it."""
@@ -222,10 +263,13 @@ class CompletionServer(LanguageServer):
             return os.path.relpath(path, root)
         return path
 
-    def cancel(self, uri: str) -> None:
+    def close(self, uri: str) -> None:
+        """Stops the document's completion and forgets what the server kept for it."""
         pending = self._pending.get(uri)
         if pending is not None:
             pending.cancel.set()
+        self._windows.pop(uri, None)
+        self._shown.pop(uri, None)
 
     def cancel_all(self) -> None:
         for pending in self._pending.values():
@@ -247,8 +291,10 @@ class CompletionServer(LanguageServer):
         }
 
 
-def build_server(resident: ResidentModel, defaults: SamplingParams) -> CompletionServer:
-    server = CompletionServer(resident, defaults)
+def build_server(
+    resident: ResidentModel, defaults: SamplingParams, time_budget_ms: int = 0
+) -> CompletionServer:
+    server = CompletionServer(resident, defaults, time_budget_ms)
 
     @server.feature(types.INITIALIZE)
     def initialize(params: types.InitializeParams) -> None:
@@ -265,7 +311,7 @@ def build_server(resident: ResidentModel, defaults: SamplingParams) -> Completio
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(params: types.DidCloseTextDocumentParams) -> None:
-        server.cancel(params.text_document.uri)
+        server.close(params.text_document.uri)
 
     @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
     async def inline_completion(
@@ -295,13 +341,14 @@ def run_language_server(
     transport: str = "stdio",
     host: str = "127.0.0.1",
     port: int = 2087,
+    time_budget_ms: int = 0,
 ) -> None:
     """Serves one client until it exits; `transport` is "stdio" or "tcp"."""
     # pygls logs every feature it registers and every message at INFO: quiet it first, so
     # an editor's output panel shows only what this server has to say.
     if not log.isEnabledFor(logging.DEBUG):
         logging.getLogger("pygls").setLevel(logging.WARNING)
-    server = build_server(resident, defaults)
+    server = build_server(resident, defaults, time_budget_ms)
     handler = ClientLogHandler(server.tell)
     handler.setFormatter(logging.Formatter("%(message)s"))
     log.addHandler(handler)

@@ -27,14 +27,18 @@ class Settings:
     enabled_languages: tuple[str, ...] = ()  # empty: every language
     request_wait_seconds: float = 30.0
     prepend_file_path: bool = False
+    # The longest a completion may take, in milliseconds (0: no limit): at the deadline the
+    # complete lines generated so far are the answer.
+    time_budget_ms: int = 0
 
     @classmethod
-    def from_defaults(cls, defaults: SamplingParams) -> Settings:
-        """Starts from the command line's sampling options, which the client may override."""
+    def from_defaults(cls, defaults: SamplingParams, time_budget_ms: int = 0) -> Settings:
+        """Starts from the command line's options, which the client may override."""
         return cls(
             max_new_tokens=defaults.max_new_tokens if defaults.max_new_tokens > 0 else 64,
             top_k=defaults.top_k,
             temperature=defaults.temperature,
+            time_budget_ms=time_budget_ms,
         )
 
     def language_enabled(self, language_id: str | None) -> bool:
@@ -47,6 +51,10 @@ def _is_int(value: object) -> bool:
 
 def _positive_int(value: object) -> int | None:
     return value if _is_int(value) and value >= 1 else None  # type: ignore[operator,return-value]
+
+
+def _non_negative_int(value: object) -> int | None:
+    return value if _is_int(value) and value >= 0 else None  # type: ignore[operator,return-value]
 
 
 def _non_negative_number(value: object) -> float | None:
@@ -76,6 +84,7 @@ _FIELDS: dict[str, tuple[str, Callable[[object], Any], str]] = {
     "enabledLanguages": ("enabled_languages", _languages, "a list of language ids"),
     "requestWaitSeconds": ("request_wait_seconds", _non_negative_number, "a number >= 0"),
     "prependFilePath": ("prepend_file_path", _boolean, "true or false"),
+    "timeBudgetMs": ("time_budget_ms", _non_negative_int, "an integer >= 0"),
 }
 
 
