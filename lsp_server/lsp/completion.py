@@ -73,6 +73,24 @@ class CompletionRules:
         return ""
 
 
+class DocumentMemory:
+    """What a document keeps between keystrokes: where its prompt window starts, and the
+    suggestion last shown, which the user may be typing through."""
+
+    def __init__(self) -> None:
+        self.window_start: int | None = None
+        self.shown: ShownSuggestion | None = None
+
+    def rest_of_suggestion(self, text_before: str) -> str | None:
+        """The answer with no model run, when the user is typing the shown suggestion."""
+        return self.shown.rest_after(text_before) if self.shown is not None else None
+
+    def remember(self, snapshot: CursorSnapshot, outcome: CompletionOutcome) -> None:
+        self.window_start = outcome.window_start
+        if outcome.text:
+            self.shown = ShownSuggestion(snapshot.text_before, outcome.text)
+
+
 @dataclass(frozen=True)
 class CompletionOutcome:
     """The completion to show, what producing it cost (None when the model never ran), and

@@ -28,7 +28,7 @@ from lsp_server.lsp.completion import (
     CompletionOutcome,
     CompletionRecord,
     CursorSnapshot,
-    ShownSuggestion,
+    DocumentMemory,
     finish_of,
     generate_completion,
 )
@@ -77,9 +77,7 @@ class CompletionServer(LanguageServer):
         self.loop: asyncio.AbstractEventLoop | None = None
         self.completions = CompletionLog()
         self._pending: dict[str, PendingCompletion] = {}
-        # Per document: where its prompt window starts, and the suggestion last shown.
-        self._windows: dict[str, int | None] = {}
-        self._shown: dict[str, ShownSuggestion] = {}
+        self._documents: dict[str, DocumentMemory] = {}
         self._executor: ThreadPoolExecutor | None = None
 
     # --------------------------------------------------------------- messages
@@ -148,8 +146,8 @@ class CompletionServer(LanguageServer):
         if snapshot is None:
             log.debug("completion at %s: nothing before the cursor", uri)
             return EMPTY
-        shown = self._shown.get(uri)
-        rest = shown.rest_after(snapshot.text_before) if shown is not None else None
+        memory = self._documents.setdefault(uri, DocumentMemory())
+        rest = memory.rest_of_suggestion(snapshot.text_before)
         if rest:
             # Typing what the suggestion says: its rest is the answer, with no model run.
             record = self.completions.add(
@@ -171,10 +169,9 @@ class CompletionServer(LanguageServer):
             lambda future: self._record(future, pending, uri, position, started, deadline)
         )
         outcome = await asyncio.wrap_future(pending.future)
-        self._windows[uri] = outcome.window_start
+        memory.remember(snapshot, outcome)
         if pending.cancel.is_set() or not outcome.text:
             return EMPTY
-        self._shown[uri] = ShownSuggestion(snapshot.text_before, outcome.text)
         return self._answer(outcome.text, position)
 
     @staticmethod
@@ -249,7 +246,8 @@ class CompletionServer(LanguageServer):
             max_lines=settings.max_lines,
             indentation=detect_indentation(text_before[-INDENT_SAMPLE_CHARS:]),
         )
-        window_start = self._windows.get(document.uri)
+        memory = self._documents.get(document.uri)
+        window_start = memory.window_start if memory is not None else None
         snapshot = CursorSnapshot(
             text_before, header, context, settings, self.seed, window_start, deadline
         )
@@ -268,8 +266,7 @@ class CompletionServer(LanguageServer):
         pending = self._pending.get(uri)
         if pending is not None:
             pending.cancel.set()
-        self._windows.pop(uri, None)
-        self._shown.pop(uri, None)
+        self._documents.pop(uri, None)
 
     def cancel_all(self) -> None:
         for pending in self._pending.values():
