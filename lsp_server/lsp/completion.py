@@ -13,8 +13,13 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from lsp_server.lsp.postprocess import CompletionContext, postprocess, truncate
-from lsp_server.lsp.prompt import build_prompt
+from lsp_server.lsp.postprocess import (
+    CompletionContext,
+    detect_indentation,
+    postprocess,
+    truncate,
+)
+from lsp_server.lsp.prompt import Cursor, build_prompt, text_after
 from lsp_server.lsp.settings import Settings
 from model.engine import Engine
 from model.generation import GenerationStats
@@ -22,6 +27,9 @@ from model.sampling import SamplingParams
 
 # How many completions' statistics `replitLsp/completions` can return.
 RECENT_COMPLETIONS = 512
+
+# The indentation style is learned from this much text before the cursor.
+INDENT_SAMPLE_CHARS = 100_000
 
 
 @dataclass(frozen=True)
@@ -35,6 +43,28 @@ class CursorSnapshot:
     seed: int | None
     window_start: int | None = None  # the document's prompt window so far, kept if it fits
     deadline: float | None = None  # time.monotonic() by which to answer, from the time budget
+
+
+def cursor_snapshot(
+    text: str,
+    cursor: Cursor,
+    settings: Settings,
+    seed: int | None = None,
+    header: str = "",
+    window_start: int | None = None,
+    deadline: float | None = None,
+) -> CursorSnapshot:
+    """The snapshot of a document's `text` at `cursor`: the text before it and the context
+    the completion rules need."""
+    text_before = text[: cursor.offset]
+    context = CompletionContext(
+        line_prefix=cursor.line_prefix,
+        line_suffix=cursor.line_suffix,
+        text_after=text_after(text, cursor),
+        max_lines=settings.max_lines,
+        indentation=detect_indentation(text_before[-INDENT_SAMPLE_CHARS:]),
+    )
+    return CursorSnapshot(text_before, header, context, settings, seed, window_start, deadline)
 
 
 @dataclass(frozen=True)

@@ -29,12 +29,12 @@ from lsp_server.lsp.completion import (
     CompletionRecord,
     CursorSnapshot,
     DocumentMemory,
+    cursor_snapshot,
     finish_of,
     generate_completion,
 )
 from lsp_server.lsp.loading import report_loading
-from lsp_server.lsp.postprocess import CompletionContext, detect_indentation
-from lsp_server.lsp.prompt import path_header, resolve_cursor, text_after
+from lsp_server.lsp.prompt import path_header, resolve_cursor
 from lsp_server.lsp.protocol import ClientLogHandler, CompletionProtocol
 from lsp_server.lsp.settings import Settings, apply_settings
 from lsp_server.resident import ResidentModel
@@ -51,9 +51,6 @@ VERSION = "0.1.0"
 # How long a request waits for the superseded generation of its document to let go of its
 # cache slot (it stops at its next token; this only bounds a pathological case).
 SUPERSEDE_WAIT_SECONDS = 10.0
-
-# The indentation style is learned from this much text before the cursor.
-INDENT_SAMPLE_CHARS = 100_000
 
 EMPTY = types.InlineCompletionList(items=[])
 
@@ -239,17 +236,10 @@ class CompletionServer(LanguageServer):
         header = ""
         if settings.prepend_file_path:
             header = path_header(self._display_path(document), document.language_id or "")
-        context = CompletionContext(
-            line_prefix=cursor.line_prefix,
-            line_suffix=cursor.line_suffix,
-            text_after=text_after(text, cursor),
-            max_lines=settings.max_lines,
-            indentation=detect_indentation(text_before[-INDENT_SAMPLE_CHARS:]),
-        )
         memory = self._documents.get(document.uri)
         window_start = memory.window_start if memory is not None else None
-        snapshot = CursorSnapshot(
-            text_before, header, context, settings, self.seed, window_start, deadline
+        snapshot = cursor_snapshot(
+            text, cursor, settings, self.seed, header, window_start, deadline
         )
         return snapshot, clamped
 
