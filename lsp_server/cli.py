@@ -1,4 +1,5 @@
-"""`replit-lsp`: one-shot completion, the language server, and the HTTP endpoint."""
+"""`replit-lsp`: one-shot completion, the language server, and the HTTP endpoint, on a local
+model or a remote OpenAI-compatible server."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import os
 import sys
 from pathlib import Path
 
+from lsp_server.remote import API_KEY_ENV, BackendError, RemoteOptions
+from lsp_server.resident import Options, ResidentModel, build_generator
 from model.compiled import CompileError
 from model.config import ConfigError
-from model.engine import Engine, EngineError, EngineOptions, OptionError
-from model.hub import DEFAULT_MODEL, ModelNotFoundError, resolve_model_dir
+from model.engine import EngineError, EngineOptions, OptionError
+from model.hub import DEFAULT_MODEL, ModelNotFoundError, local_model_dir, resolve_model_dir
 from model.sampling import SamplingParams
 from model.weights import ENCODINGS
 
@@ -19,7 +22,15 @@ log = logging.getLogger("replit_lsp")
 
 # The errors a user can fix from the command line, and a failed compile (whose message holds
 # the compiler's own): printed as one sentence, no traceback.
-USER_ERRORS = (ConfigError, EngineError, ModelNotFoundError, CompileError, ValueError, OSError)
+USER_ERRORS = (
+    ConfigError,
+    EngineError,
+    ModelNotFoundError,
+    CompileError,
+    BackendError,
+    ValueError,
+    OSError,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,6 +80,22 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--use-gpu", action="store_true", help="run on a MAX-supported GPU")
     model.add_argument("--serialized-model-path", type=Path, default=None)
     model.add_argument("--save-to-serialized-model-path", type=Path, default=None)
+
+    remote = parser.add_argument_group("remote backend (instead of a local model)")
+    remote.add_argument(
+        "--backend-url",
+        help="send completions to this OpenAI-compatible server (replit-lsp --serve, vLLM, "
+        "llama.cpp) instead of loading a model; --weight-path/--model then give the tokenizer",
+    )
+    remote.add_argument(
+        "--backend-api-key",
+        default=os.environ.get(API_KEY_ENV),
+        help=f"Bearer key for the backend (default: ${API_KEY_ENV})",
+    )
+    remote.add_argument("--backend-model", help="the backend's model name (default: its first)")
+    remote.add_argument(
+        "--backend-timeout", type=float, default=30.0, help="seconds to wait for the next piece"
+    )
     return parser
 
 
@@ -82,6 +109,26 @@ def engine_options(args: argparse.Namespace) -> EngineOptions:
         serialized_model_path=args.serialized_model_path,
         save_to_serialized_model_path=args.save_to_serialized_model_path,
     )
+
+
+def remote_options(args: argparse.Namespace, url: str, model: str | None) -> RemoteOptions:
+    """The client of the server at `url`: the tokenizer from a local copy of the model when
+    there is one (nothing is downloaded), the context and concurrency from the command line."""
+    return RemoteOptions(
+        url=url,
+        api_key=args.backend_api_key,
+        model=model,
+        tokenizer_dir=local_model_dir(args.weight_path, args.model),
+        max_length=args.max_length,
+        slots=args.max_cache_batch_size,
+        read_timeout=args.backend_timeout,
+    )
+
+
+def generator_options(args: argparse.Namespace) -> Options:
+    if args.backend_url:
+        return remote_options(args, args.backend_url, args.backend_model)
+    return engine_options(args)
 
 
 def sampling_params(args: argparse.Namespace) -> SamplingParams:
@@ -123,7 +170,9 @@ def ports(args: argparse.Namespace) -> tuple[int, int]:
 
 def complete_once(args: argparse.Namespace) -> int:
     params = sampling_params(args)
-    engine = Engine(engine_options(args), progress=lambda m: print(m, file=sys.stderr, flush=True))
+    engine = build_generator(
+        generator_options(args), lambda m: print(m, file=sys.stderr, flush=True)
+    )
     tokens = engine.tokenizer.encode(args.prompt)
     if not tokens:
         print("replit-lsp: the prompt is empty", file=sys.stderr)
@@ -150,9 +199,11 @@ def run(args: argparse.Namespace) -> int:
     if not (args.stdio or args.tcp or args.serve):
         print("replit-lsp: give --prompt TEXT, --stdio, --tcp or --serve", file=sys.stderr)
         return 2
-    from lsp_server.resident import ResidentModel
-
-    resident = ResidentModel(lambda: engine_options(args), describe_error)
+    resident = ResidentModel(
+        lambda: generator_options(args),
+        describe_error,
+        remote=lambda url, model: remote_options(args, url, model),
+    )
     defaults = sampling_params(args)
     lsp_port, http_port = ports(args)
     if args.time_budget_ms < 0:
@@ -195,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # httpx logs every request to a remote backend at INFO: one a keystroke.
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         return run(args)
     except USER_ERRORS as error:

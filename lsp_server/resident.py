@@ -3,6 +3,8 @@
 The language server must answer `initialize` at once and the HTTP server must bind its port
 at once, while loading and compiling take seconds to minutes: so the engine is built on a
 worker thread, and each request awaits `ready` (up to its own limit) on its own event loop.
+The engine is the local one, or a remote server's client (`lsp_server/remote.py`) when the
+options say so: the front doors see the same surface either way.
 """
 
 from __future__ import annotations
@@ -13,24 +15,37 @@ import logging
 import threading
 from collections.abc import Callable
 
+from lsp_server.remote import RemoteEngine, RemoteOptions
 from model.engine import Engine, EngineOptions
+from model.generation import TextGenerator
 from model.progress import FAILED, LoadProgress, ProgressCallback
 
 log = logging.getLogger("replit_lsp")
+
+Options = EngineOptions | RemoteOptions
+
+
+def build_generator(options: Options, progress: ProgressCallback) -> TextGenerator:
+    if isinstance(options, RemoteOptions):
+        return RemoteEngine(options, progress)
+    return Engine(options, progress)
 
 
 class ResidentModel:
     def __init__(
         self,
-        options: Callable[[], EngineOptions],
+        options: Callable[[], Options],
         describe_error: Callable[[BaseException], str] = str,
+        remote: Callable[[str, str | None], RemoteOptions] | None = None,
     ) -> None:
         """`options` is called on the loader thread: finding or downloading the model is slow.
         `describe_error` words a failure in the terms of the front door that made the options
-        (the CLI names its flags)."""
+        (the CLI names its flags). `remote` makes the options for a server URL and model
+        named later, by an editor setting, with the rest taken from the command line."""
         self._options = options
         self._describe_error = describe_error
-        self.engine: Engine | None = None
+        self._remote = remote
+        self.engine: TextGenerator | None = None
         self.error: BaseException | None = None
         # How many engines this process built: 1 proves every front door shares one model.
         self.loads = 0
@@ -45,7 +60,7 @@ class ResidentModel:
     @property
     def state(self) -> str:
         if self.engine is not None:
-            return "ready"
+            return "error" if self.engine.problem else "ready"
         if self.error is not None:
             return "error"
         return "loading" if self._thread is not None else "idle"
@@ -57,7 +72,26 @@ class ResidentModel:
 
     @property
     def last_message(self) -> str:
-        return self.progress.message
+        """What the model is doing, or why a loaded one cannot generate now."""
+        problem = self.engine.problem if self.engine is not None else None
+        return problem or self.progress.message
+
+    def use_backend(self, url: str, model: str | None) -> str | None:
+        """Sends completions to the server at `url`, as an editor setting asks: before loading
+        by building its client instead of the local model, once loaded by repointing a
+        remote client. A loaded local model stays until a restart. Returns what to tell the
+        user, if anything."""
+        with self._lock:
+            if self._thread is None:
+                if url and self._remote is not None:
+                    remote = self._remote
+                    self._options = lambda: remote(url, model)
+                return None
+        engine = self.engine
+        if isinstance(engine, RemoteEngine) and url:
+            engine.reconfigure(url, model)
+            return f"completions now go to {engine.options.url}"
+        return "the backend setting takes effect when the server restarts"
 
     def add_listener(self, listener: ProgressCallback) -> None:
         with self._lock:
@@ -83,7 +117,7 @@ class ResidentModel:
 
     def _load(self) -> None:
         try:
-            engine = Engine(self._options(), progress=self._progress)
+            engine = build_generator(self._options(), self._progress)
             self.loads += 1
             self.engine = engine
         except BaseException as error:  # reported to every waiter and listener
@@ -97,7 +131,7 @@ class ResidentModel:
                 with contextlib.suppress(RuntimeError):  # that loop has closed
                     loop.call_soon_threadsafe(_resolve, future)
 
-    async def ready(self, timeout: float | None = None) -> Engine | None:
+    async def ready(self, timeout: float | None = None) -> TextGenerator | None:
         """The engine once ready, starting the load if nobody has; None if it is still loading
         after `timeout` seconds or failed. Any event loop may await it, and no thread waits."""
         self.start()

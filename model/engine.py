@@ -111,6 +111,10 @@ class Generation(Iterator[int]):
         self.prefill_seconds = 0.0
         self._steps: Iterator[int] = iter(())
 
+    @property
+    def generated_tokens(self) -> int:
+        return len(self.tokens)
+
     def __next__(self) -> int:
         return next(self._steps)
 
@@ -220,6 +224,12 @@ class Engine:
     def model_name(self) -> str:
         """The name clients know the model by (a hub repo id where there is one)."""
         return model_name(self.options.model_dir)
+
+    @property
+    def problem(self) -> str | None:
+        """Always None: a local engine that has loaded can always generate (a remote
+        generator's server may be down)."""
+        return None
 
     # ------------------------------------------------------------------ slots
 

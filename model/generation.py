@@ -4,16 +4,22 @@ The language server, the HTTP endpoint and the one-shot CLI all hand the engine 
 sampling parameters, a cancel flag and a stop rule, and receive text pieces as they become
 final, then one `GenerationStats` record. What differs between them (when a completion is
 over, how text is shaped for the client) lives in their stop rules and their own layers.
+
+Two generators implement it: the local engine (`model/engine.py`), whose pieces are token ids
+decoded here, and a remote OpenAI-compatible server (`lsp_server/remote.py`), whose pieces
+arrive as text. The front doors see only `TextGenerator`, so neither knows where the model runs.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
-from model.tokenizer import StreamDecoder
+from model.sampling import SamplingParams
+
+Piece = TypeVar("Piece")
 
 
 class StopRule(Protocol):
@@ -91,18 +97,39 @@ class GenerationStats:
     seconds: float
 
 
-class TokenSource(Protocol):
-    """The engine's token-level generation, as `TextStream` consumes it."""
+class PieceSource(Protocol[Piece]):
+    """One generation as its producer runs it (token ids from the engine, text from a remote
+    server), as `TextStream` consumes it."""
 
     prompt_tokens: int
     reused_tokens: int
-    tokens: list[int]
     finish_reason: str | None
     prefill_seconds: float
 
-    def __iter__(self) -> Iterator[int]: ...
+    @property
+    def generated_tokens(self) -> int: ...
+
+    def __iter__(self) -> Iterator[Piece]: ...
 
     def close(self) -> None: ...
+
+
+class PieceDecoder(Protocol[Piece]):
+    """Turns pieces into final text: `StreamDecoder` for token ids."""
+
+    def push(self, piece: Piece) -> str: ...
+
+    def flush(self) -> str: ...
+
+
+class TextPieces:
+    """The decoder of pieces that already are final text."""
+
+    def push(self, piece: str) -> str:
+        return piece
+
+    def flush(self) -> str:
+        return ""
 
 
 class TextStream(Iterator[str]):
@@ -112,13 +139,15 @@ class TextStream(Iterator[str]):
     frees its KV cache slot, and still records the statistics.
     """
 
-    def __init__(self, tokens: TokenSource, decoder: StreamDecoder, stop: StopRule) -> None:
+    def __init__(
+        self, tokens: PieceSource[Piece], decoder: PieceDecoder[Piece], stop: StopRule
+    ) -> None:
         self.stats: GenerationStats | None = None
         self._tokens = tokens
         self._started = time.perf_counter()
         self._pieces = self._run(decoder, stop)
 
-    def _run(self, decoder: StreamDecoder, stop: StopRule) -> Iterator[str]:
+    def _run(self, decoder: PieceDecoder[Piece], stop: StopRule) -> Iterator[str]:
         stopped = False
         try:
             for token in self._tokens:
@@ -142,7 +171,7 @@ class TextStream(Iterator[str]):
         self.stats = GenerationStats(
             prompt_tokens=tokens.prompt_tokens,
             reused_tokens=tokens.reused_tokens,
-            generated_tokens=len(tokens.tokens),
+            generated_tokens=tokens.generated_tokens,
             finish_reason="stop" if stopped_by_rule else finish,
             stopped_by_rule=stopped_by_rule,
             prefill_seconds=tokens.prefill_seconds,
@@ -166,3 +195,50 @@ class TextStream(Iterator[str]):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class TextTokenizer(Protocol):
+    """What the front doors need of a tokenizer: the model's, or a stand-in that counts
+    characters when a remote server's tokenizer is not available here."""
+
+    vocab_size: int
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: list[int]) -> str: ...
+
+
+class TextGenerator(Protocol):
+    """What every front door uses of the process's model, local or remote."""
+
+    tokenizer: TextTokenizer
+    max_length: int
+    load_seconds: float
+    compile_source: str
+
+    @property
+    def slots(self) -> int:
+        """How many generations run at once."""
+        ...
+
+    @property
+    def counters(self) -> Any:
+        """A dataclass of what the generator has done, for status and health answers."""
+        ...
+
+    @property
+    def model_name(self) -> str: ...
+
+    @property
+    def problem(self) -> str | None:
+        """Why generation cannot run now (a remote server that is down), else None."""
+        ...
+
+    def stream_text(
+        self,
+        prompt: Sequence[int],
+        params: SamplingParams,
+        *,
+        cancelled: Callable[[], bool] = ...,
+        stop: StopRule | None = None,
+    ) -> TextStream: ...

@@ -32,15 +32,25 @@ def _pick_weight_files(files: list[str]) -> list[str]:
     return []
 
 
-def _download(repo_id: str) -> Path:
-    from huggingface_hub import HfApi, snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+def _cached(repo_id: str) -> Path | None:
+    """The repository's snapshot in the local Hugging Face cache, if it is there."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
 
     patterns = [*_WANTED, "*.safetensors", "*.safetensors.index.json", "*.gguf", "*.bin", "*.json"]
     try:
         return Path(snapshot_download(repo_id, local_files_only=True, allow_patterns=patterns))
-    except (LocalEntryNotFoundError, FileNotFoundError, OSError):
-        pass
+    except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError):
+        return None
+
+
+def _download(repo_id: str) -> Path:
+    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    cached = _cached(repo_id)
+    if cached is not None:
+        return cached
     try:
         files = HfApi().list_repo_files(repo_id)
         wanted = [f for f in files if f in _WANTED] + _pick_weight_files(files)
@@ -72,6 +82,21 @@ def resolve_model_dir(weight_path: str | None, model: str = DEFAULT_MODEL) -> Pa
             raise ModelNotFoundError(f"the bundled demo model is missing from {DEMO_DIR}")
         return DEMO_DIR
     return _download(model)
+
+
+def local_model_dir(weight_path: str | None, model: str = DEFAULT_MODEL) -> Path | None:
+    """The model directory when it is already on this machine, else None; never downloads.
+
+    A client of a remote server wants only the tokenizer, which is not worth gigabytes of
+    weights: without a local copy it budgets the prompt in characters instead."""
+    if weight_path and Path(weight_path).expanduser().is_dir():
+        return Path(weight_path).expanduser()
+    repo_id = weight_path or model
+    if repo_id == DEMO_MODEL:
+        return DEMO_DIR
+    if repo_id.count("/") != 1 or repo_id.startswith((".", "/", "~")):
+        return None
+    return _cached(repo_id)
 
 
 def model_name(model_dir: Path) -> str:

@@ -178,3 +178,15 @@ async def completion_stats(client: LanguageClient, since: int = 0) -> list[Compl
     """The statistics of the completions recorded after the first `since`, oldest first."""
     request = client.protocol.send_request_async("replitLsp/completions", {"since": since})
     return [CompletionRecord(**record) for record in await asyncio.wait_for(request, 30)]
+
+
+async def shown_message(client: LanguageClient, text: str, timeout: float = 60) -> str:
+    """The first `window/showMessage` containing `text`, waiting for it if need be."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for message in client.messages:
+            if text in message.message:
+                return message.message
+        shown = [m.message for m in client.messages]
+        assert time.monotonic() < deadline, f"no message with {text!r} among {shown}"
+        await asyncio.sleep(0.05)

@@ -71,9 +71,11 @@ def start_server(
     *extra: str,
     max_length: int = TINY_MAX_LENGTH,
     env: dict[str, str] | None = None,
+    port: int | None = None,
 ) -> ServerProcess:
-    """Starts `replit-lsp --serve` and waits until /health answers (ready or not)."""
-    port = free_port()
+    """Starts `replit-lsp --serve` (on `port`, else a free one) and waits until /health
+    answers (ready or not)."""
+    port = port or free_port()
     stdout, stderr = log_dir / "stdout.log", log_dir / "stderr.log"
     command = server_command(
         model_dir, "--serve", "--http-port", str(port), *extra, max_length=max_length

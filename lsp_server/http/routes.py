@@ -4,6 +4,7 @@ shared prelude, and its result back through the endpoint's response shapes."""
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,7 +29,8 @@ from lsp_server.http.serving import (
     make_job,
 )
 from lsp_server.http.streaming import CHAT, TEXT, respond
-from model.engine import Engine
+from lsp_server.remote import BackendError
+from model.generation import TextGenerator
 
 log = logging.getLogger("replit_lsp.http")
 
@@ -55,13 +57,39 @@ def create_app(service: Service, api_key: str | None, max_body_bytes: int) -> Fa
         kind = "invalid_request_error" if error.status_code < 500 else "server_error"
         return error_response(oa.ApiError(error.status_code, str(error.detail), type=kind))
 
+    @app.exception_handler(BackendError)
+    async def on_backend_error(request: Request, error: BackendError) -> JSONResponse:
+        """A proxy's backend that failed: its client may retry a busy one, not the rest."""
+        busy = error.http_status == 429
+        kind = (
+            "requests"
+            if busy
+            else "invalid_request_error"
+            if error.http_status < 500
+            else "server_error"
+        )
+        retry = (
+            None
+            if error.retry_after is None
+            else {"Retry-After": str(math.ceil(error.retry_after))}
+        )
+        return error_response(
+            oa.ApiError(
+                error.http_status,
+                error.message,
+                type=kind,
+                code="rate_limit_exceeded" if busy else None,
+                headers=retry,
+            )
+        )
+
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, error: Exception) -> JSONResponse:
         log.exception("unexpected error on %s", request.url.path)
         message = f"internal error ({type(error).__name__}: {error})"
         return error_response(oa.ApiError(500, message, type="server_error"))
 
-    async def served(body: oa.SamplingRequest) -> tuple[Engine, str]:
+    async def served(body: oa.SamplingRequest) -> tuple[TextGenerator, str]:
         """What every generation route checks first: one choice, a ready model, its name."""
         check_single_choice(body)
         engine = await service.engine()
@@ -98,7 +126,8 @@ def create_app(service: Service, api_key: str | None, max_body_bytes: int) -> Fa
             "generated_tokens": counters.generated_tokens,
             **asdict(engine.counters),
         }
-        return JSONResponse(body)
+        # A proxy whose backend is down is not a healthy server.
+        return JSONResponse(body, status_code=200 if resident.state == "ready" else 503)
 
     created = oa.now()
 

@@ -118,11 +118,14 @@ def now() -> int:
     return int(time.time())
 
 
-def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+def usage(prompt_tokens: int, completion_tokens: int, cached_tokens: int) -> dict[str, Any]:
+    """OpenAI's usage, with the prompt tokens served from the prefix cache as OpenAI and vLLM
+    report them: a client of this server (another replit-lsp) shows them as reused."""
     return {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": cached_tokens},
     }
 
 
@@ -145,7 +148,7 @@ def _choice(finish_reason: str | None, **content: Any) -> dict[str, Any]:
 
 
 def chat_completion(
-    id: str, model: str, text: str, finish_reason: str, usage_: dict[str, int]
+    id: str, model: str, text: str, finish_reason: str, usage_: dict[str, Any]
 ) -> dict[str, Any]:
     message = {"role": "assistant", "content": text}
     choices = [_choice(finish_reason, message=message)]
@@ -153,7 +156,7 @@ def chat_completion(
 
 
 def text_completion(
-    id: str, model: str, text: str, finish_reason: str, usage_: dict[str, int]
+    id: str, model: str, text: str, finish_reason: str, usage_: dict[str, Any]
 ) -> dict[str, Any]:
     choices = [_choice(finish_reason, text=text)]
     return _response("text_completion", id, model, choices, usage=usage_)
@@ -169,7 +172,7 @@ def text_chunk(id: str, model: str, text: str, finish_reason: str | None) -> dic
     return _response("text_completion", id, model, [_choice(finish_reason, text=text)])
 
 
-def usage_chunk(object: str, id: str, model: str, usage_: dict[str, int]) -> dict[str, Any]:
+def usage_chunk(object: str, id: str, model: str, usage_: dict[str, Any]) -> dict[str, Any]:
     """The extra last chunk of `stream_options.include_usage`: no choices, only usage."""
     return _response(object, id, model, [], usage=usage_)
 

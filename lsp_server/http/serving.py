@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from lsp_server.http import schemas as oa
 from lsp_server.http.admission import AdmissionGate, QueueFull
 from lsp_server.resident import ResidentModel
-from model.engine import Engine
-from model.generation import StopStrings
+from model.generation import StopStrings, TextGenerator
 from model.sampling import SamplingParams
 
 log = logging.getLogger("replit_lsp.http")
@@ -54,7 +53,7 @@ def check_single_choice(request: oa.SamplingRequest) -> None:
 
 
 def make_job(
-    engine: Engine,
+    engine: TextGenerator,
     defaults: SamplingParams,
     request: oa.SamplingRequest,
     prompt_ids: list[int],
@@ -110,7 +109,7 @@ def make_job(
     return GenerationJob(prompt_ids, params, request.stop_strings())
 
 
-def completion_prompt_ids(engine: Engine, request: oa.CompletionRequest) -> list[int]:
+def completion_prompt_ids(engine: TextGenerator, request: oa.CompletionRequest) -> list[int]:
     """A string, a list holding one string, or token ids, as OpenAI's `prompt` allows."""
     for name, value, unsupported in (
         ("echo", request.echo, request.echo),
@@ -146,6 +145,7 @@ class Done:
     finish_reason: str
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int  # prompt tokens whose K/V came from the cache
 
 
 @dataclass(frozen=True)
@@ -157,7 +157,10 @@ Event = Delta | Done | Failed
 
 
 def produce(
-    engine: Engine, job: GenerationJob, cancel: threading.Event, emit: Callable[[Event], None]
+    engine: TextGenerator,
+    job: GenerationJob,
+    cancel: threading.Event,
+    emit: Callable[[Event], None],
 ) -> int:
     """Runs one generation in the calling (worker) thread, emitting text as it becomes final;
     returns how many tokens it generated.
@@ -178,7 +181,9 @@ def produce(
         return 0
     stats = stream.stats
     assert stats is not None
-    emit(Done(stats.finish_reason, stats.prompt_tokens, stats.generated_tokens))
+    emit(
+        Done(stats.finish_reason, stats.prompt_tokens, stats.generated_tokens, stats.reused_tokens)
+    )
     return stats.generated_tokens
 
 
@@ -204,7 +209,7 @@ class Service:
     counters: Counters = field(default_factory=Counters)
     gate: AdmissionGate | None = None
 
-    async def engine(self) -> Engine:
+    async def engine(self) -> TextGenerator:
         """The ready engine, waiting (bounded) while it loads; 503 if it is not there."""
         engine = await self.resident.ready(self.load_timeout)
         if engine is None:
@@ -217,7 +222,7 @@ class Service:
             )
         return engine
 
-    def admission(self, engine: Engine) -> AdmissionGate:
+    def admission(self, engine: TextGenerator) -> AdmissionGate:
         if self.gate is None:
             self.gate = AdmissionGate(engine.slots, self.max_queue)
         return self.gate
@@ -231,7 +236,7 @@ class GenerationStream:
     must be called however the request ends: it frees the place or stops the generation.
     """
 
-    def __init__(self, service: Service, engine: Engine, job: GenerationJob) -> None:
+    def __init__(self, service: Service, engine: TextGenerator, job: GenerationJob) -> None:
         self._service = service
         self._engine = engine
         self._job = job

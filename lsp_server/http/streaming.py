@@ -124,7 +124,7 @@ async def event_stream(
             continue
         yield shaped(endpoint.chunk(id, model, "", event.finish_reason))
         if include_usage:
-            usage = oa.usage(event.prompt_tokens, event.completion_tokens)
+            usage = oa.usage(event.prompt_tokens, event.completion_tokens, event.cached_tokens)
             yield sse(oa.usage_chunk(endpoint.chunk_object, id, model, usage))
     yield sse("[DONE]")
 
@@ -145,5 +145,5 @@ async def respond(
     if result is None:
         return Response(status_code=499)
     text, done = result
-    usage = oa.usage(done.prompt_tokens, done.completion_tokens)
+    usage = oa.usage(done.prompt_tokens, done.completion_tokens, done.cached_tokens)
     return endpoint.body(id, model, text, done.finish_reason, usage)

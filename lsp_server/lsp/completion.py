@@ -21,8 +21,7 @@ from lsp_server.lsp.postprocess import (
 )
 from lsp_server.lsp.prompt import Cursor, build_prompt, text_after
 from lsp_server.lsp.settings import Settings
-from model.engine import Engine
-from model.generation import GenerationStats
+from model.generation import GenerationStats, TextGenerator
 from model.sampling import SamplingParams
 
 # How many completions' statistics `replitLsp/completions` can return.
@@ -138,7 +137,7 @@ def complete_lines(text: str) -> str:
 
 
 def generate_completion(
-    engine: Engine,
+    engine: TextGenerator,
     snapshot: CursorSnapshot,
     cancelled: Callable[[], bool],
     clock: Callable[[], float] = time.monotonic,

@@ -23,6 +23,7 @@ from typing import Any
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
+from lsp_server.lsp.backend import apply_backend_settings, report_backend
 from lsp_server.lsp.completion import (
     CompletionLog,
     CompletionOutcome,
@@ -37,8 +38,9 @@ from lsp_server.lsp.loading import report_loading
 from lsp_server.lsp.prompt import path_header, resolve_cursor
 from lsp_server.lsp.protocol import ClientLogHandler, CompletionProtocol
 from lsp_server.lsp.settings import Settings, apply_settings
+from lsp_server.remote import BackendError
 from lsp_server.resident import ResidentModel
-from model.engine import Engine
+from model.generation import TextGenerator
 from model.sampling import SamplingParams
 
 log = logging.getLogger("replit_lsp.lsp")
@@ -88,13 +90,15 @@ class CompletionServer(LanguageServer):
             self.loop.call_soon_threadsafe(self.window_log_message, params)
 
     def update_settings(self, raw: object) -> None:
+        before = self.settings
         self.settings, warnings = apply_settings(self.settings, raw)
         for warning in warnings:
             self.tell(types.MessageType.Warning, f"replit-lsp: {warning}")
+        apply_backend_settings(self, before)
 
     # ------------------------------------------------------------- completion
 
-    def executor(self, engine: Engine) -> ThreadPoolExecutor:
+    def executor(self, engine: TextGenerator) -> ThreadPoolExecutor:
         """One worker per KV cache slot: more could only wait for a slot inside the engine,
         where a superseded request cannot be dropped as cheaply as from this queue."""
         if self._executor is None:
@@ -165,7 +169,11 @@ class CompletionServer(LanguageServer):
         pending.future.add_done_callback(
             lambda future: self._record(future, pending, uri, position, started, deadline)
         )
-        outcome = await asyncio.wrap_future(pending.future)
+        try:
+            outcome = await asyncio.wrap_future(pending.future)
+        except BackendError as error:  # the editor hears of the backend's state changes
+            log.debug("completion at %s: %s", uri, error)
+            return EMPTY
         memory.remember(snapshot, outcome)
         if pending.cancel.is_set() or not outcome.text:
             return EMPTY
@@ -291,6 +299,7 @@ def build_server(
     @server.feature(types.INITIALIZED)
     async def initialized(params: types.InitializedParams) -> None:
         await report_loading(server)
+        report_backend(server)
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     def did_change_configuration(params: types.DidChangeConfigurationParams) -> None:

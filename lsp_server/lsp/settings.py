@@ -30,6 +30,8 @@ class Settings:
     # The longest a completion may take, in milliseconds (0: no limit): at the deadline the
     # complete lines generated so far are the answer.
     time_budget_ms: int = 0
+    backend_url: str = ""  # empty: the command line's model (local, or --backend-url)
+    backend_model: str = ""  # empty: the backend's first model
 
     @classmethod
     def from_defaults(cls, defaults: SamplingParams, time_budget_ms: int = 0) -> Settings:
@@ -75,6 +77,17 @@ def _boolean(value: object) -> bool | None:
     return value if isinstance(value, bool) else None
 
 
+def _url(value: object) -> str | None:
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    return value if not value or value.startswith(("http://", "https://")) else None
+
+
+def _string(value: object) -> str | None:
+    return value.strip() if isinstance(value, str) else None
+
+
 # setting name -> (field, parser returning None for an invalid value, what a valid value is)
 _FIELDS: dict[str, tuple[str, Callable[[object], Any], str]] = {
     "maxNewTokens": ("max_new_tokens", _positive_int, "an integer >= 1"),
@@ -85,6 +98,8 @@ _FIELDS: dict[str, tuple[str, Callable[[object], Any], str]] = {
     "requestWaitSeconds": ("request_wait_seconds", _non_negative_number, "a number >= 0"),
     "prependFilePath": ("prepend_file_path", _boolean, "true or false"),
     "timeBudgetMs": ("time_budget_ms", _non_negative_int, "an integer >= 0"),
+    "backendUrl": ("backend_url", _url, "an http:// or https:// URL, or empty"),
+    "backendModel": ("backend_model", _string, "a model name, or empty"),
 }
 
 
