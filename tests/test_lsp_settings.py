@@ -37,10 +37,14 @@ def test_every_setting() -> None:
         "enabledLanguages": None,
         "requestWaitSeconds": 0,
         "prependFilePath": True,
+        "backendUrl": " http://gpu-box:8000 ",
+        "backendModel": "replit/replit-code-v1_5-3b",
     }
     settings, warnings = apply_settings(Settings(enabled_languages=("go",)), raw)
     assert warnings == []
-    assert settings == Settings(10, 3, 40, 0.7, (), 0.0, True)
+    assert settings == Settings(
+        10, 3, 40, 0.7, (), 0.0, True, "http://gpu-box:8000", "replit/replit-code-v1_5-3b"
+    )
     assert settings.language_enabled("anything")
 
 
@@ -52,6 +56,7 @@ FIELDS = {
     "enabledLanguages": "enabled_languages",
     "requestWaitSeconds": "request_wait_seconds",
     "prependFilePath": "prepend_file_path",
+    "backendUrl": "backend_url",
 }
 
 
@@ -69,6 +74,8 @@ FIELDS = {
         ("enabledLanguages", [1, 2]),
         ("requestWaitSeconds", "soon"),
         ("prependFilePath", "yes"),
+        ("backendUrl", "gpu-box:8000"),
+        ("backendUrl", 8000),
     ],
 )
 def test_invalid_value_keeps_the_previous_one(key: str, value: object) -> None:

@@ -15,6 +15,8 @@ export const SERVER_SETTING_KEYS = [
   "enabledLanguages",
   "requestWaitSeconds",
   "prependFilePath",
+  "backendUrl",
+  "backendModel",
 ] as const;
 
 /** Settings that decide how the server process starts: changing one restarts it. */

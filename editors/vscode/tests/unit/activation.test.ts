@@ -144,6 +144,8 @@ describe("activation", () => {
         enabledLanguages: [],
         requestWaitSeconds: 30,
         prependFilePath: false,
+        backendUrl: "",
+        backendModel: "",
       },
     });
   });
