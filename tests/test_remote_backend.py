@@ -176,11 +176,12 @@ async def test_cancel_closes_the_backend_stream(
             with contextlib.suppress(JsonRpcException):
                 await asyncio.wait_for(future, 10)
             await asyncio.sleep(0.3)  # the worker records once the stream is closed
-            stopped += [r for r in await completion_stats(client, since) if r.finish == "cancelled"]
+            records = await completion_stats(client, since)
+            stopped += [r for r in records if r.finish == "cancelled" and r.generated_tokens]
         assert stopped, "no cancel landed mid-stream"
         assert all(r.generated_tokens < 128 for r in stopped)
         after = health(backend)
-        assert after["disconnected"] - before["disconnected"] >= 1
+        assert after["disconnected"] - before["disconnected"] >= len(stopped)
     finally:
         configure(client)
 
@@ -203,10 +204,12 @@ async def test_supersede_closes_the_backend_stream(
         records = await completion_stats(client, since)
         superseded = [r for r in records if r.finish == "cancelled"]
         after, lsp_after = health(backend), await status(client)
-        # Every request that reached the backend ended there: the superseded ones as
-        # clients that left, the last one served to its end.
-        assert after["disconnected"] - before["disconnected"] == len(superseded)
-        assert after["served"] - before["served"] == len(records) - len(superseded) == 1
+        # The last request was served to its end; each superseded one that had started to
+        # stream (a supersede may also land while it is still connecting) left the backend.
+        streamed = [r for r in superseded if r.generated_tokens > 0]
+        assert after["served"] - before["served"] == 1
+        assert after["disconnected"] - before["disconnected"] >= len(streamed)
+        assert after["disconnected"] - before["disconnected"] <= len(superseded)
         closed = lsp_after.backend_closed_early - lsp_before.backend_closed_early
         assert closed == len(superseded)
     finally:
