@@ -217,6 +217,24 @@ async def test_supersede_closes_the_backend_stream(
 
 
 @session_loop
+async def test_changing_the_backend_setting_repoints_the_client(
+    client: LanguageClient, backend: ServerProcess, secured_backend: ServerProcess
+) -> None:
+    """A running remote client follows `backendUrl`: to a server that wants a key this client
+    does not have, then back."""
+    try:
+        configure(client, backendUrl=secured_backend.url)
+        await shown_message(client, "refused the API key")
+        assert any(secured_backend.url in m.message for m in client.log_messages)
+        open_document(client, "file:///work/repoint.py", FIBONACCI)
+        assert completion_text(await complete(client, "file:///work/repoint.py", 3, 4)) == ""
+    finally:
+        configure(client, backendUrl=backend.url)
+    await shown_message(client, "the backend is available")
+    assert (await status(client)).state == "ready"
+
+
+@session_loop
 async def test_backend_killed_mid_stream_then_restarted(
     tiny_model_dir: Path, tiny_reference: ReferenceMPT, tmp_path: Path
 ) -> None:
