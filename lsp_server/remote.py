@@ -295,6 +295,8 @@ class RemoteEngine:
         self.options = dataclasses.replace(options, url=normalized_url(options.url))
         if options.max_length < 2:
             raise ValueError(f"--max-length must be at least 2, got {options.max_length}")
+        if not options.read_timeout > 0:
+            raise ValueError(f"--backend-timeout must be more than 0, got {options.read_timeout}")
         self.tokenizer = load_tokenizer(options.tokenizer_dir)
         self.max_length = options.max_length
         self.compile_source = f"remote {self.options.url}"
@@ -308,7 +310,7 @@ class RemoteEngine:
         self._client = self._call(self._make_client())
         self._call(self._probe())
         self.load_seconds = time.perf_counter() - started
-        progress(LoadProgress(READY, f"backend {self.options.url}: {self._status.message}"))
+        progress(LoadProgress(READY, f"using the backend at {self.options.url}"))
 
     # ------------------------------------------------------- what front doors see
 
@@ -421,10 +423,16 @@ class RemoteEngine:
             listeners = list(self._listeners) if changed else []
         if changed:
             level = logging.INFO if status.state == READY_STATE else logging.WARNING
-            log.log(level, "backend %s: %s", self.options.url, status.message)
+            log.log(level, "%s", status.message)
         for listener in listeners:
             with contextlib.suppress(Exception):  # a broken listener must not stop requests
                 listener(status)
+
+    def _available(self) -> BackendStatus:
+        model = self._model or "its model"
+        return BackendStatus(
+            READY_STATE, f"the backend at {self.options.url} is available ({model})"
+        )
 
     def _admit(self) -> None:
         """Refuses at once while the server has asked for time (Retry-After)."""
@@ -500,7 +508,7 @@ class RemoteEngine:
             )
             self._set_status(BackendStatus(MODEL_NOT_FOUND, message))
             return
-        self._set_status(BackendStatus(READY_STATE, f"serving {self._model or 'its model'}"))
+        self._set_status(self._available())
 
     async def _stream(
         self,
@@ -542,9 +550,7 @@ class RemoteEngine:
                     if response.status_code != 200:
                         await response.aread()
                         raise self._http_error(response)
-                    self._set_status(
-                        BackendStatus(READY_STATE, f"serving {self._model or 'its model'}")
-                    )
+                    self._set_status(self._available())
                     await self._read_events(response, emit)
                     return
             except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as error:

@@ -230,7 +230,7 @@ async def test_changing_the_backend_setting_repoints_the_client(
         assert completion_text(await complete(client, "file:///work/repoint.py", 3, 4)) == ""
     finally:
         configure(client, backendUrl=backend.url)
-    await shown_message(client, "the backend is available")
+    await shown_message(client, "is available")
     assert (await status(client)).state == "ready"
 
 
@@ -265,7 +265,7 @@ async def test_backend_killed_mid_stream_then_restarted(
         backend = start_server(tiny_model_dir, tmp_path / "second", port=port)
         configure(lsp)
         assert completion_text(await complete(lsp, uri, 0, 12)) == expected
-        await shown_message(lsp, "the backend is available")
+        await shown_message(lsp, "is available")
         assert (await status(lsp)).state == "ready"
     finally:
         await stop_client(lsp)
@@ -399,7 +399,7 @@ async def test_busy_and_stalled_backends_are_reported(
         await asyncio.sleep(FlakyBackend.RETRY_AFTER + 0.2)
         result = await complete(lsp, "file:///work/answer.txt", 0, 6)
         assert completion_text(result) == " = 42"
-        await shown_message(lsp, "the backend is available")
+        await shown_message(lsp, "is available")
         assert (await status(lsp)).state == "ready"
 
         assert completion_text(await complete(lsp, "file:///work/stall.txt", 0, 5)) == ""

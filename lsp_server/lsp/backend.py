@@ -25,15 +25,15 @@ _TRANSIENT = (UNREACHABLE, OVERLOADED)
 def show_status(server: CompletionServer, status: BackendStatus) -> None:
     """A `window/showMessage` for `status`, from any thread."""
     if status.state == READY_STATE:
-        kind, message = types.MessageType.Info, f"the backend is available: {status.message}"
+        kind = types.MessageType.Info
+    elif status.state in _TRANSIENT:
+        kind = types.MessageType.Warning
     else:
-        transient = status.state in _TRANSIENT
-        kind = types.MessageType.Warning if transient else types.MessageType.Error
-        message = status.message
+        kind = types.MessageType.Error
     loop = server.loop
     if loop is None or loop.is_closed():
         return
-    params = types.ShowMessageParams(type=kind, message=f"replit-lsp: {message}")
+    params = types.ShowMessageParams(type=kind, message=f"replit-lsp: {status.message}")
     with contextlib.suppress(RuntimeError):  # the loop closed in between
         loop.call_soon_threadsafe(server.window_show_message, params)
 
