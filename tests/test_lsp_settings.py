@@ -43,7 +43,15 @@ def test_every_setting() -> None:
     settings, warnings = apply_settings(Settings(enabled_languages=("go",)), raw)
     assert warnings == []
     assert settings == Settings(
-        10, 3, 40, 0.7, (), 0.0, True, "http://gpu-box:8000", "replit/replit-code-v1_5-3b"
+        10,
+        3,
+        40,
+        0.7,
+        (),
+        0.0,
+        True,
+        backend_url="http://gpu-box:8000",
+        backend_model="replit/replit-code-v1_5-3b",
     )
     assert settings.language_enabled("anything")
 
