@@ -152,7 +152,6 @@ def run(args: argparse.Namespace) -> int:
             host=args.host,
             port=args.port or 2087,
         )
-        return 0
     assert http is not None
     http.serve_forever()
     return 0

@@ -20,16 +20,16 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcException
 from pygls.lsp.server import LanguageServer
-from pygls.protocol import LanguageServerProtocol
 
+from lsp_server.framing import serve_stdio, serve_tcp
 from lsp_server.postprocess import CompletionContext, detect_indentation, postprocess, truncate
 from lsp_server.prompt import build_prompt, path_header, resolve_cursor, text_after
 from lsp_server.resident import ResidentModel
+from lsp_server.rpc import ServerProtocol
 from lsp_server.settings import Settings, apply_settings
 from model.engine import Engine
 from model.progress import LoadProgress
@@ -162,23 +162,10 @@ class _ClientLogHandler(logging.Handler):
         self.server.tell(kind or types.MessageType.Log, self.format(record))
 
 
-class _Protocol(LanguageServerProtocol):
-    """Answers a request whose params do not parse with an error response: pygls only logs
-    it, which would leave the client waiting for an answer forever."""
-
-    def structure_message(self, data: dict[str, Any]) -> Any:
-        try:
-            return super().structure_message(data)
-        except JsonRpcException as error:
-            msg_id = data.get("id")
-            if "method" in data and isinstance(msg_id, int | str):
-                self._send_response(msg_id, error=error.to_response_error())
-            raise
-
-
 class CompletionServer(LanguageServer):
     def __init__(self, resident: ResidentModel, defaults: SamplingParams) -> None:
-        super().__init__("replit-lsp", VERSION, protocol_cls=_Protocol)
+        super().__init__("replit-lsp", VERSION, protocol_cls=ServerProtocol)
+        self.protocol: ServerProtocol
         self.resident = resident
         self.settings = Settings.from_defaults(defaults)
         self.seed = defaults.seed
@@ -304,7 +291,7 @@ class CompletionServer(LanguageServer):
         started = time.perf_counter()
         settings = self.settings
         uri = params.text_document.uri
-        document = self.workspace.text_documents.get(uri)
+        document = self.protocol.documents.get(uri)
         if document is None or not settings.language_enabled(document.language_id):
             log.debug("completion at %s: not an open document of an enabled language", uri)
             return EMPTY
@@ -341,9 +328,7 @@ class CompletionServer(LanguageServer):
         """Resolves the (clamped) cursor in the current text; None when there is nothing
         before the cursor to complete from."""
         text = document.source
-        negotiated = self.workspace.position_encoding  # an enum member or its plain string
-        encoding = str(getattr(negotiated, "value", negotiated) or "utf-16")
-        cursor = resolve_cursor(text, position.line, position.character, encoding)
+        cursor = resolve_cursor(text, position.line, position.character, self.protocol.encoding)
         clamped = types.Position(line=cursor.line, character=cursor.character)
         text_before = text[: cursor.offset]
         if not text_before:
@@ -430,8 +415,13 @@ def run_language_server(
     transport: str = "stdio",
     host: str = "127.0.0.1",
     port: int = 2087,
-) -> None:
-    """Serves one client until it exits; `transport` is "stdio" or "tcp"."""
+) -> NoReturn:
+    """Serves one client until it exits, then ends the process: with status 0 after
+    `shutdown` and `exit`, 1 after `exit` alone (as LSP says), 0 when the client hangs up.
+
+    The process ends with `os._exit`: the loader thread may be inside MAX's native code, where
+    interpreter shutdown would abort it, and the stdin thread may be blocked in a read that
+    would never return; nothing is left to clean up by then."""
     # pygls logs every feature it registers and every message at INFO: quiet it first, so
     # an editor's output panel shows only what this server has to say.
     if not log.isEnabledFor(logging.DEBUG):
@@ -442,16 +432,16 @@ def run_language_server(
     log.addHandler(handler)
     try:
         if transport == "tcp":
-            server.start_tcp(host, port)
+            serve_tcp(server, host, port)
         else:
-            server.start_io()
+            serve_stdio(server)
     finally:
         log.removeHandler(handler)
         server.cancel_all()
     if resident.state == "loading":
-        # The loader thread is inside MAX's native code: interpreter shutdown would end it
-        # there and abort the process. Nothing is left to clean up, so leave at once.
         log.info("the client exited while the model was loading")
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+    code = server.protocol.exit_code
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(ValueError, OSError):  # closed, or the client is gone
+            stream.flush()
+    os._exit(0 if code is None else code)
