@@ -34,6 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lsp_server import openai_schema as oa
 from lsp_server.chat_prompt import chat_prompt
+from lsp_server.http_errors import CatchUnexpected, error_responses, without_unsent_statuses
 from lsp_server.resident import ResidentModel
 from model.engine import Engine
 from model.sampling import SamplingParams
@@ -665,6 +666,10 @@ def validation_error(error: RequestValidationError) -> oa.ApiError:
     return oa.ApiError(400, f"{param}: {first.get('msg', 'invalid value')}", param=param)
 
 
+# What the generation routes may answer besides their completion.
+GENERATION_ERRORS = error_responses(400, 401, 404, 413, 429, 503)
+
+
 def create_app(service: Service, api_key: str | None, max_body_bytes: int) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -688,13 +693,7 @@ def create_app(service: Service, api_key: str | None, max_body_bytes: int) -> Fa
         kind = "invalid_request_error" if error.status_code < 500 else "server_error"
         return error_response(oa.ApiError(error.status_code, str(error.detail), type=kind))
 
-    @app.exception_handler(Exception)
-    async def on_unexpected(request: Request, error: Exception) -> JSONResponse:
-        log.exception("unexpected error on %s", request.url.path)
-        message = f"internal error ({type(error).__name__}: {error})"
-        return error_response(oa.ApiError(500, message, type="server_error"))
-
-    @app.get("/health")
+    @app.get("/health", responses={503: {"description": "The model is not ready (same body)."}})
     async def health() -> JSONResponse:
         resident = service.resident
         engine = resident.engine
@@ -726,20 +725,20 @@ def create_app(service: Service, api_key: str | None, max_body_bytes: int) -> Fa
 
     created = oa.now()
 
-    @app.get("/v1/models")
+    @app.get("/v1/models", responses=error_responses(401, 503))
     async def list_models() -> dict[str, Any]:
         engine = await service.engine()
         name = served_model_name(engine.options.model_dir)
         return {"object": "list", "data": [oa.model_card(name, created)]}
 
-    @app.get("/v1/models/{model:path}")
+    @app.get("/v1/models/{model:path}", responses=error_responses(401, 404, 503))
     async def get_model(model: str) -> dict[str, Any]:
         engine = await service.engine()
         name = served_model_name(engine.options.model_dir)
         check_model(oa.SamplingRequest(model=model), name)
         return oa.model_card(name, created)
 
-    @app.post("/v1/chat/completions", response_model=None)
+    @app.post("/v1/chat/completions", response_model=None, responses=GENERATION_ERRORS)
     async def chat_completions(
         body: oa.ChatCompletionRequest, request: Request
     ) -> Response | dict[str, Any]:
@@ -755,7 +754,7 @@ def create_app(service: Service, api_key: str | None, max_body_bytes: int) -> Fa
             stream, request, body, oa.new_id("chatcmpl"), name, chat_stream, oa.chat_completion
         )
 
-    @app.post("/v1/completions", response_model=None)
+    @app.post("/v1/completions", response_model=None, responses=GENERATION_ERRORS)
     async def completions(
         body: oa.CompletionRequest, request: Request
     ) -> Response | dict[str, Any]:
@@ -773,6 +772,8 @@ def create_app(service: Service, api_key: str | None, max_body_bytes: int) -> Fa
     app.add_middleware(BodyLimit, limit=max_body_bytes)
     if api_key:
         app.add_middleware(RequireApiKey, api_key=api_key)
+    app.add_middleware(CatchUnexpected)
+    app.openapi = without_unsent_statuses(app)  # type: ignore[method-assign]
     return app
 
 
