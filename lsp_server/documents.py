@@ -11,7 +11,9 @@ position encoding (UTF-16 code units unless the client chose otherwise).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlparse
 
 from lsprotocol import types
@@ -33,6 +35,17 @@ class Document:
     def path(self) -> str:
         """The file system path of a `file:` URI, else the URI's path part."""
         return to_fs_path(self.uri) or urlparse(self.uri).path
+
+    def digest(self) -> dict[str, Any]:
+        """What a client can compare with its own copy to see that both hold the same text:
+        the version, the length in characters and the SHA-256 of the UTF-8 text (a lone
+        surrogate, which JSON can carry, hashed as its own code point's bytes)."""
+        data = self.source.encode("utf-8", "surrogatepass")
+        return {
+            "version": self.version,
+            "characters": len(self.source),
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
 
 
 def offset_of(text: str, position: types.Position, encoding: str) -> int:

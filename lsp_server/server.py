@@ -358,9 +358,17 @@ class CompletionServer(LanguageServer):
             job.cancel.set()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    def status(self) -> dict[str, Any]:
+    def status(self, params: Any = None) -> dict[str, Any]:
+        """The model's state; with `{"textDocument": {"uri": ...}}`, also that document's
+        digest (null when it is not open), so a client can check both copies agree."""
         engine = self.resident.engine
+        document: dict[str, Any] = {}
+        uri = getattr(getattr(params, "textDocument", None), "uri", None)
+        if isinstance(uri, str):
+            open_document = self.protocol.documents.get(uri)
+            document["document"] = open_document.digest() if open_document else None
         return {
+            **document,
             "state": self.resident.state,
             "message": self.resident.last_message,
             "stage": self.resident.progress.stage,
@@ -404,7 +412,7 @@ def build_server(resident: ResidentModel, defaults: SamplingParams) -> Completio
 
     @server.feature(STATUS_METHOD)
     def status(params: Any) -> dict[str, Any]:
-        return server.status()
+        return server.status(params)
 
     return server
 
