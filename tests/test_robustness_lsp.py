@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from tests.raw_lsp import RawLsp, frame
 from tests.reference import ReferenceMPT
-from tests.robustness import robustness
+from tests.robustness import EXAMPLES, robustness
 from tests.servers import lsp_server_command
 from tests.test_lsp_server import FIBONACCI, MAX_NEW_TOKENS, SERVER_ENV, expected_completion
 
@@ -399,7 +399,7 @@ def test_a_subnormal_temperature_samples_like_greedy(lsp: RawLsp, known_answer: 
         configure(lsp, temperature=1.0, topK=1)
 
 
-@robustness(examples=max(5, 25 // 3))
+@robustness(examples=max(5, EXAMPLES // 3))
 @given(
     temperature=st.floats(0, 2) | st.sampled_from([5e-324, 1e-310, 1e-300]),
     top_k=st.integers(1, 10**6),
