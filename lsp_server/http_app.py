@@ -34,7 +34,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lsp_server import openai_schema as oa
 from lsp_server.chat_prompt import chat_prompt
-from lsp_server.http_errors import CatchUnexpected, error_responses, without_unsent_statuses
+from lsp_server.http_errors import (
+    CatchUnexpected,
+    error_responses,
+    generation_responses,
+    without_unsent_statuses,
+)
 from lsp_server.resident import ResidentModel
 from model.engine import Engine
 from model.sampling import SamplingParams
@@ -666,10 +671,6 @@ def validation_error(error: RequestValidationError) -> oa.ApiError:
     return oa.ApiError(400, f"{param}: {first.get('msg', 'invalid value')}", param=param)
 
 
-# What the generation routes may answer besides their completion.
-GENERATION_ERRORS = error_responses(400, 401, 404, 413, 429, 503)
-
-
 def create_app(service: Service, api_key: str | None, max_body_bytes: int) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -738,7 +739,7 @@ def create_app(service: Service, api_key: str | None, max_body_bytes: int) -> Fa
         check_model(oa.SamplingRequest(model=model), name)
         return oa.model_card(name, created)
 
-    @app.post("/v1/chat/completions", response_model=None, responses=GENERATION_ERRORS)
+    @app.post("/v1/chat/completions", response_model=None, responses=generation_responses())
     async def chat_completions(
         body: oa.ChatCompletionRequest, request: Request
     ) -> Response | dict[str, Any]:
@@ -754,7 +755,7 @@ def create_app(service: Service, api_key: str | None, max_body_bytes: int) -> Fa
             stream, request, body, oa.new_id("chatcmpl"), name, chat_stream, oa.chat_completion
         )
 
-    @app.post("/v1/completions", response_model=None, responses=GENERATION_ERRORS)
+    @app.post("/v1/completions", response_model=None, responses=generation_responses())
     async def completions(
         body: oa.CompletionRequest, request: Request
     ) -> Response | dict[str, Any]:

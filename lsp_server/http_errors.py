@@ -82,6 +82,13 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": ErrorBody, "description": _MEANINGS[status]} for status in statuses}
 
 
+def generation_responses() -> dict[int | str, dict[str, Any]]:
+    """The `responses` of a completion route: JSON, or server-sent events with `stream`."""
+    streamed = {"text/event-stream": {"schema": {"type": "string"}}}
+    ok = {"description": 'The completion; with `"stream": true`, its events.', "content": streamed}
+    return {200: ok, **error_responses(400, 401, 404, 413, 429, 503)}
+
+
 def without_unsent_statuses(app: FastAPI) -> Callable[[], dict[str, Any]]:
     """The app's OpenAPI generator, minus the 422 responses FastAPI adds to every route
     with parameters: validation errors here are answered with 400."""

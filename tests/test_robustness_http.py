@@ -90,9 +90,9 @@ def test_the_schema_declares_the_real_errors(server: ServerProcess) -> None:
     assert served == json.loads(json.dumps(served_schema()))  # what the cases came from
     paths = served["paths"]
     for route in ("/v1/completions", "/v1/chat/completions"):
-        assert set(paths[route]["post"]["responses"]) == {
-            "200", "400", "401", "404", "413", "429", "503",
-        }  # fmt: skip
+        responses = paths[route]["post"]["responses"]
+        assert set(responses) == {"200", "400", "401", "404", "413", "429", "503"}
+        assert set(responses["200"]["content"]) == {"application/json", "text/event-stream"}
     assert "404" in paths["/v1/models/{model}"]["get"]["responses"]
     assert not [
         (route, method)
