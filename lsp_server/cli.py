@@ -233,7 +233,6 @@ def run(args: argparse.Namespace) -> int:
             port=lsp_port,
             time_budget_ms=args.time_budget_ms,
         )
-        return 0
     assert http is not None
     http.serve_forever()
     return 0

@@ -48,8 +48,11 @@ class Sampler:
         k = min(p.top_k, logits.shape[-1])
         top = np.argpartition(logits, -k)[-k:]
         top = top[np.argsort(-logits[top], kind="stable")]
-        scaled = logits[top].astype(np.float64) / p.temperature
-        probs = np.exp(scaled - scaled.max())
+        # The best logit is subtracted before dividing: every scaled value is then <= 0, so a
+        # subnormal temperature sends the others to -inf (probability 0), never inf - inf = NaN.
+        shifted = logits[top].astype(np.float64) - float(logits[top[0]])
+        with np.errstate(over="ignore"):
+            probs = np.exp(shifted / p.temperature)
         probs /= probs.sum()
         if p.top_p < 1:
             keep = np.searchsorted(np.cumsum(probs), p.top_p) + 1

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from safetensors.numpy import load_file
@@ -100,3 +103,30 @@ def _round_bf16(x: np.ndarray) -> np.ndarray:
     bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
     rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
     return rounded.astype(np.uint32).view(np.float32)
+
+
+@dataclass
+class Expected:
+    """What greedy decoding must produce, computed by the reference implementation."""
+
+    prompt_ids: list[int]
+    ids: list[int]
+    text: str
+    finish_reason: str
+
+
+def greedy_answers(reference: ReferenceMPT, tokenizer: Any) -> Callable[[str, int], Expected]:
+    """A memoized function from (prompt, max_tokens) to the reference's greedy answer, with
+    the prompt encoded by `tokenizer` (a Hugging Face `tokenizers.Tokenizer`)."""
+    cache: dict[tuple[str, int], Expected] = {}
+    eos = tokenizer.token_to_id("<|endoftext|>")
+
+    def expected(prompt: str, max_tokens: int) -> Expected:
+        if (prompt, max_tokens) not in cache:
+            prompt_ids = tokenizer.encode(prompt, add_special_tokens=False).ids
+            ids = reference.greedy(prompt_ids, max_tokens, eos)
+            finish = "length" if len(ids) == max_tokens else "stop"
+            cache[prompt, max_tokens] = Expected(prompt_ids, ids, tokenizer.decode(ids), finish)
+        return cache[prompt, max_tokens]
+
+    return expected

@@ -1,4 +1,5 @@
-"""Shared fixtures: one small random checkpoint and one resident engine per test session.
+"""Shared fixtures: one small random checkpoint, its reference and one resident engine per
+test session, the demo model's engine, and the reference's answers for the HTTP tests.
 
 Compiling a graph takes a minute here, so every test that needs the model shares these.
 """
@@ -6,9 +7,11 @@ Compiling a graph takes a minute here, so every test that needs the model shares
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from tokenizers import Tokenizer
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -16,7 +19,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from model.engine import Engine, EngineOptions  # noqa: E402
 from model.hub import DEMO_DIR  # noqa: E402
 from testkit.checkpoints import TINY_MAX_LENGTH, make_random_checkpoint
-from testkit.reference import ReferenceMPT
+from testkit.reference import Expected, ReferenceMPT, greedy_answers
 
 
 @pytest.fixture(scope="session")
@@ -40,3 +43,21 @@ def tiny_engine(tiny_model_dir: Path) -> Engine:
 def demo_engine() -> Engine:
     """The bundled trained model: unlike the random checkpoint, it writes code with lines."""
     return Engine(EngineOptions(model_dir=DEMO_DIR, max_length=512, max_cache_batch_size=1))
+
+
+@pytest.fixture(scope="session")
+def tokenizer(tiny_model_dir: Path) -> Tokenizer:
+    """The tiny checkpoint's own Hugging Face tokenizer, independent of the engine's."""
+    return Tokenizer.from_file(str(tiny_model_dir / "tokenizer.json"))
+
+
+@pytest.fixture(scope="session")
+def expect(tiny_reference: ReferenceMPT, tokenizer: Tokenizer) -> Callable[[str, int], Expected]:
+    """What the HTTP endpoint must answer for a prompt, greedy, from the reference."""
+    return greedy_answers(tiny_reference, tokenizer)
+
+
+@pytest.fixture(scope="session")
+def model(tiny_model_dir: Path) -> str:
+    """A model directory that is not a hub snapshot is served under the directory's name."""
+    return tiny_model_dir.name

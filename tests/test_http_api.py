@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -23,11 +22,10 @@ from tokenizers import Tokenizer
 from lsp_server.http.chat_prompt import chat_prompt
 from lsp_server.http.schemas import ChatMessage
 from testkit.checkpoints import TINY_MAX_LENGTH
-from testkit.reference import ReferenceMPT
+from testkit.reference import Expected
 from testkit.servers import ServerProcess, start_server
 
 ROOT = Path(__file__).resolve().parents[1]
-EOS = "<|endoftext|>"
 
 
 @pytest.fixture(scope="module")
@@ -42,42 +40,6 @@ def server(
 @pytest.fixture(scope="module")
 def client(server: ServerProcess) -> OpenAI:
     return OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tiny_model_dir: Path) -> Tokenizer:
-    return Tokenizer.from_file(str(tiny_model_dir / "tokenizer.json"))
-
-
-@dataclass
-class Expected:
-    """What greedy decoding must produce, computed by the reference implementation."""
-
-    prompt_ids: list[int]
-    ids: list[int]
-    text: str
-    finish_reason: str
-
-
-@pytest.fixture(scope="module")
-def expect(tiny_reference: ReferenceMPT, tokenizer: Tokenizer):
-    cache: dict[tuple[str, int], Expected] = {}
-
-    def expected(prompt: str, max_tokens: int) -> Expected:
-        if (prompt, max_tokens) not in cache:
-            prompt_ids = tokenizer.encode(prompt, add_special_tokens=False).ids
-            ids = tiny_reference.greedy(prompt_ids, max_tokens, tokenizer.token_to_id(EOS))
-            finish = "length" if len(ids) == max_tokens else "stop"
-            cache[prompt, max_tokens] = Expected(prompt_ids, ids, tokenizer.decode(ids), finish)
-        return cache[prompt, max_tokens]
-
-    return expected
-
-
-@pytest.fixture(scope="module")
-def model(tiny_model_dir: Path) -> str:
-    """A model directory that is not a hub snapshot is served under the directory's name."""
-    return tiny_model_dir.name
 
 
 CODE = "def fibonacci(n):\n"

@@ -46,3 +46,15 @@ def test_top_p_cuts_the_tail():
 def test_invalid_parameters_are_refused(kwargs):
     with pytest.raises(ValueError):
         SamplingParams(**kwargs)
+
+
+@pytest.mark.parametrize("temperature", [1e-310, 5e-324, 1e-300, 1e-30, 2.0, float("inf")])
+def test_every_accepted_temperature_gives_a_valid_draw(temperature):
+    """A subnormal temperature once scaled the logits to inf and their softmax to NaN."""
+    logits = np.array([1.5, 3.0, -2.0, 2.999, 3.0], dtype=np.float32)
+    sampler = Sampler(SamplingParams(top_k=5, temperature=temperature, seed=0))
+    draws = {sampler(logits) for _ in range(50)}
+    if temperature < 1e-20:
+        assert draws <= {1, 4}  # only the (tied) best logits survive a tiny temperature
+    else:
+        assert len(draws) > 1

@@ -3,7 +3,6 @@ shared prelude, and its result back through the endpoint's response shapes."""
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 from collections.abc import AsyncIterator
@@ -18,6 +17,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lsp_server.http import schemas as oa
 from lsp_server.http.chat_prompt import chat_prompt
+from lsp_server.http.errors import (
+    CatchUnexpected,
+    error_responses,
+    generation_responses,
+    without_unsent_statuses,
+)
 from lsp_server.http.middleware import BodyLimit, RequireApiKey, error_response, validation_error
 from lsp_server.http.serving import (
     RETRY,
@@ -31,8 +36,6 @@ from lsp_server.http.serving import (
 from lsp_server.http.streaming import CHAT, TEXT, respond
 from lsp_server.remote import BackendError
 from model.generation import TextGenerator
-
-log = logging.getLogger("replit_lsp.http")
 
 
 def create_app(service: Service, api_key: str | None, max_body_bytes: int) -> FastAPI:
@@ -83,12 +86,6 @@ def create_app(service: Service, api_key: str | None, max_body_bytes: int) -> Fa
             )
         )
 
-    @app.exception_handler(Exception)
-    async def on_unexpected(request: Request, error: Exception) -> JSONResponse:
-        log.exception("unexpected error on %s", request.url.path)
-        message = f"internal error ({type(error).__name__}: {error})"
-        return error_response(oa.ApiError(500, message, type="server_error"))
-
     async def served(body: oa.SamplingRequest) -> tuple[TextGenerator, str]:
         """What every generation route checks first: one choice, a ready model, its name."""
         check_single_choice(body)
@@ -96,7 +93,7 @@ def create_app(service: Service, api_key: str | None, max_body_bytes: int) -> Fa
         check_model(body, engine.model_name)
         return engine, engine.model_name
 
-    @app.get("/health")
+    @app.get("/health", responses={503: {"description": "The model is not ready (same body)."}})
     async def health() -> JSONResponse:
         resident = service.resident
         engine = resident.engine
@@ -131,18 +128,18 @@ def create_app(service: Service, api_key: str | None, max_body_bytes: int) -> Fa
 
     created = oa.now()
 
-    @app.get("/v1/models")
+    @app.get("/v1/models", responses=error_responses(401, 503))
     async def list_models() -> dict[str, Any]:
         engine = await service.engine()
         return {"object": "list", "data": [oa.model_card(engine.model_name, created)]}
 
-    @app.get("/v1/models/{model:path}")
+    @app.get("/v1/models/{model:path}", responses=error_responses(401, 404, 503))
     async def get_model(model: str) -> dict[str, Any]:
         engine = await service.engine()
         check_model(oa.SamplingRequest(model=model), engine.model_name)
         return oa.model_card(engine.model_name, created)
 
-    @app.post("/v1/chat/completions", response_model=None)
+    @app.post("/v1/chat/completions", response_model=None, responses=generation_responses())
     async def chat_completions(
         body: oa.ChatCompletionRequest, request: Request
     ) -> Response | dict[str, Any]:
@@ -152,7 +149,7 @@ def create_app(service: Service, api_key: str | None, max_body_bytes: int) -> Fa
         job = make_job(engine, service.defaults, body, prompt_ids, max_tokens, "messages")
         return await respond(CHAT, GenerationStream(service, engine, job), request, body, name)
 
-    @app.post("/v1/completions", response_model=None)
+    @app.post("/v1/completions", response_model=None, responses=generation_responses())
     async def completions(
         body: oa.CompletionRequest, request: Request
     ) -> Response | dict[str, Any]:
@@ -164,4 +161,6 @@ def create_app(service: Service, api_key: str | None, max_body_bytes: int) -> Fa
     app.add_middleware(BodyLimit, limit=max_body_bytes)
     if api_key:
         app.add_middleware(RequireApiKey, api_key=api_key)
+    app.add_middleware(CatchUnexpected)
+    app.openapi = without_unsent_statuses(app)  # type: ignore[method-assign]
     return app

@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lsp_server.http.text_fields import Text
+
 # Requests may carry fields this server does not use (user, presence_penalty, ...); OpenAI
 # SDKs send some of them by default, so they are ignored rather than rejected.
 _LENIENT = ConfigDict(extra="ignore")
@@ -58,12 +60,12 @@ class SamplingRequest(BaseModel):
 
     model_config = _LENIENT
 
-    model: str | None = None
+    model: Text | None = None
     max_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
     top_k: int | None = Field(default=None, ge=1)
-    stop: str | Annotated[list[str], Field(max_length=MAX_STOP_STRINGS)] | None = None
+    stop: Text | Annotated[list[Text], Field(max_length=MAX_STOP_STRINGS)] | None = None
     seed: int | None = Field(default=None, ge=0)
     n: int | None = None
     stream: bool = False
@@ -80,13 +82,13 @@ class SamplingRequest(BaseModel):
 class TextPart(BaseModel):
     model_config = _LENIENT
     type: Literal["text"]
-    text: str
+    text: Text
 
 
 class ChatMessage(BaseModel):
     model_config = _LENIENT
     role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart] | None = None
+    content: Text | list[TextPart] | None = None
 
     def text(self) -> str:
         if self.content is None:
@@ -103,9 +105,9 @@ class ChatCompletionRequest(SamplingRequest):
 
 
 class CompletionRequest(SamplingRequest):
-    prompt: str | list[str] | list[int]
+    prompt: Text | list[Text] | list[int]
     echo: bool = False
-    suffix: str | None = None
+    suffix: Text | None = None
     best_of: int | None = None
     logprobs: int | None = None
 

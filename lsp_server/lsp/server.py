@@ -18,12 +18,13 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
 from lsp_server.lsp.backend import apply_backend_settings, report_backend
+from lsp_server.lsp.client_log import ClientLogHandler
 from lsp_server.lsp.completion import (
     CompletionLog,
     CompletionOutcome,
@@ -34,9 +35,10 @@ from lsp_server.lsp.completion import (
     finish_of,
     generate_completion,
 )
+from lsp_server.lsp.framing import serve_stdio, serve_tcp
 from lsp_server.lsp.loading import report_loading
 from lsp_server.lsp.prompt import path_header, resolve_cursor
-from lsp_server.lsp.protocol import ClientLogHandler, CompletionProtocol
+from lsp_server.lsp.rpc import ServerProtocol
 from lsp_server.lsp.settings import Settings, apply_settings
 from lsp_server.remote import BackendError
 from lsp_server.resident import ResidentModel
@@ -69,7 +71,8 @@ class CompletionServer(LanguageServer):
     def __init__(
         self, resident: ResidentModel, defaults: SamplingParams, time_budget_ms: int = 0
     ) -> None:
-        super().__init__("replit-lsp", VERSION, protocol_cls=CompletionProtocol)
+        super().__init__("replit-lsp", VERSION, protocol_cls=ServerProtocol)
+        self.protocol: ServerProtocol
         self.resident = resident
         self.settings = Settings.from_defaults(defaults, time_budget_ms)
         self.seed = defaults.seed
@@ -135,7 +138,7 @@ class CompletionServer(LanguageServer):
         if settings.time_budget_ms > 0:
             deadline = time.monotonic() + settings.time_budget_ms / 1000
         uri = params.text_document.uri
-        document = self.workspace.text_documents.get(uri)
+        document = self.protocol.documents.get(uri)
         if document is None or not settings.language_enabled(document.language_id):
             log.debug("completion at %s: not an open document of an enabled language", uri)
             return EMPTY
@@ -234,9 +237,7 @@ class CompletionServer(LanguageServer):
         """Resolves the (clamped) cursor in the current text; None when there is nothing
         before the cursor to complete from."""
         text = document.source
-        negotiated = self.workspace.position_encoding  # an enum member or its plain string
-        encoding = str(getattr(negotiated, "value", negotiated) or "utf-16")
-        cursor = resolve_cursor(text, position.line, position.character, encoding)
+        cursor = resolve_cursor(text, position.line, position.character, self.protocol.encoding)
         clamped = types.Position(line=cursor.line, character=cursor.character)
         text_before = text[: cursor.offset]
         if not text_before:
@@ -272,9 +273,17 @@ class CompletionServer(LanguageServer):
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
 
-    def status(self) -> dict[str, Any]:
+    def status(self, params: Any = None) -> dict[str, Any]:
+        """The model's state; with `{"textDocument": {"uri": ...}}`, also that document's
+        digest (null when it is not open), so a client can check both copies agree."""
         engine = self.resident.engine
+        document: dict[str, Any] = {}
+        uri = getattr(getattr(params, "textDocument", None), "uri", None)
+        if isinstance(uri, str):
+            open_document = self.protocol.documents.get(uri)
+            document["document"] = open_document.digest() if open_document else None
         return {
+            **document,
             "state": self.resident.state,
             "message": self.resident.last_message,
             "stage": self.resident.progress.stage,
@@ -321,7 +330,7 @@ def build_server(
 
     @server.feature(STATUS_METHOD)
     def status(params: Any) -> dict[str, Any]:
-        return server.status()
+        return server.status(params)
 
     @server.feature(COMPLETIONS_METHOD)
     def completions(params: Any) -> list[dict[str, object]]:
@@ -338,8 +347,13 @@ def run_language_server(
     host: str = "127.0.0.1",
     port: int = 2087,
     time_budget_ms: int = 0,
-) -> None:
-    """Serves one client until it exits; `transport` is "stdio" or "tcp"."""
+) -> NoReturn:
+    """Serves one client until it exits, then ends the process: with status 0 after
+    `shutdown` and `exit`, 1 after `exit` alone (as LSP says), 0 when the client hangs up.
+
+    The process ends with `os._exit`: the loader thread may be inside MAX's native code, where
+    interpreter shutdown would abort it, and the stdin thread may be blocked in a read that
+    would never return; nothing is left to clean up by then."""
     # pygls logs every feature it registers and every message at INFO: quiet it first, so
     # an editor's output panel shows only what this server has to say.
     if not log.isEnabledFor(logging.DEBUG):
@@ -350,16 +364,16 @@ def run_language_server(
     log.addHandler(handler)
     try:
         if transport == "tcp":
-            server.start_tcp(host, port)
+            serve_tcp(server, host, port)
         else:
-            server.start_io()
+            serve_stdio(server)
     finally:
         log.removeHandler(handler)
         server.cancel_all()
     if resident.state == "loading":
-        # The loader thread is inside MAX's native code: interpreter shutdown would end it
-        # there and abort the process. Nothing is left to clean up, so leave at once.
         log.info("the client exited while the model was loading")
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+    code = server.protocol.exit_code
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(ValueError, OSError):  # closed, or the client is gone
+            stream.flush()
+    os._exit(0 if code is None else code)

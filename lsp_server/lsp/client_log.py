@@ -1,29 +1,11 @@
-"""Where the language server meets pygls: error answers pygls would not send, and log records
-forwarded to the editor."""
+"""Log records forwarded to the editor, so its output panel shows what the server logs."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcException
-from pygls.protocol import LanguageServerProtocol
-
-
-class CompletionProtocol(LanguageServerProtocol):
-    """Answers a request whose params do not parse with an error response: pygls only logs
-    it, which would leave the client waiting for an answer forever."""
-
-    def structure_message(self, data: dict[str, Any]) -> Any:
-        try:
-            return super().structure_message(data)
-        except JsonRpcException as error:
-            msg_id = data.get("id")
-            if "method" in data and isinstance(msg_id, int | str):
-                self._send_response(msg_id, error=error.to_response_error())
-            raise
 
 
 class ClientLogHandler(logging.Handler):
