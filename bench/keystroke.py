@@ -15,8 +15,9 @@ import argparse
 import sysconfig
 import time
 from pathlib import Path
+from typing import Any
 
-from model.engine import Engine, EngineOptions
+from model.engine import Engine, EngineOptions, Generation
 from model.hub import resolve_model_dir
 from model.sampling import SamplingParams
 
@@ -34,18 +35,21 @@ def start_for_context(engine: Engine, text: str, tokens: int) -> int:
     return len(engine.tokenizer.decode(ids[:tokens]))
 
 
-def suggest(engine: Engine, prefix: str, new_tokens: int) -> tuple[float, float, int]:
-    """Seconds to the first token and to the whole suggestion (tokenization included), and
-    how many prompt tokens came from the cache."""
+def suggest(
+    engine: Engine, prefix: str, new_tokens: int, **options: Any
+) -> tuple[float, float, int, Generation]:
+    """Seconds to the first token and to the whole suggestion (tokenization included), how
+    many prompt tokens came from the cache, and the generation (for its statistics);
+    `options` go to `Engine.generate`."""
     started = time.perf_counter()
     first = None
     ids = engine.tokenizer.encode(prefix)[-(engine.max_length - new_tokens) :]
     params = SamplingParams(max_new_tokens=new_tokens, top_k=1)
-    with engine.generate(ids, params) as generation:
+    with engine.generate(ids, params, **options) as generation:
         for _ in generation:
             first = first or time.perf_counter()
     done = time.perf_counter()
-    return (first or done) - started, done - started, generation.reused_tokens
+    return (first or done) - started, done - started, generation.reused_tokens, generation
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -86,7 +90,7 @@ def measure_keystrokes(
         trace = typing_trace(text, start, steps, chars_per_step)
         for engine_ in engines.values():  # the file was open before typing began
             suggest(engine_, trace[0][:-1], new_tokens)
-        timings: dict[str, list[tuple[float, float, int]]] = {name: [] for name in engines}
+        timings: dict[str, list[tuple[float, float, int, Generation]]] = {n: [] for n in engines}
         for prefix in trace:
             for name, engine_ in engines.items():
                 timings[name].append(suggest(engine_, prefix, new_tokens))
