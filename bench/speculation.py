@@ -13,11 +13,14 @@ does. Three engines alternate step by step:
   an editor client would pass it.
 
 Per side: the whole suggestion's p50 milliseconds, graph runs per suggestion (prefill
-included), and kept draft tokens per verify run; the speculative suggestions are checked to
-equal the plain ones. A model with random weights (the full-width slice) copies nothing, so
-its own drafts are mostly rejected; `--agree` passes the reuse side's suggestion at the same
-step as draft context instead, which is what the drafter finds when the model does copy the
-repeated code: it measures what kept drafts save on that model's shapes.
+included), and kept draft tokens per verify run; and at how many steps the speculative and
+the recomputed suggestions equal the reuse side's (each path rounds differently, so where two
+logits nearly tie, as on random weights, greedy picks can differ).
+
+A model with random weights (the full-width slice) copies nothing, so its own drafts are
+mostly rejected; `--agree` passes the reuse side's suggestion at the same step as draft
+context instead, which is what the drafter finds when the model does copy the repeated code:
+it measures what kept drafts save on that model's shapes.
 
 `--compile-cost` instead times compiling the module with and without the verify graph.
 Usage: `python -m bench.speculation --model demo --context 950`,
@@ -39,11 +42,11 @@ from max.graph import DeviceRef, Module
 
 from bench.keystroke import TRACE_FILE, percentile, start_for_context, suggest, typing_trace
 from bench.suite import WORK_DIR
-from model.config import load_config, mpt_config_dict, parse_config
+from model.config import load_config, parse_config
 from model.engine import Engine, EngineOptions
 from model.graph import DEFAULT_GRAPH, build_graph
 from model.hub import resolve_model_dir
-from testkit.checkpoints import full_width_slice
+from testkit.checkpoints import full_width_config, full_width_slice
 
 SIDES = ("recompute", "reuse", "speculate")
 
@@ -99,14 +102,19 @@ def measure_speculation(
         suggest(engine_, trace[0][:-1], new_tokens)
     samples: dict[str, list[dict]] = {name: [] for name in SIDES}
     previous: list[int] = []
-    identical = True
+    same = {"speculate": 0, "recompute": 0}  # suggestions equal to the reuse side's
     for prefix in trace:
         suggestions = {}
         for name in SIDES:
             engine_ = engines[name]
-            draft_context = suggestions["reuse"] if agree else previous
             before = engine_.counters
-            options = {"draft_context": draft_context} if name == "speculate" else {}
+            options = {}
+            if name == "speculate" and agree:  # the reuse side's suggestion, where it goes
+                options["draft_context"] = (
+                    engine_.tokenizer.encode(prefix)[-3:] + suggestions["reuse"]
+                )
+            elif name == "speculate":
+                options["draft_context"] = previous
             _, whole, _, generation = suggest(engine_, prefix, new_tokens, **options)
             suggestions[name] = generation.tokens
             samples[name].append(
@@ -118,7 +126,8 @@ def measure_speculation(
                     "tokens": len(generation.tokens),
                 }
             )
-        identical &= suggestions["speculate"] == suggestions["reuse"]
+        same["speculate"] += suggestions["speculate"] == suggestions["reuse"]
+        same["recompute"] += suggestions["recompute"] == suggestions["reuse"]
         previous = suggestions["speculate"]
     row: dict = {
         "model": model_dir.name,
@@ -126,7 +135,9 @@ def measure_speculation(
         "context": context,
         "trace": trace_kind + (", agreeing drafts" if agree else ""),
         "speculative_tokens": speculative_tokens,
-        "identical": identical,
+        "steps": len(trace),
+        "speculate_same_as_reuse": same["speculate"],
+        "recompute_same_as_reuse": same["recompute"],
     }
     for name, rows in samples.items():
         times = [r["ms"] for r in rows]
@@ -147,9 +158,7 @@ def measure_speculation(
 def compile_seconds(layers: int, with_verify: bool) -> tuple[float, float]:
     """Wall and CPU seconds to compile a full-width `layers`-block module for the CPU in
     float32: prefill and decode graphs, and the verify graph if asked."""
-    config = parse_config(
-        mpt_config_dict(d_model=3072, n_heads=24, kv_n_heads=8, n_layers=layers, vocab_size=32768)
-    )
+    config = parse_config(full_width_config(layers))
     device = DeviceRef.CPU()
     started, cpu = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
     module = Module()
@@ -183,7 +192,7 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=2, help="layers for --compile-cost")
     args = parser.parse_args()
     if args.compile_cost:
-        for with_verify in (False, True, False, True):
+        for with_verify in (False, True):
             wall, cpu = compile_seconds(args.layers, with_verify)
             print(f"verify graph {with_verify}: {wall:.1f} s wall, {cpu:.1f} s CPU")
         return

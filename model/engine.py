@@ -356,8 +356,10 @@ class Engine:
         """Starts a completion of `prompt` (token ids); nothing runs until it is iterated.
 
         Greedy completions speculate unless `speculate` is False or the engine's
-        `speculative_tokens` is 0; the tokens are the same either way. `draft_context` is more
-        text to draft from besides the prompt, such as the previous suggestion at this spot.
+        `speculative_tokens` is 0; the tokens are the same either way, up to the rounding in
+        which the verify and decode graphs differ (which can flip a near tie of two logits).
+        `draft_context` is more tokens to draft from besides the prompt, such as the previous
+        suggestion at this spot.
         """
         prompt = list(prompt)
         if not prompt:
