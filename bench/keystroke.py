@@ -23,10 +23,11 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from lsp_server.remote import RemoteEngine, RemoteOptions
 from model.engine import Engine, EngineOptions
-from model.generation import TextGenerator
+from model.generation import GenerationStats, TextGenerator
 from model.hub import resolve_model_dir
 from model.sampling import SamplingParams
 from testkit.servers import start_server
@@ -45,19 +46,23 @@ def start_for_context(generator: TextGenerator, text: str, tokens: int) -> int:
     return len(generator.tokenizer.decode(ids[:tokens]))
 
 
-def suggest(generator: TextGenerator, prefix: str, new_tokens: int) -> tuple[float, float, int]:
+def suggest(
+    generator: TextGenerator, prefix: str, new_tokens: int, **options: Any
+) -> tuple[float, float, GenerationStats, str]:
     """Seconds to the first piece of a greedy suggestion and to its end (tokenization
-    included), and how many prompt tokens came from the cache."""
+    included), its statistics and its text; `options` go to `stream_text`."""
     started = time.perf_counter()
     first = None
     ids = generator.tokenizer.encode(prefix)[-(generator.max_length - new_tokens) :]
     params = SamplingParams(max_new_tokens=new_tokens, top_k=1)
-    with generator.stream_text(ids, params) as stream:
-        for _ in stream:
+    pieces = []
+    with generator.stream_text(ids, params, **options) as stream:
+        for piece in stream:
             first = first or time.perf_counter()
+            pieces.append(piece)
     done = time.perf_counter()
     assert stream.stats is not None
-    return (first or done) - started, done - started, stream.stats.reused_tokens
+    return (first or done) - started, done - started, stream.stats, "".join(pieces)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -85,7 +90,7 @@ def replay(
         trace = typing_trace(text, start, steps, chars_per_step)
         for generator in generators.values():  # the file was open before typing began
             suggest(generator, trace[0][:-1], new_tokens)
-        timings: dict[str, list[tuple[float, float, int]]] = {name: [] for name in generators}
+        timings: dict[str, list[tuple]] = {name: [] for name in generators}
         for prefix in trace:
             for name, generator in generators.items():
                 timings[name].append(suggest(generator, prefix, new_tokens))
@@ -95,7 +100,8 @@ def replay(
                 values = [sample[index] * 1000 for sample in samples]
                 row[f"{name}_{part}_p50_ms"] = percentile(values, 0.5)
                 row[f"{name}_{part}_p95_ms"] = percentile(values, 0.95)
-            row[f"{name}_reused_tokens"] = sum(sample[2] for sample in samples) / len(samples)
+            reused = sum(sample[2].reused_tokens for sample in samples)
+            row[f"{name}_reused_tokens"] = reused / len(samples)
         slow, fast = ratio
         for part in ("first", "whole"):
             row[f"{part}_ratio"] = row[f"{slow}_{part}_p50_ms"] / row[f"{fast}_{part}_p50_ms"]

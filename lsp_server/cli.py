@@ -77,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--temperature", type=float, default=1.0)
     model.add_argument("--seed", type=int, default=None)
     model.add_argument("--max-cache-batch-size", type=int, default=4, help="KV cache slots")
+    model.add_argument(
+        "--speculative-tokens",
+        type=int,
+        default=None,
+        help="most tokens drafted from the context and checked in one run (greedy); 0: off "
+        "(default: 4 for models whose decode reads weights op by op, 0 for small ones)",
+    )
     model.add_argument("--use-gpu", action="store_true", help="run on a MAX-supported GPU")
     model.add_argument("--serialized-model-path", type=Path, default=None)
     model.add_argument("--save-to-serialized-model-path", type=Path, default=None)
@@ -105,6 +112,7 @@ def engine_options(args: argparse.Namespace) -> EngineOptions:
         quantization_encoding=args.quantization_encoding,
         max_length=args.max_length,
         max_cache_batch_size=args.max_cache_batch_size,
+        speculative_tokens=args.speculative_tokens,
         use_gpu=args.use_gpu,
         serialized_model_path=args.serialized_model_path,
         save_to_serialized_model_path=args.save_to_serialized_model_path,

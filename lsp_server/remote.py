@@ -215,6 +215,8 @@ class RemoteCompletion:
         self.reused_tokens = 0
         self.finish_reason: str | None = None
         self.prefill_seconds = 0.0
+        # The local engine's own work: none here (the server speculates as it is set up to).
+        self.graph_runs = self.draft_tokens = self.accepted_tokens = 0
         self._pieces = 0
         self._reported_tokens: int | None = None
         self._iterator = self._run(engine, body, cancelled)
@@ -356,10 +358,13 @@ class RemoteEngine:
         *,
         cancelled: Callable[[], bool] = lambda: False,
         stop: StopRule | None = None,
+        speculate: bool = True,
+        draft_context: Sequence[int] = (),
     ) -> TextStream:
         """A completion of `prompt` (token ids of `tokenizer`, or text) as final text pieces,
         stopped by `stop` as the local engine's are. Raises `BackendError` while iterated
-        when the server cannot give it."""
+        when the server cannot give it. `speculate` and `draft_context` are the local
+        engine's; a remote server decodes as it is configured to."""
         if isinstance(prompt, str):
             text, count = prompt, len(self.tokenizer.encode(prompt))
         else:

@@ -85,7 +85,9 @@ class GenerationStats:
     """What one completion cost and why it ended, for logs, usage fields and benchmarks.
 
     `finish_reason` is OpenAI's: "stop" (the end-of-text token, or the stop rule, which
-    `stopped_by_rule` tells apart), "length" or "cancelled".
+    `stopped_by_rule` tells apart), "length" or "cancelled". `graph_runs` against
+    `generated_tokens` is what speculation saved: `accepted_tokens` of the `draft_tokens`
+    checked were kept without a decode step of their own.
     """
 
     prompt_tokens: int
@@ -95,6 +97,9 @@ class GenerationStats:
     stopped_by_rule: bool
     prefill_seconds: float
     seconds: float
+    graph_runs: int
+    draft_tokens: int
+    accepted_tokens: int
 
 
 class PieceSource(Protocol[Piece]):
@@ -105,6 +110,9 @@ class PieceSource(Protocol[Piece]):
     reused_tokens: int
     finish_reason: str | None
     prefill_seconds: float
+    graph_runs: int
+    draft_tokens: int
+    accepted_tokens: int
 
     @property
     def generated_tokens(self) -> int: ...
@@ -176,6 +184,9 @@ class TextStream(Iterator[str]):
             stopped_by_rule=stopped_by_rule,
             prefill_seconds=tokens.prefill_seconds,
             seconds=time.perf_counter() - self._started,
+            graph_runs=tokens.graph_runs,
+            draft_tokens=tokens.draft_tokens,
+            accepted_tokens=tokens.accepted_tokens,
         )
 
     def __next__(self) -> str:
@@ -241,4 +252,6 @@ class TextGenerator(Protocol):
         *,
         cancelled: Callable[[], bool] = ...,
         stop: StopRule | None = None,
+        speculate: bool = True,
+        draft_context: Sequence[int] = (),
     ) -> TextStream: ...

@@ -17,6 +17,12 @@ launching an op costs about as much as its arithmetic. Prefill keeps the built-i
 for many rows) except for the one-row logits head and, with bfloat16 weights, the products,
 which `replit_matmul` computes from the weights as they lie. Both graphs live in one `Module`,
 compiled together and bound to the same weights.
+
+A third graph, VERIFY_GRAPH, checks a speculative draft: the last accepted token and up to a
+few drafted ones go through the cache as in prefill, and it returns the logits of every row,
+so one run tells how many drafted tokens the model would have chosen itself. On the CPU its
+products are all `replit_matmul`, which reads each weight once for all rows: a run of a few
+rows then costs about one decode step.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from max.driver import Device
 from max.dtype import DType
 from max.graph import (
     BufferType,
@@ -57,7 +64,7 @@ from model.kernel_ops import (
 )
 
 # Bump when the graph below changes in a way the compiled-model cache must notice.
-GRAPH_VERSION = 9
+GRAPH_VERSION = 10
 
 # Blocks up to this size (the last-level cache here) run as one `replit_decode_layer` call:
 # the demo model's decode graph went from 1.46 to 0.97 ms a step so, where its ops' launches
@@ -66,6 +73,7 @@ GRAPH_VERSION = 9
 FUSED_BLOCK_BYTES = 32 << 20
 PREFILL_GRAPH = "replit_mpt"
 DECODE_GRAPH = "replit_mpt_decode"
+VERIFY_GRAPH = "replit_mpt_verify"
 
 
 def cpu_has_bf16_dot() -> bool:
@@ -259,12 +267,46 @@ class FusedBlockOps(KernelDecodeOps):
         return decode_layer(h, weights, cache.start.reshape([1]), cache.k, cache.v, self.config)
 
 
+class KernelVerifyOps(KernelProductOps):
+    """The CPU verify graph: a few rows, every product by `replit_matmul`.
+
+    MAX's matmul and `replit_gemv` read the weights once per row or run far below memory
+    bandwidth at a few rows; `replit_matmul` streams each weight once for all of them, in
+    float32 as in bfloat16, so checking a draft costs about what one decode step does.
+    Attention keeps the built-in ops, as prefill does: its cost at a few rows is small.
+    """
+
+    def __init__(
+        self, config: ModelConfig, dtype: DType, device: DeviceRef, *, bfloat16_dot: bool
+    ) -> None:
+        super().__init__(config, dtype, device, one_row=False, bfloat16_dot=bfloat16_dot)
+
+    def linear(self, x: TensorValue, name: str, *, one_row: bool = False) -> TensorValue:
+        return matmul(x, self.weight(name))
+
+
+def decodes_whole_blocks(
+    config: ModelConfig, dtype: DType, device: Device, options: GraphOptions
+) -> bool:
+    """Whether each block of a decode step is one kernel call (a small model on the CPU)."""
+    ops_ = graph_ops(config, dtype, DeviceRef.from_device(device), options, decode=True)
+    return isinstance(ops_, FusedBlockOps)
+
+
 def graph_ops(
-    config: ModelConfig, dtype: DType, device: DeviceRef, options: GraphOptions, *, decode: bool
+    config: ModelConfig,
+    dtype: DType,
+    device: DeviceRef,
+    options: GraphOptions,
+    *,
+    decode: bool,
+    verify: bool = False,
 ) -> BuiltinOps:
     """The one choice of how a graph is traced, made from the config, device and options."""
     if not module_extensions(device, options):
         return BuiltinOps(config, dtype, device)
+    if verify:
+        return KernelVerifyOps(config, dtype, device, bfloat16_dot=options.bfloat16_dot)
     if not decode or config.head_dim % KERNEL_HEAD_DIM_MULTIPLE != 0:
         # The decode attention kernel works in whole SIMD vectors of a head.
         return KernelProductOps(
@@ -284,7 +326,8 @@ def module_extensions(device: DeviceRef, options: GraphOptions) -> list[Path]:
 def build_graphs(
     config: ModelConfig, dtype: DType, device: DeviceRef, options: GraphOptions
 ) -> Graph:
-    """The graphs to compile together: PREFILL_GRAPH always, DECODE_GRAPH on the CPU.
+    """The graphs to compile together: PREFILL_GRAPH and VERIFY_GRAPH always, DECODE_GRAPH
+    on the CPU.
 
     Returns the last graph built, whose `module` holds them all: `session.compile` of that
     graph compiles the module with the kernel declarations the graphs already loaded, so the
@@ -294,10 +337,10 @@ def build_graphs(
     `Module` (unlike `Graph`) does not enter MAX's default context on other threads.
     """
     module = Module()
-    graph = build_graph(config, dtype, device, options, module=module)
+    build_graph(config, dtype, device, options, module=module)
     if module_extensions(device, options):
-        graph = build_graph(config, dtype, device, options, module=module, decode=True)
-    return graph
+        build_graph(config, dtype, device, options, module=module, decode=True)
+    return build_graph(config, dtype, device, options, module=module, verify=True)
 
 
 def build_graph(
@@ -308,6 +351,7 @@ def build_graph(
     *,
     module: Module | None = None,
     decode: bool = False,
+    verify: bool = False,
 ) -> Graph:
     """Traces the model for `config` with weights in `dtype` on `device`.
 
@@ -315,11 +359,13 @@ def build_graph(
     token; `rel_pos` [seq_len, total_len] float32 (key minus query position, -inf when masked);
     then the K and V cache buffers of each layer, [kv_n_heads, capacity, head_dim] float32.
     Output: float32 logits [vocab_size] of the last new token. With `decode`, seq_len is 1 and
-    the graph is named DECODE_GRAPH (whose `rel_pos` the kernel path leaves unread). Which ops
-    trace it is `graph_ops`'s choice.
+    the graph is named DECODE_GRAPH (whose `rel_pos` the kernel path leaves unread). With
+    `verify`, it is VERIFY_GRAPH and outputs the logits of every new token, [seq_len,
+    vocab_size]. Which ops trace it is `graph_ops`'s choice.
     """
-    b = graph_ops(config, dtype, device, options, decode=decode)
+    b = graph_ops(config, dtype, device, options, decode=decode, verify=verify)
     seq_len: int | str = 1 if decode else "seq_len"
+    name = DECODE_GRAPH if decode else VERIFY_GRAPH if verify else PREFILL_GRAPH
     input_types = [
         TensorType(DType.int64, [seq_len], device),
         TensorType(DType.int64, [1], DeviceRef.CPU()),
@@ -327,7 +373,7 @@ def build_graph(
         *[cache_type(config, device)] * (2 * config.n_layers),
     ]
     with Graph(
-        DECODE_GRAPH if decode else PREFILL_GRAPH,
+        name,
         input_types=input_types,
         custom_extensions=module_extensions(device, options),
         module=module,
@@ -342,7 +388,10 @@ def build_graph(
             cache = LayerCache(start, end, rel_pos, caches[2 * n].buffer, caches[2 * n + 1].buffer)
             h = b.block(h, n, cache)
 
-        last = b.layer_norm(h[(slice(-1, None), 1), :], FINAL_NORM)
-        logits = b.linear(last, EMBEDDING, one_row=True)
-        graph.output(logits.reshape([config.vocab_size]))
+        if verify:
+            logits = b.linear(b.layer_norm(h, FINAL_NORM), EMBEDDING)
+        else:
+            last = b.layer_norm(h[(slice(-1, None), 1), :], FINAL_NORM)
+            logits = b.linear(last, EMBEDDING, one_row=True).reshape([config.vocab_size])
+        graph.output(logits)
     return graph

@@ -68,6 +68,18 @@ def make_random_checkpoint(
     return save_checkpoint(out_dir, config, tensors, tokenizer)
 
 
+def full_width_config(layers: int) -> dict:
+    """The real model's config dict (`mpt_config_dict`) with `layers` blocks."""
+    return mpt_config_dict(
+        d_model=3072,
+        n_heads=24,
+        kv_n_heads=8,
+        n_layers=layers,
+        vocab_size=32768,
+        max_seq_len=4096,
+    )
+
+
 def full_width_slice(
     out_dir: Path, layers: int, tokenizer_dir: Path, encoding: str = "float32"
 ) -> Path:
@@ -77,14 +89,7 @@ def full_width_slice(
     Shards of LAYERS_PER_SHARD blocks (with the index Hugging Face writes) keep the memory this
     takes to a shard's worth, so the 13 GB float32 model can be written next to other work.
     """
-    config = mpt_config_dict(
-        d_model=3072,
-        n_heads=24,
-        kv_n_heads=8,
-        n_layers=layers,
-        vocab_size=32768,
-        max_seq_len=4096,
-    )
+    config = full_width_config(layers)
     shapes = weight_shapes(parse_config(config))
     rng = np.random.default_rng(0)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ from tokenizers import Tokenizer
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from model.engine import Engine, EngineOptions  # noqa: E402
+from model.engine import SPECULATIVE_TOKENS, Engine, EngineOptions  # noqa: E402
 from model.hub import DEMO_DIR  # noqa: E402
 from testkit.checkpoints import TINY_MAX_LENGTH, make_random_checkpoint
 from testkit.reference import Expected, ReferenceMPT, greedy_answers
@@ -34,9 +34,14 @@ def tiny_reference(tiny_model_dir: Path) -> ReferenceMPT:
 
 @pytest.fixture(scope="session")
 def tiny_engine(tiny_model_dir: Path) -> Engine:
-    return Engine(
-        EngineOptions(model_dir=tiny_model_dir, max_length=TINY_MAX_LENGTH, max_cache_batch_size=2)
+    # It speculates, as a large model does by default, so that the tests cover verify runs.
+    options = EngineOptions(
+        model_dir=tiny_model_dir,
+        max_length=TINY_MAX_LENGTH,
+        max_cache_batch_size=2,
+        speculative_tokens=SPECULATIVE_TOKENS,
     )
+    return Engine(options)
 
 
 @pytest.fixture(scope="session")

@@ -114,9 +114,11 @@ def test_prefix_reuse_is_exact_and_keeps_generated_tokens(tiny_model_dir, tiny_e
 
 
 def test_counters_count_graph_runs_and_the_tokens_sent_through_them(tiny_engine):
+    """Plain decoding's counts (speculation's are in tests/test_speculation.py)."""
     prompt = tiny_engine.tokenizer.encode("class Counter:\n    def __init__(self):\n")
+    params = SamplingParams(max_new_tokens=6)
     before = tiny_engine.counters
-    with tiny_engine.generate(prompt, SamplingParams(max_new_tokens=6)) as first:
+    with tiny_engine.generate(prompt, params, speculate=False) as first:
         generated = list(first)
     after_first = tiny_engine.counters
     # Decode runs one graph per new token; the prompt's uncached part is one prefill run.
@@ -126,7 +128,7 @@ def test_counters_count_graph_runs_and_the_tokens_sent_through_them(tiny_engine)
     computed = len(prompt) - 1 - first.reused_tokens + steps
     assert after_first.computed_tokens - before.computed_tokens == computed
     # The same prompt again: its K/V are cached, so only the decode steps run.
-    with tiny_engine.generate(prompt, SamplingParams(max_new_tokens=6)) as again:
+    with tiny_engine.generate(prompt, params, speculate=False) as again:
         assert list(again) == generated
     assert again.reused_tokens == len(prompt) - 1
     assert tiny_engine.counters.graph_runs - after_first.graph_runs == steps

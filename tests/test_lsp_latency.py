@@ -43,7 +43,8 @@ LONG_DOCUMENT = "".join(f"def step_{i}(value):\n    return value + {i}\n\n\n" fo
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def client(tiny_model_dir: Path) -> AsyncIterator[LanguageClient]:
     lsp, _ = await start_client(
-        lsp_server_command(tiny_model_dir),
+        # Speculating (a small model does not by default): its answers must not change.
+        lsp_server_command(tiny_model_dir, "--speculative-tokens", "4"),
         client_capabilities("neovim@v0.10.0"),
         {"replitLsp": {"maxNewTokens": MAX_NEW_TOKENS}},
     )

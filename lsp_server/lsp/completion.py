@@ -42,6 +42,7 @@ class CursorSnapshot:
     seed: int | None
     window_start: int | None = None  # the document's prompt window so far, kept if it fits
     deadline: float | None = None  # time.monotonic() by which to answer, from the time budget
+    previous_suggestion: str = ""  # drafts for speculation may copy it as well as the prompt
 
 
 def cursor_snapshot(
@@ -52,6 +53,7 @@ def cursor_snapshot(
     header: str = "",
     window_start: int | None = None,
     deadline: float | None = None,
+    previous_suggestion: str = "",
 ) -> CursorSnapshot:
     """The snapshot of a document's `text` at `cursor`: the text before it and the context
     the completion rules need."""
@@ -63,7 +65,9 @@ def cursor_snapshot(
         max_lines=settings.max_lines,
         indentation=detect_indentation(text_before[-INDENT_SAMPLE_CHARS:]),
     )
-    return CursorSnapshot(text_before, header, context, settings, seed, window_start, deadline)
+    return CursorSnapshot(
+        text_before, header, context, settings, seed, window_start, deadline, previous_suggestion
+    )
 
 
 @dataclass(frozen=True)
@@ -164,7 +168,15 @@ def generate_completion(
         seed=snapshot.seed,
     )
     rules = CompletionRules(snapshot.context)
-    with engine.stream_text(prompt.ids, params, cancelled=stopped, stop=rules) as stream:
+    draft_context = engine.tokenizer.encode(snapshot.previous_suggestion)
+    with engine.stream_text(
+        prompt.ids,
+        params,
+        cancelled=stopped,
+        stop=rules,
+        speculate=snapshot.settings.speculation,
+        draft_context=draft_context if snapshot.previous_suggestion else (),
+    ) as stream:
         raw = stream.text()
     stats = stream.stats
     assert stats is not None

@@ -245,10 +245,10 @@ class CompletionServer(LanguageServer):
         header = ""
         if settings.prepend_file_path:
             header = path_header(self._display_path(document), document.language_id or "")
-        memory = self._documents.get(document.uri)
-        window_start = memory.window_start if memory is not None else None
+        memory = self._documents.get(document.uri) or DocumentMemory()
+        shown = memory.shown.text if memory.shown is not None else ""
         snapshot = cursor_snapshot(
-            text, cursor, settings, self.seed, header, window_start, deadline
+            text, cursor, settings, self.seed, header, memory.window_start, deadline, shown
         )
         return snapshot, clamped
 

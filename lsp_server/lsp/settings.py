@@ -30,6 +30,9 @@ class Settings:
     # The longest a completion may take, in milliseconds (0: no limit): at the deadline the
     # complete lines generated so far are the answer.
     time_budget_ms: int = 0
+    # Greedy completions draft tokens from the context and check them in one run, where the
+    # engine speculates (--speculative-tokens): false turns it off for this client.
+    speculation: bool = True
     backend_url: str = ""  # empty: the command line's model (local, or --backend-url)
     backend_model: str = ""  # empty: the backend's first model
 
@@ -98,6 +101,7 @@ _FIELDS: dict[str, tuple[str, Callable[[object], Any], str]] = {
     "requestWaitSeconds": ("request_wait_seconds", _non_negative_number, "a number >= 0"),
     "prependFilePath": ("prepend_file_path", _boolean, "true or false"),
     "timeBudgetMs": ("time_budget_ms", _non_negative_int, "an integer >= 0"),
+    "speculation": ("speculation", _boolean, "true or false"),
     "backendUrl": ("backend_url", _url, "an http:// or https:// URL, or empty"),
     "backendModel": ("backend_model", _string, "a model name, or empty"),
 }
