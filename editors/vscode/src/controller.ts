@@ -16,6 +16,8 @@ import {
 import type { StatusView } from "./status";
 
 export const STATUS_METHOD = "replitLsp/status";
+/** VS Code's "Trigger Inline Suggestion". */
+export const TRIGGER_INLINE_SUGGESTION = "editor.action.inlineSuggest.trigger";
 export const POLL_INTERVAL_MS = 500;
 
 export type ClientState = "starting" | "running" | "stopped";
@@ -136,6 +138,15 @@ export class ServerController implements vscode.Disposable {
         this.output.error(`could not start ${command.command}: ${describe(error)} (${hint})`);
         this.status.set("error", `could not start ${command.command}: ${describe(error)}`);
       }
+      return;
+    }
+    if (generation === this.generation) {
+      // The client registers its inline completion provider only now, and VS Code does not
+      // ask a new provider about what was typed before: without this, text typed while the
+      // server started never gets a suggestion in that editor.
+      void Promise.resolve(vscode.commands.executeCommand(TRIGGER_INLINE_SUGGESTION)).catch(
+        (error: unknown) => this.output.warn(`asking for a suggestion: ${describe(error)}`),
+      );
     }
   }
 

@@ -1,0 +1,115 @@
+// Drives code-server in Chromium as a user would, for tests/test_vscode_web.py: opens files,
+// types, waits for ghost text, accepts it, and prints what it saw as one JSON line.
+//
+// node vscode_web_driver.mjs CONFIG.json, where the config names the tools folder (holding
+// playwright-core), Chromium, the workbench URL, an empty profile folder, the screenshot path
+// and the scenario's files and keystrokes.
+
+import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+
+const config = JSON.parse(readFileSync(process.argv[2], "utf8"));
+const { chromium } = createRequire(`${config.toolsDir}/node_modules/`)("playwright-core");
+const STATUS_ITEM = '[id="replit-lsp.replit-lsp"]';
+const GHOST_TIMEOUT_MS = config.ghostTimeoutMs;
+
+/** The status item's label, recorded from page load on: loading can be brief. */
+function recordStatus(selector) {
+  window.replitStatus = [];
+  setInterval(() => {
+    const label = document.querySelector(selector)?.getAttribute("aria-label");
+    const seen = window.replitStatus;
+    if (label && seen[seen.length - 1] !== label) {
+      seen.push(label);
+    }
+  }, 20);
+}
+
+/** The ghost text in the focused editor: the part on the cursor's line, then the lines
+ * below it, as VS Code draws them (spaces as no-break spaces). */
+function readGhost() {
+  const editor = document.querySelector(".monaco-editor.focused");
+  if (!editor) {
+    return "";
+  }
+  const text = (nodes) => [...nodes].map((node) => node.textContent).join("");
+  const first = text(editor.querySelectorAll(".view-lines .ghost-text-decoration"));
+  const rest = [...editor.querySelectorAll(".view-zones .ghost-text .view-line")].map((line) =>
+    text(line.childNodes),
+  );
+  if (!first && rest.length === 0) {
+    return "";
+  }
+  return [first, ...rest].join("\n").replaceAll("\u00a0", " ");
+}
+
+async function waitForGhost(page) {
+  await page.waitForFunction(() => window.replitGhost(), null, {
+    timeout: GHOST_TIMEOUT_MS,
+    polling: 50,
+  });
+  return page.evaluate(() => window.replitGhost());
+}
+
+async function openFile(page, name) {
+  await page.locator(".explorer-folders-view .monaco-list-row", { hasText: name }).click();
+  const tab = page.locator(".tabs-container .tab.active", { hasText: name });
+  await tab.waitFor();
+  await page.locator(".editor-instance .monaco-editor .view-lines").first().click();
+  await page.keyboard.press("Control+End");
+}
+
+async function statusLabel(page) {
+  return page.evaluate((item) => document.querySelector(item)?.getAttribute("aria-label") ?? "", STATUS_ITEM);
+}
+
+async function save(page) {
+  await page.keyboard.press("Control+S");
+  await page.locator(".tabs-container .tab.active.dirty").waitFor({ state: "detached" });
+}
+
+const context = await chromium.launchPersistentContext(config.profileDir, {
+  executablePath: config.chromium,
+  headless: true,
+  viewport: { width: 1000, height: 560 },
+  args: [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+  ],
+});
+const result = {};
+try {
+  const page = context.pages()[0] ?? (await context.newPage());
+  await page.addInitScript(recordStatus, STATUS_ITEM);
+  await page.addInitScript(`window.replitGhost = ${readGhost}`);
+  await page.goto(config.url);
+  await page.locator(".explorer-folders-view .monaco-list-row").first().waitFor();
+
+  // Typed as soon as the editor opens, before the server is up.
+  await openFile(page, config.early.file);
+  result.statusWhenTyping = await statusLabel(page);
+  await page.keyboard.type(config.early.typed);
+  result.earlyGhost = await waitForGhost(page);
+  await page.keyboard.press("Escape");
+
+  await page.waitForFunction(
+    (item) => document.querySelector(item)?.getAttribute("aria-label")?.includes(": ready"),
+    STATUS_ITEM,
+  );
+  await openFile(page, config.main.file);
+  await page.keyboard.type(config.main.typed);
+  result.mainGhost = await waitForGhost(page);
+  await page.screenshot({ path: config.screenshot });
+  await page.keyboard.press("Tab");
+  await page.waitForFunction(() => !window.replitGhost(), null, { polling: 50 });
+  await save(page);
+  result.statusHistory = await page.evaluate(() => window.replitStatus);
+} finally {
+  await context.close();
+}
+console.log(JSON.stringify(result));
