@@ -706,6 +706,7 @@ def create_app(service: Service, api_key: str | None, max_body_bytes: int) -> Fa
         }
         body["pid"] = os.getpid()
         body["loads"] = service.resident.loads
+        body["suggestions"] = resident.feedback.snapshot()
         if engine is None:
             return JSONResponse(body, status_code=503, headers=RETRY)
         gate = service.admission(engine)

@@ -12,6 +12,7 @@ import logging
 import threading
 from collections.abc import Callable
 
+from lsp_server.feedback import Feedback
 from model.engine import Engine, EngineOptions
 from model.progress import FAILED, LoadProgress, ProgressCallback
 
@@ -26,6 +27,8 @@ class ResidentModel:
         self.error: BaseException | None = None
         # How many engines this process built: 1 proves every front door shares one model.
         self.loads = 0
+        # What became of the suggestions, for every front door's status.
+        self.feedback = Feedback()
         self._ready = threading.Event()
         self._listeners: list[ProgressCallback] = []
         self._lock = threading.Lock()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import sys
@@ -27,6 +28,7 @@ from pygls.exceptions import JsonRpcException
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 
+from lsp_server.feedback import ACCEPT_COMMAND, PARTIAL_ACCEPT_COMMAND
 from lsp_server.postprocess import CompletionContext, detect_indentation, postprocess, truncate
 from lsp_server.prompt import build_prompt, path_header, resolve_cursor, text_after
 from lsp_server.resident import ResidentModel
@@ -312,7 +314,8 @@ class CompletionServer(LanguageServer):
         if engine is None or job.cancel.is_set():
             log.debug("completion at %s: %s", uri, "superseded" if engine else "model not ready")
             return EMPTY
-        request, position = self._snapshot(document, params.position, settings)
+        invoked = params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked
+        request, position = self._snapshot(document, params.position, settings, invoked)
         if request is None:
             log.debug("completion at %s: nothing before the cursor", uri)
             return EMPTY
@@ -331,15 +334,18 @@ class CompletionServer(LanguageServer):
         if job.cancel.is_set() or not outcome.text:
             return EMPTY
         item = types.InlineCompletionItem(
-            insert_text=outcome.text, range=types.Range(start=position, end=position)
+            insert_text=outcome.text,
+            range=types.Range(start=position, end=position),
+            command=self.resident.feedback.shown_item(time.perf_counter() - started),
         )
         return types.InlineCompletionList(items=[item])
 
     def _snapshot(
-        self, document: Any, position: types.Position, settings: Settings
+        self, document: Any, position: types.Position, settings: Settings, invoked: bool
     ) -> tuple[CompletionRequest | None, types.Position]:
         """Resolves the (clamped) cursor in the current text; None when there is nothing
-        before the cursor to complete from."""
+        before the cursor to complete from. A suggestion the user asked for (`invoked`) may
+        be longer than one that comes while typing."""
         text = document.source
         negotiated = self.workspace.position_encoding  # an enum member or its plain string
         encoding = str(getattr(negotiated, "value", negotiated) or "utf-16")
@@ -348,6 +354,8 @@ class CompletionServer(LanguageServer):
         text_before = text[: cursor.offset]
         if not text_before:
             return None, clamped
+        if invoked:
+            settings = dataclasses.replace(settings, max_new_tokens=settings.invoked_max_new_tokens)
         header = ""
         if settings.prepend_file_path:
             header = path_header(self._display_path(document), document.language_id or "")
@@ -382,6 +390,7 @@ class CompletionServer(LanguageServer):
             "percent": self.resident.progress.percent,
             "engine_id": id(engine) if engine is not None else None,
             "pid": os.getpid(),
+            "suggestions": self.resident.feedback.snapshot(),
         }
 
 
@@ -416,6 +425,14 @@ def build_server(resident: ResidentModel, defaults: SamplingParams) -> Completio
     @server.feature(types.SHUTDOWN)
     def shutdown(params: None) -> None:
         server.cancel_all()
+
+    @server.command(ACCEPT_COMMAND)
+    def did_accept(suggestion_id: str) -> None:
+        server.resident.feedback.accept(suggestion_id)
+
+    @server.command(PARTIAL_ACCEPT_COMMAND)
+    def did_partially_accept(suggestion_id: str) -> None:
+        server.resident.feedback.accept(suggestion_id, partial=True)
 
     @server.feature(STATUS_METHOD)
     def status(params: Any) -> dict[str, Any]:

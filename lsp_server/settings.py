@@ -27,6 +27,7 @@ class Settings:
     enabled_languages: tuple[str, ...] = ()  # empty: every language
     request_wait_seconds: float = 30.0
     prepend_file_path: bool = False
+    invoked_max_new_tokens: int = 128  # for a suggestion the user asked for
 
     @classmethod
     def from_defaults(cls, defaults: SamplingParams) -> Settings:
@@ -70,6 +71,7 @@ def _boolean(value: object) -> bool | None:
 # setting name -> (field, parser returning None for an invalid value, what a valid value is)
 _FIELDS: dict[str, tuple[str, Callable[[object], Any], str]] = {
     "maxNewTokens": ("max_new_tokens", _positive_int, "an integer >= 1"),
+    "invokedMaxNewTokens": ("invoked_max_new_tokens", _positive_int, "an integer >= 1"),
     "maxLines": ("max_lines", _positive_int, "an integer >= 1"),
     "topK": ("top_k", _positive_int, "an integer >= 1"),
     "temperature": ("temperature", _non_negative_number, "a number >= 0"),

@@ -37,10 +37,11 @@ def test_every_setting() -> None:
         "enabledLanguages": None,
         "requestWaitSeconds": 0,
         "prependFilePath": True,
+        "invokedMaxNewTokens": 100,
     }
     settings, warnings = apply_settings(Settings(enabled_languages=("go",)), raw)
     assert warnings == []
-    assert settings == Settings(10, 3, 40, 0.7, (), 0.0, True)
+    assert settings == Settings(10, 3, 40, 0.7, (), 0.0, True, 100)
     assert settings.language_enabled("anything")
 
 
@@ -52,6 +53,7 @@ FIELDS = {
     "enabledLanguages": "enabled_languages",
     "requestWaitSeconds": "request_wait_seconds",
     "prependFilePath": "prepend_file_path",
+    "invokedMaxNewTokens": "invoked_max_new_tokens",
 }
 
 
