@@ -40,7 +40,8 @@ BUILD_TIMEOUT = 600
 DRIVER_TIMEOUT = 300
 GHOST_TIMEOUT_MS = 60_000
 SERVER_ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-COMPLETION_SETTINGS = {"maxNewTokens": 24, "maxLines": 3}
+# Asked-for suggestions are longer, so each answer shows which kind of request brought it.
+COMPLETION_SETTINGS = {"maxNewTokens": 8, "invokedMaxNewTokens": 24, "maxLines": 3}
 
 EARLY_TEXT = "import os\n\n\ndef read_lines(path):\n"
 EARLY_TYPED = "    with open"
@@ -79,10 +80,15 @@ def build_vsix() -> Path:
 
 
 async def server_answer(
-    model_dir: Path, path: Path, text: str, trigger: types.InlineCompletionTriggerKind
+    model_dir: Path,
+    path: Path,
+    text: str,
+    trigger: types.InlineCompletionTriggerKind,
+    line: int | None = None,
 ) -> str:
     """What a fresh `replit-lsp --stdio` on the same checkpoint answers at the end of
-    `text`, with the settings and client capabilities the extension sends."""
+    `text` (or of its line `line`), with the settings and client capabilities the extension
+    sends."""
     client = make_test_lsp_client()
     await client.start_io(*lsp_server_command(model_dir), env=SERVER_ENV)
     try:
@@ -95,9 +101,10 @@ async def server_answer(
         item = types.TextDocumentItem(uri=uri, language_id="python", version=1, text=text)
         client.text_document_did_open(types.DidOpenTextDocumentParams(text_document=item))
         lines = text.split("\n")
+        line = len(lines) - 1 if line is None else line
         request = types.InlineCompletionParams(
             text_document=types.TextDocumentIdentifier(uri=uri),
-            position=types.Position(line=len(lines) - 1, character=len(lines[-1])),
+            position=types.Position(line=line, character=len(lines[line])),
             context=types.InlineCompletionContext(trigger_kind=trigger),
         )
         result = await asyncio.wait_for(client.text_document_inline_completion_async(request), 120)
@@ -236,7 +243,7 @@ def test_ghost_text_in_vscode(tools: Tools, tiny_model_dir: Path, tmp_path: Path
         "screenshot": str(screenshot),
         "ghostTimeoutMs": GHOST_TIMEOUT_MS,
         "early": {"file": "early.py", "typed": EARLY_TYPED},
-        "main": {"file": "main.py", "typed": MAIN_TYPED},
+        "main": {"file": "main.py", "path": str(workspace / "main.py"), "typed": MAIN_TYPED},
     }
     flags = ["--auth", "none", "--disable-telemetry", "--disable-update-check"]
     flags.append("--disable-workspace-trust")
@@ -257,17 +264,28 @@ def test_ghost_text_in_vscode(tools: Tools, tiny_model_dir: Path, tmp_path: Path
         shutil.copyfile(screenshot, SCREENSHOT)
 
     automatic = types.InlineCompletionTriggerKind.Automatic
+    invoked = types.InlineCompletionTriggerKind.Invoked
     early_text, main_text = EARLY_TEXT + EARLY_TYPED, MAIN_TEXT + MAIN_TYPED
-    early = asyncio.run(
-        server_answer(tiny_model_dir, workspace / "early.py", early_text, automatic)
-    )
+    # Typed before the server was up, then asked for by the extension once it was.
+    early = asyncio.run(server_answer(tiny_model_dir, workspace / "early.py", early_text, invoked))
     main = asyncio.run(server_answer(tiny_model_dir, workspace / "main.py", main_text, automatic))
-    assert early and main, "the checkpoint completes both documents, so both must show"
+    accepted = main_text + main
+    asked = asyncio.run(
+        server_answer(tiny_model_dir, workspace / "main.py", accepted, invoked, line=0)
+    )
+    assert early and main and asked, "the checkpoint completes these documents: all must show"
 
     assert "ready" not in seen["statusWhenTyping"], seen
     assert seen["earlyGhost"] == early
     assert seen["mainGhost"] == main
-    assert (workspace / "main.py").read_text() == main_text + main
+    assert seen["savedAfterTab"] == accepted
+    assert seen["invokedGhost"] == asked
+    first, rest = accepted.split("\n", 1)
+    saved_first, saved_rest = seen["savedAfterWord"].split("\n", 1)
+    word = saved_first.removeprefix(first)
+    assert saved_rest == rest and saved_first.startswith(first), seen
+    assert word and asked.startswith(word), seen
+    assert "1 accepted, 1 partly accepted" in seen["statusAfterWord"]
     history = seen["statusHistory"]
     loading = next(i for i, label in enumerate(history) if "replit-lsp: loading" in label)
     assert any("replit-lsp: ready" in label for label in history[loading:]), history

@@ -5,11 +5,13 @@
 // playwright-core), Chromium, the workbench URL, an empty profile folder, the screenshot path
 // and the scenario's files and keystrokes.
 
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { createRequire } from "node:module";
 
 const config = JSON.parse(readFileSync(process.argv[2], "utf8"));
-const { chromium } = createRequire(`${config.toolsDir}/node_modules/`)("playwright-core");
+const { chromium } = createRequire(`${config.toolsDir}/node_modules/`)(
+  "playwright-core",
+);
 const STATUS_ITEM = '[id="replit-lsp.replit-lsp"]';
 const GHOST_TIMEOUT_MS = config.ghostTimeoutMs;
 
@@ -33,10 +35,12 @@ function readGhost() {
     return "";
   }
   const text = (nodes) => [...nodes].map((node) => node.textContent).join("");
-  const first = text(editor.querySelectorAll(".view-lines .ghost-text-decoration"));
-  const rest = [...editor.querySelectorAll(".view-zones .ghost-text .view-line")].map((line) =>
-    text(line.childNodes),
+  const first = text(
+    editor.querySelectorAll(".view-lines .ghost-text-decoration"),
   );
+  const rest = [
+    ...editor.querySelectorAll(".view-zones .ghost-text .view-line"),
+  ].map((line) => text(line.childNodes));
   if (!first && rest.length === 0) {
     return "";
   }
@@ -52,20 +56,46 @@ async function waitForGhost(page) {
 }
 
 async function openFile(page, name) {
-  await page.locator(".explorer-folders-view .monaco-list-row", { hasText: name }).click();
+  await page
+    .locator(".explorer-folders-view .monaco-list-row", { hasText: name })
+    .click();
   const tab = page.locator(".tabs-container .tab.active", { hasText: name });
   await tab.waitFor();
-  await page.locator(".editor-instance .monaco-editor .view-lines").first().click();
+  await page
+    .locator(".editor-instance .monaco-editor .view-lines")
+    .first()
+    .click();
   await page.keyboard.press("Control+End");
 }
 
 async function statusLabel(page) {
-  return page.evaluate((item) => document.querySelector(item)?.getAttribute("aria-label") ?? "", STATUS_ITEM);
+  return page.evaluate(
+    (item) => document.querySelector(item)?.getAttribute("aria-label") ?? "",
+    STATUS_ITEM,
+  );
 }
 
+/** Waits for the status item's label (its text and tooltip) to include `text`. */
+async function waitForStatus(page, text) {
+  await page.waitForFunction(
+    ([item, wanted]) =>
+      document
+        .querySelector(item)
+        ?.getAttribute("aria-label")
+        ?.includes(wanted),
+    [STATUS_ITEM, text],
+  );
+  return statusLabel(page);
+}
+
+/** Saves the edited file; returns what is on disk once the write has landed. */
 async function save(page) {
+  const before = statSync(config.main.path).mtimeMs;
   await page.keyboard.press("Control+S");
-  await page.locator(".tabs-container .tab.active.dirty").waitFor({ state: "detached" });
+  while (statSync(config.main.path).mtimeMs === before) {
+    await page.waitForTimeout(50);
+  }
+  return readFileSync(config.main.path, "utf8");
 }
 
 const context = await chromium.launchPersistentContext(config.profileDir, {
@@ -88,7 +118,10 @@ try {
   await page.addInitScript(recordStatus, STATUS_ITEM);
   await page.addInitScript(`window.replitGhost = ${readGhost}`);
   await page.goto(config.url);
-  await page.locator(".explorer-folders-view .monaco-list-row").first().waitFor();
+  await page
+    .locator(".explorer-folders-view .monaco-list-row")
+    .first()
+    .waitFor();
 
   // Typed as soon as the editor opens, before the server is up.
   await openFile(page, config.early.file);
@@ -97,17 +130,44 @@ try {
   result.earlyGhost = await waitForGhost(page);
   await page.keyboard.press("Escape");
 
-  await page.waitForFunction(
-    (item) => document.querySelector(item)?.getAttribute("aria-label")?.includes(": ready"),
-    STATUS_ITEM,
-  );
+  await waitForStatus(page, "replit-lsp: ready");
   await openFile(page, config.main.file);
   await page.keyboard.type(config.main.typed);
   result.mainGhost = await waitForGhost(page);
   await page.screenshot({ path: config.screenshot });
   await page.keyboard.press("Tab");
-  await page.waitForFunction(() => !window.replitGhost(), null, { polling: 50 });
-  await save(page);
+  await page.waitForFunction(() => !window.replitGhost(), null, {
+    polling: 50,
+  });
+  result.savedAfterTab = await save(page);
+  await waitForStatus(page, "1 accepted");
+
+  // At the end of the first line, where nothing was typed (VS Code answers an explicit
+  // trigger from what it already has for a position), ask with "Trigger Inline Suggestion"
+  // and take one word of the answer with "Replit LSP: Accept Next Word of the Suggestion".
+  await page.keyboard.press("Escape");
+  await page.keyboard.press("Control+Home");
+  await page.keyboard.press("End");
+  await page.waitForFunction(() => !window.replitGhost(), null, {
+    polling: 50,
+  });
+  await page.keyboard.press("F1");
+  await page.keyboard.type("Trigger Inline Suggestion");
+  await page
+    .locator(".quick-input-list .monaco-list-row.focused", {
+      hasText: "Trigger Inline Suggestion",
+    })
+    .waitFor();
+  await page.keyboard.press("Enter");
+  result.invokedGhost = await waitForGhost(page);
+  await page.keyboard.press("Control+ArrowRight");
+  await page.waitForFunction(
+    (shown) => window.replitGhost() !== shown,
+    result.invokedGhost,
+  );
+  await page.keyboard.press("Escape");
+  result.savedAfterWord = await save(page);
+  result.statusAfterWord = await waitForStatus(page, "1 partly accepted");
   result.statusHistory = await page.evaluate(() => window.replitStatus);
 } finally {
   await context.close();
