@@ -241,6 +241,7 @@ def test_ghost_text_in_vscode(tools: Tools, tiny_model_dir: Path, tmp_path: Path
         "chromium": CHROMIUM,
         "profileDir": str(tmp_path / "chromium-profile"),
         "screenshot": str(screenshot),
+        "failureScreenshot": str(tmp_path / "failure.png"),
         "ghostTimeoutMs": GHOST_TIMEOUT_MS,
         "early": {"file": "early.py", "typed": EARLY_TYPED},
         "main": {"file": "main.py", "path": str(workspace / "main.py"), "typed": MAIN_TYPED},
@@ -259,6 +260,7 @@ def test_ghost_text_in_vscode(tools: Tools, tiny_model_dir: Path, tmp_path: Path
             check=False,
         )
     assert driven.returncode == 0, f"the browser session failed:\n{driven.stdout}\n{driven.stderr}"
+    print(driven.stderr)  # the session's steps, with their times
     seen = json.loads(driven.stdout.strip().splitlines()[-1])
     if SCREENSHOT:
         shutil.copyfile(screenshot, SCREENSHOT)

@@ -14,6 +14,7 @@ const { chromium } = createRequire(`${config.toolsDir}/node_modules/`)(
 );
 const STATUS_ITEM = '[id="replit-lsp.replit-lsp"]';
 const GHOST_TIMEOUT_MS = config.ghostTimeoutMs;
+const SAVE_TIMEOUT_MS = 30_000;
 
 /** The status item's label, recorded from page load on: loading can be brief. */
 function recordStatus(selector) {
@@ -92,7 +93,11 @@ async function waitForStatus(page, text) {
 async function save(page) {
   const before = statSync(config.main.path).mtimeMs;
   await page.keyboard.press("Control+S");
+  const deadline = Date.now() + SAVE_TIMEOUT_MS;
   while (statSync(config.main.path).mtimeMs === before) {
+    if (Date.now() > deadline) {
+      throw new Error(`${config.main.path} was not saved`);
+    }
     await page.waitForTimeout(50);
   }
   return readFileSync(config.main.path, "utf8");
@@ -113,6 +118,11 @@ const context = await chromium.launchPersistentContext(config.profileDir, {
   ],
 });
 const result = {};
+const started = Date.now();
+/** Progress on stderr, which the test shows when the session fails. */
+function step(name) {
+  console.error(`${((Date.now() - started) / 1000).toFixed(1)} s: ${name}`);
+}
 try {
   const page = context.pages()[0] ?? (await context.newPage());
   await page.addInitScript(recordStatus, STATUS_ITEM);
@@ -124,17 +134,21 @@ try {
     .waitFor();
 
   // Typed as soon as the editor opens, before the server is up.
+  step("workbench loaded");
   await openFile(page, config.early.file);
   result.statusWhenTyping = await statusLabel(page);
   await page.keyboard.type(config.early.typed);
   result.earlyGhost = await waitForGhost(page);
+  step("early ghost text shown");
   await page.keyboard.press("Escape");
 
   await waitForStatus(page, "replit-lsp: ready");
+  step("server ready");
   await openFile(page, config.main.file);
   await page.keyboard.type(config.main.typed);
   result.mainGhost = await waitForGhost(page);
   await page.screenshot({ path: config.screenshot });
+  step("ghost text shown");
   await page.keyboard.press("Tab");
   await page.waitForFunction(() => !window.replitGhost(), null, {
     polling: 50,
@@ -146,6 +160,7 @@ try {
   // trigger from what it already has for a position), ask with "Trigger Inline Suggestion"
   // and take one word of the answer with "Replit LSP: Accept Next Word of the Suggestion".
   await page.keyboard.press("Escape");
+  step("accepted and counted");
   await page.keyboard.press("Control+Home");
   await page.keyboard.press("End");
   await page.waitForFunction(() => !window.replitGhost(), null, {
@@ -160,6 +175,7 @@ try {
     .waitFor();
   await page.keyboard.press("Enter");
   result.invokedGhost = await waitForGhost(page);
+  step("invoked ghost text shown");
   await page.keyboard.press("Control+ArrowRight");
   await page.waitForFunction(
     (shown) => window.replitGhost() !== shown,
@@ -168,7 +184,12 @@ try {
   await page.keyboard.press("Escape");
   result.savedAfterWord = await save(page);
   result.statusAfterWord = await waitForStatus(page, "1 partly accepted");
+  step("word accepted and counted");
   result.statusHistory = await page.evaluate(() => window.replitStatus);
+} catch (error) {
+  // What the window looked like when the session went wrong.
+  await context.pages()[0]?.screenshot({ path: config.failureScreenshot });
+  throw error;
 } finally {
   await context.close();
 }
