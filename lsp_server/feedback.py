@@ -22,7 +22,6 @@ log = logging.getLogger("replit_lsp.lsp")
 
 ACCEPT_COMMAND = "replitLsp.didAcceptSuggestion"
 PARTIAL_ACCEPT_COMMAND = "replitLsp.didPartiallyAcceptSuggestion"
-COMMANDS = (ACCEPT_COMMAND, PARTIAL_ACCEPT_COMMAND)
 
 # Ids of the latest suggestions kept to match acceptances against: an editor accepts only what
 # it shows now, so older ones can be forgotten.
@@ -56,21 +55,20 @@ class Feedback:
             title="Accept suggestion", command=ACCEPT_COMMAND, arguments=[suggestion_id]
         )
 
-    def accept(self, suggestion_id: str, partial: bool = False) -> bool:
+    def accept(self, suggestion_id: str, partial: bool = False) -> None:
         """Records an acceptance (whole, or a word or line of it); each suggestion counts once
-        per kind. False for an id this process did not hand out recently."""
-        kind = "partial" if partial else "whole"
+        per kind, and an id this process did not hand out recently not at all."""
+        kind = "in part" if partial else "whole"
         with self._lock:
             counted = self._recent.get(str(suggestion_id))
             if counted is None or kind in counted:
-                return False
+                return
             counted.add(kind)
             if partial:
                 self.partially_accepted += 1
             else:
                 self.accepted += 1
-        log.debug("suggestion %s accepted%s: %s", suggestion_id, " in part" * partial, self)
-        return True
+        log.debug("suggestion %s accepted %s: %s", suggestion_id, kind, self)
 
     def snapshot(self) -> dict[str, Any]:
         """The counts, and the mean time from request to suggestion, in milliseconds."""
