@@ -90,6 +90,12 @@ def installed_npm_version(prefix: Path, package: str) -> str | None:
     return json.loads(manifest.read_text()).get("version")
 
 
+def npm_install(npm: str, prefix: Path, specs: list[str], env: dict[str, str]) -> None:
+    """Installs pinned npm packages into their own folder under the cache."""
+    prefix.mkdir(parents=True, exist_ok=True)
+    run([npm, "install", "--prefix", str(prefix), *NPM_FLAGS, *specs], env)
+
+
 @dataclass(frozen=True)
 class Tools:
     """The installed pieces: Node 24's folder and the folder holding code-server and
@@ -127,31 +133,15 @@ def ensure_tools() -> Tools:
         missing += [p for p in BUILD_PACKAGES if dpkg_version(p) is None]
     if missing:
         apt_install(missing)
-    npm = shutil.which("npm")
     node_prefix = cache / "node"
-    node_dir = node_prefix / "node_modules" / NODE_PACKAGE
-    if installed_npm_version(node_prefix, NODE_PACKAGE) != NODE_VERSION:
-        if npm is None:
-            raise ToolsUnavailable("npm is needed to install Node 24 and code-server")
-        node_prefix.mkdir(parents=True, exist_ok=True)
-        run(
-            [
-                npm,
-                "install",
-                "--prefix",
-                str(node_prefix),
-                *NPM_FLAGS,
-                f"{NODE_PACKAGE}@{NODE_VERSION}",
-            ]
-        )
-    tools = Tools(node_dir, tools_dir)
+    node_stale = installed_npm_version(node_prefix, NODE_PACKAGE) != NODE_VERSION
+    npm = shutil.which("npm")
+    if (node_stale or stale) and npm is None:
+        raise ToolsUnavailable("npm is needed to install Node 24, code-server and playwright-core")
+    tools = Tools(node_prefix / "node_modules" / NODE_PACKAGE, tools_dir)
+    if node_stale:
+        npm_install(str(npm), node_prefix, [f"{NODE_PACKAGE}@{NODE_VERSION}"], dict(os.environ))
     if stale:
-        if npm is None:
-            raise ToolsUnavailable("npm is needed to install code-server")
-        tools_dir.mkdir(parents=True, exist_ok=True)
         specs = [f"{p}@{v}" for p, v in TOOL_VERSIONS.items()]
-        run(
-            [npm, "install", "--prefix", str(tools_dir), *NPM_FLAGS, *specs],
-            tools.env(dict(os.environ)),
-        )
+        npm_install(str(npm), tools_dir, specs, tools.env(dict(os.environ)))
     return tools
