@@ -15,6 +15,7 @@ import logging
 import threading
 from collections.abc import Callable
 
+from lsp_server.feedback import Feedback
 from lsp_server.remote import RemoteEngine, RemoteOptions
 from model.engine import Engine, EngineOptions
 from model.generation import TextGenerator
@@ -49,6 +50,8 @@ class ResidentModel:
         self.error: BaseException | None = None
         # How many engines this process built: 1 proves every front door shares one model.
         self.loads = 0
+        # What became of the suggestions, for every front door's status.
+        self.feedback = Feedback()
         self._ready = threading.Event()
         self._listeners: list[ProgressCallback] = []
         self._lock = threading.Lock()

@@ -68,21 +68,29 @@ def open_document(client: LanguageClient, uri: str, text: str, language: str = "
     client.text_document_did_open(types.DidOpenTextDocumentParams(text_document=item))
 
 
-def inline_params(uri: str, line: int, character: int) -> types.InlineCompletionParams:
+def inline_params(
+    uri: str,
+    line: int,
+    character: int,
+    trigger: types.InlineCompletionTriggerKind = types.InlineCompletionTriggerKind.Automatic,
+) -> types.InlineCompletionParams:
     return types.InlineCompletionParams(
         text_document=types.TextDocumentIdentifier(uri=uri),
         position=types.Position(line=line, character=character),
-        context=types.InlineCompletionContext(
-            trigger_kind=types.InlineCompletionTriggerKind.Automatic
-        ),
+        context=types.InlineCompletionContext(trigger_kind=trigger),
     )
 
 
 async def complete(
-    client: LanguageClient, uri: str, line: int, character: int, timeout: float = 60
+    client: LanguageClient,
+    uri: str,
+    line: int,
+    character: int,
+    timeout: float = 60,
+    trigger: types.InlineCompletionTriggerKind = types.InlineCompletionTriggerKind.Automatic,
 ) -> types.InlineCompletionList:
     result = await asyncio.wait_for(
-        client.text_document_inline_completion_async(inline_params(uri, line, character)),
+        client.text_document_inline_completion_async(inline_params(uri, line, character, trigger)),
         timeout,
     )
     assert isinstance(result, types.InlineCompletionList)

@@ -83,8 +83,21 @@ async def test_lsp_and_http_share_one_model(tiny_model_dir: Path) -> None:
         assert data[-1] == "[DONE]"
         assert "".join(json.loads(d)["choices"][0]["text"] for d in data[:-1])
 
+        # The editor reports the acceptance; both front doors count it.
+        command = inline.items[0].command
+        assert command is not None
+        await asyncio.wait_for(
+            lsp.workspace_execute_command_async(
+                types.ExecuteCommandParams(command=command.command, arguments=command.arguments)
+            ),
+            30,
+        )
+
         status = await asyncio.wait_for(lsp.protocol.send_request_async("replitLsp/status", {}), 30)
         health = await ready_health(url)
+        assert health["suggestions"]["shown"] == health["suggestions"]["accepted"] == 1
+        assert health["suggestions"]["mean_latency_ms"] > 0
+        assert status.suggestions.accepted == 1
         assert status.state == "ready"
         assert status.engine_id == health["engine_id"]
         assert status.pid == health["pid"]

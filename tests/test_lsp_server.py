@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -20,6 +21,7 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pytest_lsp import LanguageClient, client_capabilities
 
+from lsp_server.feedback import ACCEPT_COMMAND, PARTIAL_ACCEPT_COMMAND
 from lsp_server.lsp.completion import CompletionRecord
 from testkit.checkpoints import TINY_MAX_LENGTH
 from testkit.lsp_client import (
@@ -241,3 +243,63 @@ async def test_rapid_requests_and_cancels_all_settle(client: LanguageClient) -> 
             assert isinstance(result, types.InlineCompletionList)
     assert (await status(client)).state == "ready"
     assert await complete(client, uri, 3, len("def fibonacci(n):"))
+
+
+async def execute(client: LanguageClient, command: str, *arguments: Any) -> None:
+    params = types.ExecuteCommandParams(command=command, arguments=list(arguments))
+    await asyncio.wait_for(client.workspace_execute_command_async(params), 30)
+
+
+async def test_acceptance_is_counted_once_per_suggestion(client: LanguageClient) -> None:
+    """Each item carries the command an editor runs when the user accepts it; the server
+    counts what it showed and what was accepted, whole or in part, in its status and log."""
+    uri = "file:///work/feedback.py"
+    open_document(client, uri, FIBONACCI)
+    before = (await status(client)).suggestions
+    first = await complete(client, uri, 3, len("def fibonacci(n):"))
+    second = await complete(client, uri, 7, len("    return fibonacci("))
+    (whole,), (part,) = first.items, second.items
+    for item in (whole, part):
+        assert item.command is not None and item.command.command == ACCEPT_COMMAND
+    assert whole.command.arguments != part.command.arguments  # type: ignore[union-attr]
+    logged = len(client.log_messages)
+
+    await execute(client, ACCEPT_COMMAND, *whole.command.arguments)  # type: ignore[union-attr]
+    await execute(client, ACCEPT_COMMAND, *whole.command.arguments)  # type: ignore[union-attr]
+    for _ in range(2):  # a word, then another: one suggestion accepted in part
+        await execute(client, PARTIAL_ACCEPT_COMMAND, *part.command.arguments)  # type: ignore[union-attr]
+    await execute(client, ACCEPT_COMMAND, "not-a-suggestion")
+
+    after = (await status(client)).suggestions
+    assert after.shown == before.shown + 2
+    assert after.accepted == before.accepted + 1
+    assert after.partially_accepted == before.partially_accepted + 1
+    assert after.mean_latency_ms > 0
+    accepted = [m.message for m in client.log_messages[logged:] if " accepted" in m.message]
+    assert len(accepted) == 2, accepted
+    assert f"{after.accepted} of {after.shown} suggestions accepted" in accepted[-1]
+
+
+async def test_an_invoked_suggestion_may_be_longer(
+    client: LanguageClient, tiny_model_dir: Path, tiny_reference: ReferenceMPT
+) -> None:
+    """A suggestion the user asks for may have `invokedMaxNewTokens`, one that comes while
+    typing `maxNewTokens`."""
+    uri = "file:///work/invoked.py"
+    open_document(client, uri, FIBONACCI)
+    line, index = 3, len("def fibonacci(n):")
+    configure(client, maxNewTokens=6, invokedMaxNewTokens=MAX_NEW_TOKENS)
+    try:
+        typing = await complete(client, uri, line, index)
+        invoked = await complete(
+            client, uri, line, index, trigger=types.InlineCompletionTriggerKind.Invoked
+        )
+    finally:
+        configure(client)
+    expected = expected_completion(tiny_model_dir, tiny_reference, FIBONACCI, line, index)
+    short = expected_completion(
+        tiny_model_dir, tiny_reference, FIBONACCI, line, index, max_new_tokens=6
+    )
+    assert len(short) < len(expected)
+    assert completion_text(typing) == short
+    assert completion_text(invoked) == expected

@@ -37,8 +37,11 @@ def test_every_setting() -> None:
         "enabledLanguages": None,
         "requestWaitSeconds": 0,
         "prependFilePath": True,
+        "timeBudgetMs": 800,
+        "speculation": False,
         "backendUrl": " http://gpu-box:8000 ",
         "backendModel": "replit/replit-code-v1_5-3b",
+        "invokedMaxNewTokens": 100,
     }
     settings, warnings = apply_settings(Settings(enabled_languages=("go",)), raw)
     assert warnings == []
@@ -50,8 +53,11 @@ def test_every_setting() -> None:
         (),
         0.0,
         True,
+        time_budget_ms=800,
+        speculation=False,
         backend_url="http://gpu-box:8000",
         backend_model="replit/replit-code-v1_5-3b",
+        invoked_max_new_tokens=100,
     )
     assert settings.language_enabled("anything")
 
@@ -65,6 +71,9 @@ FIELDS = {
     "requestWaitSeconds": "request_wait_seconds",
     "prependFilePath": "prepend_file_path",
     "backendUrl": "backend_url",
+    "invokedMaxNewTokens": "invoked_max_new_tokens",
+    "timeBudgetMs": "time_budget_ms",
+    "speculation": "speculation",
 }
 
 

@@ -118,10 +118,12 @@ return { row, col, table.concat(lines, '\\n'), #marks }
 """
 
 # The server's answer for the cursor's position, asked through the plugin's own client.
+TRIGGER_INVOKED, TRIGGER_AUTOMATIC = 1, 2
 ASK_SERVER = """
+local trigger = ...
 local client = require('replit_lsp').clients(0)[1]
 local params = vim.lsp.util.make_position_params(0, client.offset_encoding)
-params.context = { triggerKind = 1 }
+params.context = { triggerKind = trigger }
 local method = 'textDocument/inlineCompletion'
 local response
 if vim.fn.has('nvim-0.11') == 1 then
@@ -188,10 +190,10 @@ class Editor:
 
         return self.wait("ghost text at the cursor", at_cursor)
 
-    def server_completion(self) -> str:
+    def server_completion(self, trigger: int = TRIGGER_AUTOMATIC) -> str:
         """What the server answers for the cursor's position, checked to be an insertion at
         the cursor (which is what it sends: an empty range at the request's position)."""
-        answer = self.lua(ASK_SERVER)
+        answer = self.lua(ASK_SERVER, trigger)
         assert "error" not in answer, answer
         assert answer["items"], "the server gave no completion here"
         item = answer["items"][0]
@@ -202,6 +204,28 @@ class Editor:
         assert answer["position"] == position
         assert item["range"] == {"start": position, "end": position}
         return item["insertText"]
+
+    def server_status(self) -> dict[str, Any] | None:
+        """The server's `replitLsp/status` answer, or None before a client runs."""
+        return self.lua(
+            """
+            local client = require('replit_lsp').clients(0)[1]
+            if not client then return nil end
+            local method, params = 'replitLsp/status', vim.empty_dict()
+            local response
+            if vim.fn.has('nvim-0.11') == 1 then
+              response = client:request_sync(method, params, 5000, 0)
+            else
+              response = client.request_sync(method, params, 5000, 0)
+            end
+            return response and response.result
+            """
+        )
+
+    def suggestions(self) -> dict[str, Any]:
+        status = self.server_status()
+        assert status is not None
+        return status["suggestions"]
 
     def start(self, text: str) -> None:
         """Normal mode, no ghost text, `text` as the buffer, cursor at its end."""
@@ -252,20 +276,7 @@ def open_editor(model_dir: Path, tmp: Path) -> Iterator[Editor]:
         assert nvim.current.buffer.options["filetype"] == "python"
 
         def ready() -> bool:
-            status = editor.lua(
-                """
-                local client = require('replit_lsp').clients(0)[1]
-                if not client then return nil end
-                local method, params = 'replitLsp/status', vim.empty_dict()
-                local response
-                if vim.fn.has('nvim-0.11') == 1 then
-                  response = client:request_sync(method, params, 5000, 0)
-                else
-                  response = client.request_sync(method, params, 5000, 0)
-                end
-                return response and response.result
-                """
-            )
+            status = editor.server_status()
             if status and status["state"] not in ("ready", "loading", "idle"):
                 raise AssertionError(f"the server failed to load the model: {status}")
             return bool(status) and status["state"] == "ready"
@@ -314,8 +325,13 @@ def test_ghost_text_is_the_servers_completion(editor: Editor) -> None:
 def test_tab_accepts_the_whole_suggestion(editor: Editor) -> None:
     text, ghost = editor.type_and_wait(FUNCTION, TYPED)
     row, col = editor.cursor()
+    before = editor.suggestions()
     editor.type("<Tab>")
     assert editor.text() == text + ghost.text
+    # The item's acceptance command reached the server.
+    editor.wait(
+        "the acceptance counted", lambda: editor.suggestions()["accepted"] > before["accepted"]
+    )
     assert editor.cursor() == (row, col + len(ghost.text.encode()))
     assert editor.mode() == "i"
     stale = editor.ghost()
@@ -334,8 +350,13 @@ def test_accept_word_then_line(editor: Editor) -> None:
             break
     else:
         pytest.fail(f"no suggestion with several words among {SEVERAL_WORDS}")
+    before = editor.suggestions()
     editor.type("<M-Right>")
     assert editor.text() == text + first
+    editor.wait(
+        "the partial acceptance counted",
+        lambda: editor.suggestions()["partially_accepted"] > before["partially_accepted"],
+    )
     rest = editor.ghost()
     assert rest is not None and (rest.row, rest.col) == editor.cursor()
     assert rest.text == ghost.text[len(first) :]
@@ -455,6 +476,29 @@ def test_settings_reach_the_server(editor: Editor) -> None:
     assert editor.server_completion() == ghost.text
 
 
+def test_trigger_asks_for_a_longer_suggestion(editor: Editor) -> None:
+    """<M-\\> asks with triggerKind Invoked, which may generate `invokedMaxNewTokens`."""
+    editor.type_and_wait(FUNCTION, TYPED)
+    editor.type("<C-]>")
+    editor.wait("no ghost text", lambda: editor.ghost() is None)
+    typing = editor.server_completion()
+    editor.type("<M-\\>")
+    ghost = editor.wait_ghost()
+    assert ghost.text == editor.server_completion(TRIGGER_INVOKED)
+    assert len(ghost.text) > len(typing) and ghost.text.startswith(typing)
+
+
+def test_statusline_shows_the_counts(editor: Editor) -> None:
+    counts = editor.suggestions()
+    line = editor.wait(
+        "the statusline",
+        lambda: editor.lua("return require('replit_lsp').statusline()").startswith("replit "),
+    )
+    assert line
+    text = editor.lua("return require('replit_lsp').statusline()")
+    assert text.startswith(f"replit {counts['accepted']}/") and "accepted" in text, text
+
+
 def test_checkhealth(editor: Editor) -> None:
     editor.type("<Esc>")
     editor.nvim.command("checkhealth replit_lsp")
@@ -467,6 +511,7 @@ def test_checkhealth(editor: Editor) -> None:
     assert "--help` works: Inline code completions" in report
     assert "server replit-lsp 0.1.0" in report
     assert "model ready" in report
+    assert re.search(r"suggestions: \d+/\d+ accepted, \d+ in part", report), report
     assert "ERROR" not in report
 
 

@@ -104,6 +104,7 @@ def create_app(service: Service, api_key: str | None, max_body_bytes: int) -> Fa
             "percent": resident.progress.percent,
             "pid": os.getpid(),
             "loads": resident.loads,
+            "suggestions": resident.feedback.snapshot(),
         }
         if engine is None:
             return JSONResponse(body, status_code=503, headers=RETRY)

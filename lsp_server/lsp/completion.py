@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+from lsprotocol import types
+
 from lsp_server.lsp.postprocess import (
     CompletionContext,
     detect_indentation,
@@ -113,6 +115,7 @@ class DocumentMemory:
     def __init__(self) -> None:
         self.window_start: int | None = None
         self.shown: ShownSuggestion | None = None
+        self.command: types.Command | None = None  # what reports the shown one accepted
 
     def rest_of_suggestion(self, text_before: str) -> str | None:
         """The answer with no model run, when the user is typing the shown suggestion."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import sys
@@ -23,6 +24,7 @@ from typing import Any, NoReturn
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
+from lsp_server.feedback import ACCEPT_COMMAND, PARTIAL_ACCEPT_COMMAND
 from lsp_server.lsp.backend import apply_backend_settings, report_backend
 from lsp_server.lsp.client_log import ClientLogHandler
 from lsp_server.lsp.completion import (
@@ -146,6 +148,9 @@ class CompletionServer(LanguageServer):
         if engine is None or pending.cancel.is_set():
             log.debug("completion at %s: %s", uri, "superseded" if engine else "model not ready")
             return EMPTY
+        if params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked:
+            # A suggestion the user asked for may be longer than one that comes while typing.
+            settings = dataclasses.replace(settings, max_new_tokens=settings.invoked_max_new_tokens)
         snapshot, position = self._snapshot(document, params.position, settings, deadline)
         if snapshot is None:
             log.debug("completion at %s: nothing before the cursor", uri)
@@ -158,7 +163,8 @@ class CompletionServer(LanguageServer):
                 uri, position.line, position.character, "typed through", 0.0
             )
             self._log(record)
-            return self._answer(rest, position)
+            # The same suggestion, still shown: accepting its rest accepts it.
+            return self._answer(rest, position, memory.command)
         if previous is not None and previous.future is not None:
             await asyncio.wait(
                 [asyncio.wrap_future(previous.future)], timeout=SUPERSEDE_WAIT_SECONDS
@@ -180,12 +186,16 @@ class CompletionServer(LanguageServer):
         memory.remember(snapshot, outcome)
         if pending.cancel.is_set() or not outcome.text:
             return EMPTY
-        return self._answer(outcome.text, position)
+        memory.command = self.resident.feedback.shown_item(time.perf_counter() - started)
+        return self._answer(outcome.text, position, memory.command)
 
     @staticmethod
-    def _answer(text: str, position: types.Position) -> types.InlineCompletionList:
+    def _answer(
+        text: str, position: types.Position, command: types.Command | None
+    ) -> types.InlineCompletionList:
+        """One item at the cursor, with the command the editor runs when it is accepted."""
         item = types.InlineCompletionItem(
-            insert_text=text, range=types.Range(start=position, end=position)
+            insert_text=text, range=types.Range(start=position, end=position), command=command
         )
         return types.InlineCompletionList(items=[item])
 
@@ -291,6 +301,7 @@ class CompletionServer(LanguageServer):
             "engine_id": id(engine) if engine is not None else None,
             "pid": os.getpid(),
             "completions": self.completions.count,
+            "suggestions": self.resident.feedback.snapshot(),
             **(asdict(engine.counters) if engine is not None else {}),
         }
 
@@ -327,6 +338,14 @@ def build_server(
     @server.feature(types.SHUTDOWN)
     def shutdown(params: None) -> None:
         server.cancel_all()
+
+    @server.command(ACCEPT_COMMAND)
+    def did_accept(suggestion_id: str) -> None:
+        server.resident.feedback.accept(suggestion_id)
+
+    @server.command(PARTIAL_ACCEPT_COMMAND)
+    def did_partially_accept(suggestion_id: str) -> None:
+        server.resident.feedback.accept(suggestion_id, partial=True)
 
     @server.feature(STATUS_METHOD)
     def status(params: Any) -> dict[str, Any]:

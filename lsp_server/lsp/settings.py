@@ -35,6 +35,7 @@ class Settings:
     speculation: bool = True
     backend_url: str = ""  # empty: the command line's model (local, or --backend-url)
     backend_model: str = ""  # empty: the backend's first model
+    invoked_max_new_tokens: int = 128  # for a suggestion the user asked for
 
     @classmethod
     def from_defaults(cls, defaults: SamplingParams, time_budget_ms: int = 0) -> Settings:
@@ -94,6 +95,7 @@ def _string(value: object) -> str | None:
 # setting name -> (field, parser returning None for an invalid value, what a valid value is)
 _FIELDS: dict[str, tuple[str, Callable[[object], Any], str]] = {
     "maxNewTokens": ("max_new_tokens", _positive_int, "an integer >= 1"),
+    "invokedMaxNewTokens": ("invoked_max_new_tokens", _positive_int, "an integer >= 1"),
     "maxLines": ("max_lines", _positive_int, "an integer >= 1"),
     "topK": ("top_k", _positive_int, "an integer >= 1"),
     "temperature": ("temperature", _non_negative_number, "a number >= 0"),

@@ -37,8 +37,19 @@ export const createLanguageClient: ClientFactory = (options: ClientOptions): Ser
         const started = performance.now();
         const result = await next(document, position, context, token);
         if (!token.isCancellationRequested) {
-          options.onCompletion(performance.now() - started);
+          const items = Array.isArray(result) ? result : (result?.items ?? []);
+          const id: unknown = items[0]?.command?.arguments?.[0];
+          options.onCompletion(
+            performance.now() - started,
+            typeof id === "string" ? id : undefined,
+          );
         }
+        return result;
+      },
+      // VS Code runs an item's command when the user accepts it; the client sends it on.
+      executeCommand: async (command, args, next) => {
+        const result: unknown = await next(command, args);
+        options.onCommandExecuted();
         return result;
       },
     },

@@ -16,6 +16,14 @@ import {
 import type { StatusView } from "./status";
 
 export const STATUS_METHOD = "replitLsp/status";
+/** VS Code's "Trigger Inline Suggestion". */
+export const TRIGGER_INLINE_SUGGESTION = "editor.action.inlineSuggest.trigger";
+/** The server's command for a word or line of a suggestion accepted. */
+export const PARTIAL_ACCEPT_COMMAND = "replitLsp.didPartiallyAcceptSuggestion";
+const ACCEPT_PART: Record<"word" | "line", string> = {
+  word: "editor.action.inlineSuggest.acceptNextWord",
+  line: "editor.action.inlineSuggest.acceptNextLine",
+};
 export const POLL_INTERVAL_MS = 500;
 
 export type ClientState = "starting" | "running" | "stopped";
@@ -36,8 +44,11 @@ export interface ClientOptions {
   /** Called at every (re)start of the process, so it always sends the current settings. */
   initializationOptions: () => ServerConfiguration;
   output: vscode.LogOutputChannel;
-  /** Reports the time an answered inline completion request took. */
-  onCompletion: (latencyMs: number) => void;
+  /** Reports the time an answered inline completion request took, and the id of the
+   * suggestion it brought (the argument of the item's acceptance command). */
+  onCompletion: (latencyMs: number, suggestionId: string | undefined) => void;
+  /** Called after a server command ran, such as the one that reports an acceptance. */
+  onCommandExecuted: () => void;
 }
 
 export type ClientFactory = (options: ClientOptions) => ServerClient;
@@ -51,6 +62,15 @@ export interface ServerStatus {
   percent?: number | null;
   engine_id: number | null;
   pid: number;
+  suggestions?: SuggestionCounts;
+}
+
+/** What became of the server's suggestions, from `replitLsp/status`. */
+export interface SuggestionCounts {
+  shown: number;
+  accepted: number;
+  partially_accepted: number;
+  mean_latency_ms: number | null;
 }
 
 export class ServerController implements vscode.Disposable {
@@ -59,6 +79,8 @@ export class ServerController implements vscode.Disposable {
   /** Counts starts and stops: events and polls of an older client are ignored. */
   private generation = 0;
   private pollId = 0;
+  /** The latest suggestion the server sent, which a partial acceptance refers to. */
+  private suggestion: string | undefined;
   /** Starts, stops and setting updates run one after another, in call order. */
   private queue: Promise<void> = Promise.resolve();
 
@@ -96,6 +118,24 @@ export class ServerController implements vscode.Disposable {
     }
   }
 
+  /** Accepts the next word or line of the suggestion shown, and tells the server. */
+  async acceptPart(kind: "word" | "line"): Promise<void> {
+    await vscode.commands.executeCommand(ACCEPT_PART[kind]);
+    const client = this.client;
+    const suggestion = this.suggestion;
+    if (client === undefined || suggestion === undefined) {
+      return;
+    }
+    const params = { command: PARTIAL_ACCEPT_COMMAND, arguments: [suggestion] };
+    try {
+      await client.sendRequest("workspace/executeCommand", params);
+    } catch (error) {
+      this.output.warn(`reporting a partial acceptance: ${describe(error)}`);
+      return;
+    }
+    await this.refreshCounts(client, this.generation);
+  }
+
   dispose(): void {
     void this.stop();
   }
@@ -116,11 +156,14 @@ export class ServerController implements vscode.Disposable {
       cwd: workspaceFolder(),
       initializationOptions: () => serverConfiguration(readSettings()),
       output: this.output,
-      onCompletion: (latencyMs) => {
+      onCompletion: (latencyMs, suggestionId) => {
         if (generation === this.generation && this.status.state === "ready") {
+          this.suggestion = suggestionId;
           this.status.completed(latencyMs);
+          void this.refreshCounts(client, generation);
         }
       },
+      onCommandExecuted: () => void this.refreshCounts(client, generation),
     });
     this.client = client;
     this.subscription = client.onDidChangeState((state) => {
@@ -136,6 +179,15 @@ export class ServerController implements vscode.Disposable {
         this.output.error(`could not start ${command.command}: ${describe(error)} (${hint})`);
         this.status.set("error", `could not start ${command.command}: ${describe(error)}`);
       }
+      return;
+    }
+    if (generation === this.generation) {
+      // The client registers its inline completion provider only now, and VS Code does not
+      // ask a new provider about what was typed before: without this, text typed while the
+      // server started never gets a suggestion in that editor.
+      void Promise.resolve(vscode.commands.executeCommand(TRIGGER_INLINE_SUGGESTION)).catch(
+        (error: unknown) => this.output.warn(`asking for a suggestion: ${describe(error)}`),
+      );
     }
   }
 
@@ -168,10 +220,23 @@ export class ServerController implements vscode.Disposable {
       }
       if (answer.state === "ready" || answer.state === "error") {
         this.status.set(answer.state, answer.message);
+        this.status.counted(answer.suggestions);
         return;
       }
       this.status.set("loading", answer.message, answer.percent ?? undefined);
       await delay(POLL_INTERVAL_MS);
+    }
+  }
+
+  /** Shows the server's latest suggestion counts. */
+  private async refreshCounts(client: ServerClient, generation: number): Promise<void> {
+    try {
+      const answer = await client.sendRequest<ServerStatus>(STATUS_METHOD, {});
+      if (generation === this.generation) {
+        this.status.counted(answer.suggestions);
+      }
+    } catch (error) {
+      this.output.warn(`no status from the server: ${describe(error)}`);
     }
   }
 

@@ -8,6 +8,8 @@ import { StatusView } from "./status";
 export const COMMANDS = {
   restart: "replitLsp.restart",
   showOutput: "replitLsp.showOutput",
+  acceptWord: "replitLsp.acceptWord",
+  acceptLine: "replitLsp.acceptLine",
 } as const;
 
 let active: ServerController | undefined;
@@ -30,6 +32,8 @@ export function activateWith(
     controller,
     vscode.commands.registerCommand(COMMANDS.restart, () => controller.restart()),
     vscode.commands.registerCommand(COMMANDS.showOutput, () => output.show(true)),
+    vscode.commands.registerCommand(COMMANDS.acceptWord, () => controller.acceptPart("word")),
+    vscode.commands.registerCommand(COMMANDS.acceptLine, () => controller.acceptPart("line")),
     vscode.workspace.onDidChangeConfiguration((event) => controller.onConfigurationChanged(event)),
   );
   active = controller;

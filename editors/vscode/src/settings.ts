@@ -9,6 +9,7 @@ export const SECTION = "replitLsp";
 /** Settings forwarded to the server as initializationOptions and didChangeConfiguration. */
 export const SERVER_SETTING_KEYS = [
   "maxNewTokens",
+  "invokedMaxNewTokens",
   "maxLines",
   "topK",
   "temperature",

@@ -1,6 +1,7 @@
 /** The status bar item: what the server is doing, and how long the last completion took. */
 
 import * as vscode from "vscode";
+import type { SuggestionCounts } from "./controller";
 
 export type ServerState = "starting" | "loading" | "ready" | "error" | "stopped";
 
@@ -20,6 +21,7 @@ export class StatusView implements vscode.Disposable {
   private detail = "";
   private latencyMs: number | undefined;
   private percent: number | undefined;
+  private counts: SuggestionCounts | undefined;
 
   constructor(showOutputCommand: string) {
     this.item = vscode.window.createStatusBarItem(vscode.StatusBarAlignment.Right, 100);
@@ -53,6 +55,12 @@ export class StatusView implements vscode.Disposable {
     this.render();
   }
 
+  /** Records what became of the server's suggestions, for the tooltip. */
+  counted(counts: SuggestionCounts | undefined): void {
+    this.counts = counts;
+    this.render();
+  }
+
   dispose(): void {
     this.item.dispose();
   }
@@ -68,9 +76,21 @@ export class StatusView implements vscode.Disposable {
     if (this.latencyMs !== undefined) {
       lines.push(`last completion: ${Math.round(this.latencyMs)} ms`);
     }
+    if (this.counts !== undefined) {
+      lines.push(describeCounts(this.counts));
+    }
     lines.push("Click to show the log.");
     this.item.tooltip = lines.join("\n");
     this.item.backgroundColor =
       this.current === "error" ? new vscode.ThemeColor("statusBarItem.errorBackground") : undefined;
   }
+}
+
+function describeCounts(counts: SuggestionCounts): string {
+  const mean =
+    counts.mean_latency_ms === null ? "" : `, ${Math.round(counts.mean_latency_ms)} ms on average`;
+  return (
+    `suggestions: ${counts.shown} shown, ${counts.accepted} accepted, ` +
+    `${counts.partially_accepted} partly accepted${mean}`
+  );
 }

@@ -20,6 +20,7 @@ local TRIGGER_AUTOMATIC = 2
 local HAS_011 = vim.fn.has("nvim-0.11") == 1
 
 M.debounce_ms = 100
+M.PARTIAL_ACCEPT_COMMAND = "replitLsp.didPartiallyAcceptSuggestion"
 M.hl_group = "ReplitLspGhost"
 M.hint_hl_group = "ReplitLspGhostHint"
 
@@ -541,6 +542,20 @@ function M.current_text(bufnr)
   return s.items[s.index].text
 end
 
+--- Tells the server that the user accepted the item whose acceptance command is `command`
+--- (whole, or a word or line of it when `partial`): it counts what its suggestions are worth.
+---@param client vim.lsp.Client
+---@param command lsp.Command
+---@param bufnr integer
+---@param partial boolean
+function M.report_acceptance(client, command, bufnr, partial)
+  local params = {
+    command = partial and M.PARTIAL_ACCEPT_COMMAND or command.command,
+    arguments = command.arguments,
+  }
+  client_request(client, "workspace/executeCommand", params, function() end, bufnr)
+end
+
 --- Inserts the suggestion, or its next word or line (`kind` "word" or "line").
 --- Returns false when no suggestion is shown.
 ---@param kind? "word"|"line"
@@ -565,12 +580,12 @@ function M.accept(kind)
   api.nvim_buf_set_text(bufnr, s.row, s.col, erow, ecol, lines)
   local row, col = text_end(s.row, s.col, part)
   api.nvim_win_set_cursor(0, { row + 1, col })
+  local client = item.command and vim.lsp.get_client_by_id(item.client_id)
+  if client then
+    M.report_acceptance(client, item.command, bufnr, not whole)
+  end
   if whole then
     state.suggestion = nil
-    local client = item.command and vim.lsp.get_client_by_id(item.client_id)
-    if client and client.exec_cmd then
-      client:exec_cmd(item.command, { bufnr = bufnr })
-    end
     return true
   end
   item.text = item.text:sub(#part + 1)

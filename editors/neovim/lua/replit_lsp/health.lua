@@ -105,6 +105,9 @@ local function check_clients(plugin)
       end
       if status.state == "ready" then
         health.ok(line)
+        if status.suggestions then
+          health.info("suggestions: " .. plugin.describe_suggestions(status.suggestions))
+        end
       elseif status.state == "loading" or status.state == "idle" then
         health.info(line)
       else
@@ -146,7 +149,8 @@ function M.check()
     end
     health.info("settings: " .. settings)
     local keys = {}
-    for _, name in ipairs({ "accept", "accept_line", "accept_word", "dismiss", "next", "prev" }) do
+    local names = { "accept", "accept_line", "accept_word", "dismiss", "next", "prev", "trigger" }
+    for _, name in ipairs(names) do
       keys[#keys + 1] = ("%s=%s"):format(name, tostring(config.keymaps[name]))
     end
     health.info("keymaps: " .. table.concat(keys, ", "))

@@ -17,6 +17,7 @@ M.name = "replit_lsp"
 ---@field dismiss string|false
 ---@field next string|false
 ---@field prev string|false
+---@field trigger string|false
 
 ---@class replit_lsp.Config
 ---@field cmd string[] the server command line
@@ -66,6 +67,7 @@ M.defaults = {
     dismiss = "<C-]>",
     next = "<M-]>",
     prev = "<M-[>",
+    trigger = "<M-\\>",
   },
   debounce_ms = 100,
   ghost_text = "auto",
@@ -116,6 +118,10 @@ local function native_accept_part(item, kind)
         text = text:sub(#typed + 1)
       end
     end
+  end
+  local client = M.clients(0)[1]
+  if client and item.command then
+    ghost.report_acceptance(client, item.command, api.nvim_get_current_buf(), true)
   end
   local part = ghost.partial(text, kind)
   local lines = vim.split(part, "\n", { plain = true })
@@ -209,6 +215,70 @@ function M.prev()
   cycle(-1)
 end
 
+--- Asks the server for a suggestion at the cursor now (`triggerKind` Invoked, which may
+--- bring a longer one than typing does).
+function M.trigger()
+  if use_native() then
+    if not native_visible(api.nvim_get_current_buf()) then
+      vim.lsp.inline_completion.get() -- asks the server when nothing is shown
+    end
+    return
+  end
+  require("replit_lsp.ghost").request()
+end
+
+--- "3/10 accepted, 1 in part, 45 ms": what became of a server's suggestions (the
+--- `suggestions` of `replitLsp/status`).
+---@param counts table
+---@return string
+function M.describe_suggestions(counts)
+  local text = ("%d/%d accepted, %d in part"):format(
+    counts.accepted,
+    counts.shown,
+    counts.partially_accepted
+  )
+  if type(counts.mean_latency_ms) == "number" then
+    text = ("%s, %d ms"):format(text, counts.mean_latency_ms)
+  end
+  return text
+end
+
+local statusline_state = { text = "", asked_at = -math.huge }
+local STATUSLINE_REFRESH_MS = 1000
+
+--- For 'statusline': the model's state, or once it is ready how many suggestions were
+--- accepted, e.g. `%{v:lua.require'replit_lsp'.statusline()}`. Never blocks: it shows the
+--- last answer and asks the server again at most once a second.
+---@return string
+function M.statusline()
+  local client = M.clients(api.nvim_get_current_buf())[1]
+  if not client then
+    return ""
+  end
+  local now = vim.uv.now()
+  if now - statusline_state.asked_at >= STATUSLINE_REFRESH_MS then
+    statusline_state.asked_at = now
+    local function on_status(err, status)
+      if err or type(status) ~= "table" then
+        statusline_state.text = "replit: no status"
+      elseif status.state == "ready" and status.suggestions then
+        statusline_state.text = "replit " .. M.describe_suggestions(status.suggestions)
+      elseif status.state == "loading" and type(status.percent) == "number" then
+        statusline_state.text = ("replit loading %d%%"):format(status.percent)
+      else
+        statusline_state.text = "replit " .. tostring(status.state)
+      end
+      vim.cmd.redrawstatus()
+    end
+    if vim.fn.has("nvim-0.11") == 1 then
+      client:request("replitLsp/status", vim.empty_dict(), on_status)
+    else
+      client.request("replitLsp/status", vim.empty_dict(), on_status)
+    end
+  end
+  return statusline_state.text
+end
+
 --- The running replit-lsp clients (for the current buffer with `bufnr`).
 ---@param bufnr? integer
 ---@return vim.lsp.Client[]
@@ -245,6 +315,12 @@ local function set_keymaps(bufnr)
         desc = "replit-lsp: " .. action:gsub("_", " "),
       })
     end
+  end
+  if keymaps.trigger then
+    vim.keymap.set("i", keymaps.trigger, M.trigger, {
+      buffer = bufnr,
+      desc = "replit-lsp: ask for a suggestion",
+    })
   end
   for key, step in pairs({ next = 1, prev = -1 }) do
     local lhs = keymaps[key]

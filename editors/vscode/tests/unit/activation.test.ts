@@ -9,6 +9,7 @@ import type {
   ServerClient,
   ServerController,
   ServerStatus,
+  SuggestionCounts,
 } from "../../src/controller";
 import { activateWith, COMMANDS, deactivate } from "../../src/extension";
 import { Disposable, type FakeStatusBarItem, fake } from "../support/vscode";
@@ -16,6 +17,8 @@ import { Disposable, type FakeStatusBarItem, fake } from "../support/vscode";
 /** A client that answers `replitLsp/status` from a script and records what it was sent. */
 class FakeClient implements ServerClient {
   readonly notifications: { method: string; params: unknown }[] = [];
+  readonly commands: unknown[] = [];
+  counts: SuggestionCounts | undefined;
   statuses: ServerStatus["state"][] = ["loading", "ready"];
   startError: Error | undefined;
   stopped = false;
@@ -37,7 +40,11 @@ class FakeClient implements ServerClient {
     this.emit("stopped");
   }
 
-  async sendRequest<R>(method: string): Promise<R> {
+  async sendRequest<R>(method: string, params: unknown): Promise<R> {
+    if (method === "workspace/executeCommand") {
+      this.commands.push(params);
+      return null as R;
+    }
     assert.equal(method, "replitLsp/status");
     const state = this.statuses.length > 1 ? this.statuses.shift() : this.statuses[0];
     const status: ServerStatus = {
@@ -46,6 +53,7 @@ class FakeClient implements ServerClient {
       percent: state === "loading" ? 42 : null,
       engine_id: 1,
       pid: 7,
+      suggestions: this.counts,
     };
     return status as R;
   }
@@ -138,6 +146,7 @@ describe("activation", () => {
     assert.deepEqual(options.initializationOptions(), {
       replitLsp: {
         maxNewTokens: 64,
+        invokedMaxNewTokens: 128,
         maxLines: 3,
         topK: 1,
         temperature: 1,
@@ -153,9 +162,37 @@ describe("activation", () => {
   test("shows the latency of the last completion once ready", async () => {
     activate();
     await waitForText("$(check) Replit");
-    clients[0]!.options.onCompletion(123.4);
+    clients[0]!.options.onCompletion(123.4, "7");
     assert.equal(statusItem().text, "$(check) Replit 123 ms");
     assert.match(statusItem().tooltip ?? "", /last completion: 123 ms/);
+  });
+
+  test("asks for a suggestion once the client runs, for text typed while it started", async () => {
+    let triggered = 0;
+    fake.commands.set("editor.action.inlineSuggest.trigger", () => triggered++);
+    activate();
+    await waitForText("$(check) Replit");
+    assert.equal(triggered, 1);
+  });
+
+  test("shows what became of the suggestions and reports a word accepted", async () => {
+    const accepted: string[] = [];
+    fake.commands.set("editor.action.inlineSuggest.acceptNextWord", () => accepted.push("word"));
+    activate();
+    await waitForText("$(check) Replit");
+    const client = clients[0]!;
+    client.counts = { shown: 3, accepted: 1, partially_accepted: 0, mean_latency_ms: 41.6 };
+    client.options.onCompletion(50, "12");
+    await waitFor("the counts", () => /3 shown, 1 accepted/.test(statusItem().tooltip ?? ""));
+    assert.match(statusItem().tooltip ?? "", /0 partly accepted, 42 ms on average/);
+
+    client.counts = { shown: 3, accepted: 1, partially_accepted: 1, mean_latency_ms: 41.6 };
+    await fake.commands.get(COMMANDS.acceptWord)!();
+    assert.deepEqual(accepted, ["word"]);
+    assert.deepEqual(client.commands, [
+      { command: "replitLsp.didPartiallyAcceptSuggestion", arguments: ["12"] },
+    ]);
+    assert.match(statusItem().tooltip ?? "", /1 partly accepted/);
   });
 
   test("runs python -m lsp_server.cli when a Python interpreter is set", async () => {

@@ -30,6 +30,7 @@ describe("serverConfiguration", () => {
   test("nests every server setting under the section the server accepts", () => {
     const values = {
       maxNewTokens: 32,
+      invokedMaxNewTokens: 96,
       maxLines: 4,
       topK: 5,
       temperature: 0.2,
