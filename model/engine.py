@@ -22,12 +22,13 @@ from max.engine import InferenceSession, Model
 from model.compiled import obtain_compiled
 from model.config import ModelConfig, load_config
 from model.generation import NoStop, StopRule, TextStream
-from model.graph import DECODE_GRAPH, DEFAULT_GRAPH, PREFILL_GRAPH, GraphOptions
+from model.checkpoint import BLOCK_FORMATS, stored_shapes
+from model.graph import DECODE_GRAPH, DEFAULT_GRAPH, PREFILL_GRAPH, GraphOptions, encoding_graph
 from model.hub import model_name
 from model.progress import BINDING, READY, LoadProgress, ProgressCallback, ignore_progress
 from model.sampling import Sampler, SamplingParams
 from model.tokenizer import Tokenizer
-from model.weights import load_weights, weight_files
+from model.weights import ENCODINGS, load_weights, weight_files
 
 # Longest run of prompt tokens sent through the graph at once: bounds the attention score
 # tensor (heads x chunk x context) and lets other requests interleave with a long prefill.
@@ -133,6 +134,26 @@ def select_device(use_gpu: bool) -> Device:
 
 
 class Engine:
+    def _graph_encoding(self, options: EngineOptions) -> tuple[DType, GraphOptions]:
+        """The graph's dtype and options for the weight encoding, refused before a compile of
+        minutes where the graph cannot take it."""
+        encoding = options.quantization_encoding
+        if encoding not in ENCODINGS:
+            raise OptionError("quantization_encoding", f"must be one of {', '.join(ENCODINGS)}")
+        dtype, graph = encoding_graph(encoding, options.graph)
+        if graph.block_format is not None:
+            if options.use_gpu or not graph.cpu_kernels:
+                raise OptionError(
+                    "quantization_encoding",
+                    f"{encoding} runs on the CPU kernels only; the GPU (and the CPU without "
+                    "its kernels) takes float32 or bfloat16",
+                )
+            try:
+                stored_shapes(self.config, BLOCK_FORMATS[encoding])
+            except ValueError as error:
+                raise OptionError("quantization_encoding", f"{encoding}: {error}") from None
+        return dtype, graph
+
     def __init__(
         self,
         options: EngineOptions,
@@ -155,7 +176,7 @@ class Engine:
             self.eos_id = self.config.eos_token_id
         self.max_length = options.max_length
         self.device = select_device(options.use_gpu)
-        dtype = DType.bfloat16 if options.quantization_encoding == "bfloat16" else DType.float32
+        dtype, graph_options = self._graph_encoding(options)
 
         weight_files(options.model_dir)  # no weights: say so before a compile of minutes
         # Compiled first, in a child process that then exits: this process never holds the
@@ -164,7 +185,7 @@ class Engine:
             self.config,
             dtype,
             self.device,
-            options.graph,
+            graph_options,
             serialized_path=options.serialized_model_path,
             save_path=options.save_to_serialized_model_path,
             cache_dir=options.cache_dir,

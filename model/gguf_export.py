@@ -15,7 +15,14 @@ import numpy as np
 from model.checkpoint import gguf_name
 from model.config import load_config
 from model.tokenizer import Tokenizer
-from model.weights import bfloat16_bits_to_float32, load_weights
+from model.weights import GGML_TYPES, bfloat16_bits_to_float32, load_weights
+
+FILE_TYPES = {
+    "float32": gguf.LlamaFileType.ALL_F32,
+    "bfloat16": gguf.LlamaFileType.MOSTLY_BF16,
+    "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
+    "q4_0": gguf.LlamaFileType.MOSTLY_Q4_0,
+}
 
 
 def _add_tokenizer(writer: gguf.GGUFWriter, model_dir: Path, vocab_size: int) -> None:
@@ -50,7 +57,9 @@ def _add_tokenizer(writer: gguf.GGUFWriter, model_dir: Path, vocab_size: int) ->
 
 
 def export_gguf(model_dir: Path, out_path: Path, encoding: str = "float32") -> Path:
-    """Writes `out_path` from the Hugging Face checkpoint in `model_dir`."""
+    """Writes `out_path` from the Hugging Face checkpoint in `model_dir`, its matrices in
+    `encoding` (every one, the tied embedding too, in a block encoding) and its norms in
+    float32."""
     model_dir, out_path = Path(model_dir), Path(out_path)
     config = load_config(model_dir)
     weights = load_weights(model_dir, config, encoding)
@@ -64,9 +73,7 @@ def export_gguf(model_dir: Path, out_path: Path, encoding: str = "float32") -> P
     writer.add_head_count_kv(config.kv_n_heads)
     writer.add_max_alibi_bias(config.alibi_bias_max)
     writer.add_layer_norm_eps(config.layer_norm_eps)
-    writer.add_file_type(
-        gguf.LlamaFileType.MOSTLY_BF16 if encoding == "bfloat16" else gguf.LlamaFileType.ALL_F32
-    )
+    writer.add_file_type(FILE_TYPES[encoding])
     _add_tokenizer(writer, model_dir, config.vocab_size)
     for name, array in weights.items():
         if array.dtype == np.uint16 and array.ndim == 1:
@@ -75,6 +82,8 @@ def export_gguf(model_dir: Path, out_path: Path, encoding: str = "float32") -> P
             writer.add_tensor(gguf_name(name), bfloat16_bits_to_float32(array))
         elif array.dtype == np.uint16:
             writer.add_tensor(gguf_name(name), array, raw_dtype=gguf.GGMLQuantizationType.BF16)
+        elif array.dtype == np.uint8:
+            writer.add_tensor(gguf_name(name), array, raw_dtype=GGML_TYPES[encoding])
         else:
             writer.add_tensor(gguf_name(name), array)
     writer.write_header_to_file()
