@@ -19,10 +19,10 @@ from max.driver import CPU, Accelerator, Buffer, Device, accelerator_count
 from max.dtype import DType
 from max.engine import InferenceSession, Model
 
+from model.checkpoint import BLOCK_FORMATS, stored_shapes
 from model.compiled import obtain_compiled
 from model.config import ModelConfig, load_config
 from model.generation import NoStop, StopRule, TextStream
-from model.checkpoint import BLOCK_FORMATS, stored_shapes
 from model.graph import DECODE_GRAPH, DEFAULT_GRAPH, PREFILL_GRAPH, GraphOptions, encoding_graph
 from model.hub import model_name
 from model.progress import BINDING, READY, LoadProgress, ProgressCallback, ignore_progress
@@ -175,8 +175,8 @@ class Engine:
         if self.eos_id is None:
             self.eos_id = self.config.eos_token_id
         self.max_length = options.max_length
-        self.device = select_device(options.use_gpu)
         dtype, graph_options = self._graph_encoding(options)
+        self.device = select_device(options.use_gpu)
 
         weight_files(options.model_dir)  # no weights: say so before a compile of minutes
         # Compiled first, in a child process that then exits: this process never holds the

@@ -7,6 +7,7 @@ GGUF loader against the safetensors one.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import gguf
@@ -91,3 +92,19 @@ def export_gguf(model_dir: Path, out_path: Path, encoding: str = "float32") -> P
     writer.write_tensors_to_file()
     writer.close()
     return out_path
+
+
+# The files besides the weights that a model directory holds (the tokenizer config optional).
+META_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json")
+
+
+def export_gguf_dir(model_dir: Path, out_dir: Path, encoding: str) -> Path:
+    """A model directory whose weights are one GGUF file in `encoding` (returned), so that this
+    engine and llama.cpp load the same file; the config and tokenizer are copied."""
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    gguf_path = export_gguf(model_dir, out_dir / "model.gguf", encoding)
+    for name in META_FILES:  # after the weights: a directory with a config is complete
+        if (model_dir / name).exists():
+            shutil.copy(model_dir / name, out_dir / name)
+    return gguf_path

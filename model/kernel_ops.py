@@ -132,9 +132,9 @@ def quantized_matmul(x: TensorValue, w: TensorValue, bits: int) -> TensorValue:
         TensorType(DType.float32, [m, w.shape[0]], x.device),
         TensorType(DType.float32, [m, k + MATMUL_ROW_PAD], x.device),
     ]
-    return ops.custom(
-        "replit_qmatmul", x.device, [x, w], out_types, parameters={"bits": bits}
-    )[0].tensor
+    return ops.custom("replit_qmatmul", x.device, [x, w], out_types, parameters={"bits": bits})[
+        0
+    ].tensor
 
 
 def dequantize(rows: TensorValue, k: int, bits: int) -> TensorValue:

@@ -20,12 +20,11 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from gguf.quants import quantize
 from max.driver import CPU, Buffer
 from max.dtype import DType
 from max.engine import InferenceSession, Model
 from max.graph import DeviceRef, Graph, Module, TensorType, TensorValue
-
-from gguf.quants import quantize
 
 from model.checkpoint import BLOCK_FORMATS, BLOCK_WEIGHTS, weight_shapes
 from model.compiled import graph_key
@@ -68,13 +67,13 @@ def product_models(
     products: dict[str, tuple[DType, Callable[[TensorValue, TensorValue], TensorValue]]],
 ) -> dict[str, Model]:
     """One graph per named product x[m, k] @ w[n, k].T with w in the given dtype, with symbolic
-    shapes so that one compile serves every shape."""
+    shapes so that one compile serves every shape (uint8 w: rows of blocks, of other widths)."""
     cpu = DeviceRef.CPU()
     module = Module()
     for name, (dtype, product) in products.items():
         input_types = [
             TensorType(DType.float32, ["m", "k"], cpu),
-            TensorType(dtype, ["n", "k"], cpu),
+            TensorType(dtype, ["n", "row_bytes" if dtype == DType.uint8 else "k"], cpu),
         ]
         with Graph(
             name, input_types=input_types, custom_extensions=[KERNELS_DIR], module=module

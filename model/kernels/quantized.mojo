@@ -53,16 +53,29 @@ def _scale(block: U8Ptr) -> Float32:
 
 @always_inline
 def _quants[bits: Int](block: U8Ptr) -> SIMD[DType.float32, QK]:
-    """The block's 32 weights before the scale, as float32 (exactly)."""
+    """The block's 32 quants as float32 (exactly): Q8_0's signed values, Q4_0's unsigned
+    nibbles n (whose weights are n - 8: `_offset` supplies the 8)."""
     var quants = block.unsafe_offset(2)
     comptime if bits == 8:
         var q = quants.unsafe_bitcast[Scalar[DType.int8]]().unsafe_load[width=QK](0)
         return q.cast[DType.float32]()
     else:
-        var packed = quants.unsafe_load[width=QK // 2](0)
-        var low = (packed & 15).cast[DType.int8]() - 8
-        var high = (packed >> 4).cast[DType.int8]() - 8
-        return low.join(high).cast[DType.float32]()
+        # Widened to 32 bits before the nibbles are split: one zero-extension and one mask or
+        # shift per half, where splitting bytes first costs a mask and a shift each (x86 has
+        # no byte shifts) and a sign extension.
+        var packed = quants.unsafe_load[width=QK // 2](0).cast[DType.int32]()
+        return (packed & 15).join(packed >> 4).cast[DType.float32]()
+
+
+@always_inline
+def _offset[bits: Int](xv: SIMD[DType.float32, QK]) -> SIMD[DType.float32, WIDTH]:
+    """What a block's quants add to its dot product with x besides quant * x, in lanes: for
+    Q4_0, -8 times x's block (each weight is (n - 8) * d); for Q8_0, nothing."""
+    var offset = SIMD[DType.float32, WIDTH](0)
+    comptime if bits == 4:
+        comptime for part in range(QK // WIDTH):
+            offset -= 8 * xv.slice[WIDTH, offset = part * WIDTH]()
+    return offset
 
 
 @always_inline
@@ -74,15 +87,19 @@ def _dot_rows[
     var acc = Array[SIMD[DType.float32, WIDTH], rows](fill=0)
     for b in range(blocks):
         var xv = x.unsafe_load[width=QK](b * QK)
+        var offset = _offset[bits](xv)  # shared by the rows
         comptime for r in range(rows):
             var block = w.unsafe_offset(r * row_bytes + b * size)
             prefetch[PrefetchOptions().for_read().high_locality()](
                 block.unsafe_offset(PREFETCH_BYTES)
             )
-            var products = _quants[bits](block) * xv
-            var partial = products.slice[WIDTH, offset=0]()
-            comptime for part in range(1, QK // WIDTH):
-                partial += products.slice[WIDTH, offset = part * WIDTH]()
+            var quants = _quants[bits](block)
+            var partial = offset
+            comptime for part in range(QK // WIDTH):
+                var at = part * WIDTH
+                partial = quants.slice[WIDTH, offset=at]().fma(
+                    xv.slice[WIDTH, offset=at](), partial
+                )
             acc[r] = partial.fma(SIMD[DType.float32, WIDTH](_scale(block)), acc[r])
     comptime for r in range(rows):
         y.unsafe_store(r, acc[r].reduce_add())
@@ -135,7 +152,10 @@ def dequantize_rows[bits: Int](w: U8Ptr, widened: F32Ptr, rows: Int, k: Int):
     comptime size = block_bytes[bits]()
     for b in range(rows * (k // QK)):
         var block = w.unsafe_offset(b * size)
-        widened.unsafe_store(b * QK, _quants[bits](block) * _scale(block))
+        var quants = _quants[bits](block)
+        comptime if bits == 4:
+            quants -= 8
+        widened.unsafe_store(b * QK, quants * _scale(block))
 
 
 def qmatmul[
