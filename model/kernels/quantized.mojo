@@ -96,7 +96,7 @@ def _dot_rows[
             var quants = _quants[bits](block)
             var partial = offset
             comptime for part in range(QK // WIDTH):
-                var at = part * WIDTH
+                comptime at = part * WIDTH
                 partial = quants.slice[WIDTH, offset=at]().fma(
                     xv.slice[WIDTH, offset=at](), partial
                 )
