@@ -10,7 +10,6 @@ in a fresh process), with the error of each against NumPy on the dequantized wei
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import statistics
@@ -23,7 +22,7 @@ from max.dtype import DType
 from max.graph import DeviceRef, Graph, Module, TensorType, Weight
 
 from bench.bandwidth import measure_in_fresh_process
-from bench.gemv import ROTATION_BYTES, SHAPES, compile_kernel_module
+from bench.gemv import ROTATION_BYTES, compile_kernel_module, parse_arguments
 from model.checkpoint import BLOCK_FORMATS, block_tensor_shape
 from model.graph import DEFAULT_GRAPH
 from model.kernel_ops import KERNELS_DIR, gemv, matmul, quantized_gemv
@@ -82,11 +81,7 @@ def make_weights(kind: str, n: int, k: int, rng: np.random.Generator) -> tuple[d
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--repeats", type=int, default=9)
-    parser.add_argument("--shapes", nargs="*", default=[f"{n}x{k}" for n, k in SHAPES])
-    args = parser.parse_args()
-    shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes]
+    repeats, shapes = parse_arguments()
     bound = measure_in_fresh_process()["best"]
     print(f"read bandwidth bound: {bound:.1f} GB/s")
 
@@ -115,7 +110,7 @@ def main() -> None:
                 error = np.abs(y.to_numpy() - expected).max() / np.abs(expected).max()
                 worst = max(worst, float(error))
             errors[kind] = worst
-        for _ in range(args.repeats):
+        for _ in range(repeats):
             for kind in KINDS:  # alternate, so that load from elsewhere hits every kind
                 start = time.perf_counter()
                 models[f"{kind}_{n}x{k}"].execute(x)

@@ -8,7 +8,9 @@ several rows); `replit_matmul` on the same kind of ragged shapes against its own
 `replit_decode_attention`, and `replit_decode_layer` (a whole block of a decode step), on head
 layouts of the test, demo and real models, at positions on both sides of the attention's key
 blocks, and with products and caches large enough to be split across cores, against attention
-and the block written out in float64.
+and the block written out in float64. The Q8_0 and Q4_0 kernels (`replit_qgemv`,
+`replit_qmatmul`, `replit_dequantize`) on ragged and real-width shapes against NumPy on the
+weights widened from the blocks' definition (`testkit.reference.dequantize_blocks`).
 """
 
 from __future__ import annotations
