@@ -37,13 +37,14 @@ from bench.runners import RemoteRunner, Suggestion
 from bench.startup import first_completion
 from bench.suite import WORK_DIR, machine
 from bench.throughput_table import llama_cpp_available
+from model.checkpoint import BLOCK_FORMATS
 from model.config import load_config
-from model.gguf_export import export_gguf
+from model.gguf_export import export_gguf, export_gguf_dir
 from model.hub import resolve_model_dir
 from model.weights import weight_files
 from testkit.checkpoints import REAL_LAYERS, full_width_slice, make_random_checkpoint, weight_bytes
 
-ENCODINGS = ("bfloat16", "float32")
+ENCODINGS = ("bfloat16", "float32", *BLOCK_FORMATS)
 TYPED_TOKENS = 3
 
 
@@ -157,7 +158,9 @@ def measure_encoding(
         }
     }
     if llama_cpp_available():
-        gguf_path = export_gguf(model_dir, work / f"{model_dir.name}.gguf", encoding)
+        gguf_path = model_dir / "model.gguf"  # a block encoding's checkpoint is that file
+        if encoding not in BLOCK_FORMATS:
+            gguf_path = export_gguf(model_dir, work / f"{model_dir.name}.gguf", encoding)
         plans["llama.cpp"] = {
             "gguf_path": gguf_path,
             "max_length": plan.max_length,
@@ -223,7 +226,14 @@ def main() -> None:
         )
         if not (model_dir / "config.json").exists():
             print(f"writing the {encoding} checkpoint to {model_dir}", flush=True)
-            if args.smoke:
+            if encoding in BLOCK_FORMATS:
+                # One GGUF file in the blocks, which both engines load, quantized from the
+                # bfloat16 checkpoint (written first when missing).
+                source = args.work_dir / f"full{layers}-bfloat16"
+                if not (source / "config.json").exists():
+                    full_width_slice(source, layers, resolve_model_dir(None, "demo"), "bfloat16")
+                export_gguf_dir(source, model_dir, encoding)
+            elif args.smoke:
                 make_random_checkpoint(model_dir)
             else:
                 full_width_slice(model_dir, layers, resolve_model_dir(None, "demo"), encoding)

@@ -93,12 +93,17 @@ def compile_kernel_module(module: Module, registry: dict) -> dict:
     return models
 
 
-def main() -> None:
+def parse_arguments() -> tuple[int, list[tuple[int, int]]]:
+    """`--repeats` and the `--shapes` NxK of W, for the one-row product benchmarks."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--shapes", nargs="*", default=[f"{n}x{k}" for n, k in SHAPES])
     args = parser.parse_args()
-    shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes]
+    return args.repeats, [tuple(int(v) for v in s.split("x")) for s in args.shapes]
+
+
+def main() -> None:
+    repeats, shapes = parse_arguments()
 
     module = Module()
     for n, k in shapes:
@@ -129,7 +134,7 @@ def main() -> None:
                     error = np.abs(y.to_numpy() - expected).max() / np.abs(expected).max()
                     worst = max(worst, float(error))
                 errors[side] = worst
-            for _ in range(args.repeats):
+            for _ in range(repeats):
                 for side in speeds:  # alternate, so that load from elsewhere hits both
                     model = models[graph_name(side, dtype, n, k)]
                     start = time.perf_counter()

@@ -109,7 +109,7 @@ def markdown(results: dict) -> str:
     return "\n".join(parts) + "\n"
 
 
-SHORT = {"float32": "f32", "bfloat16": "bf16"}
+SHORT = {"float32": "f32", "bfloat16": "bf16", "q8_0": "q8", "q4_0": "q4"}
 
 
 def _bars(ax, labels: list[str], series: dict[str, list[float]], ylabel: str) -> None:

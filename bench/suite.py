@@ -25,6 +25,7 @@ from bench.report import markdown, write_report
 from bench.startup import measure_startup
 from bench.throughput_table import llama_cpp_available, measure_checkpoint
 from model.hub import resolve_model_dir
+from model.weights import ENCODINGS
 from testkit.checkpoints import full_width_slice, make_random_checkpoint, weight_bytes
 
 WORK_DIR = Path.home() / ".cache" / "replit-lsp" / "bench"
@@ -103,6 +104,9 @@ def main() -> None:
     parser.add_argument("--use-gpu", action="store_true", help="run MAX on the GPU")
     parser.add_argument("--models", nargs="+", help="only these of demo, slice-NL (not --smoke)")
     parser.add_argument(
+        "--encodings", nargs="+", default=list(ENCODINGS), choices=ENCODINGS, help="not --smoke"
+    )
+    parser.add_argument(
         "--stages", nargs="+", default=list(STAGES), choices=STAGES, help="what to measure"
     )
     args = parser.parse_args()
@@ -136,7 +140,7 @@ def main() -> None:
         chosen = args.models or list(sizes)
         if unknown := sorted(set(chosen) - set(sizes)):
             parser.error(f"unknown --models {unknown}; choose from {sorted(sizes)}")
-        plan = [(name, encoding) for name in chosen for encoding in ("float32", "bfloat16")]
+        plan = [(name, encoding) for name in chosen for encoding in args.encodings]
         # The second decode row's context: about what an editor sends around the cursor.
         lengths, decode_tokens, editing_context, repeats = [128, 512, 2048], 64, 1000, args.repeats
         keystroke_plan = [

@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from bench.runners import RemoteRunner, Runner
+from model.checkpoint import BLOCK_FORMATS
 from model.config import load_config
-from model.gguf_export import export_gguf
+from model.gguf_export import export_gguf, export_gguf_dir
 
 # Cache positions left over beyond the longest prompt and its decoded tokens.
 SPARE_TOKENS = 8
@@ -86,12 +87,21 @@ def measure_checkpoint(
     progress=print,
 ) -> tuple[list[Row], float | None]:
     """Rows for every prompt length that fits the model, plus decode after a short prompt and
-    after `editing_context` tokens (or as many as fit); and the logit mismatch."""
+    after `editing_context` tokens (or as many as fit); and the logit mismatch.
+
+    In a block encoding both engines load one GGUF file written in it (this engine takes the
+    blocks as they lie); otherwise llama.cpp loads a GGUF export of `model_dir`'s tensors.
+    """
     config = load_config(model_dir)
     lengths = [n for n in prefill_lengths if n + 1 <= config.max_seq_len]
     max_length = min(
         config.max_seq_len, max(lengths + [editing_context]) + decode_tokens + SPARE_TOKENS
     )
+    gguf_path = None
+    if encoding in BLOCK_FORMATS:
+        # Written afresh every run: a kept file would outlive a change to the exporter.
+        gguf_path = export_gguf_dir(model_dir, work_dir / f"{label}-{encoding}", encoding)
+        model_dir = gguf_path.parent
     runners: list[RemoteRunner] = [
         RemoteRunner(
             "MAX",
@@ -102,8 +112,8 @@ def measure_checkpoint(
         )
     ]
     if with_llama:
-        # Written afresh every run: a kept file would outlive a change to the exporter.
-        gguf_path = export_gguf(model_dir, work_dir / f"{label}-{encoding}.gguf", encoding)
+        if gguf_path is None:
+            gguf_path = export_gguf(model_dir, work_dir / f"{label}-{encoding}.gguf", encoding)
         runners.append(
             RemoteRunner("llama.cpp", gguf_path=gguf_path, max_length=max_length, threads=threads)
         )

@@ -87,3 +87,41 @@ def hf_name(gguf_tensor_name: str) -> str | None:
     layer, rest = match.groups()
     tensor = next((t for t in BLOCK_TENSORS if t.gguf == rest), None)
     return None if tensor is None else block_tensor_name(int(layer), tensor.hf)
+
+
+# Weights per block of the GGUF block quantizations.
+QUANT_BLOCK = 32
+
+
+@dataclass(frozen=True)
+class BlockFormat:
+    """A llama.cpp block quantization the kernels read: 32 weights a block, a float16 scale
+    first, then the quants of `bits` bits each (`model/kernels/quantized.mojo` has the layout).
+    """
+
+    name: str  # the encoding's name, GGUF's type name in lower case
+    bits: int
+
+    @property
+    def block_bytes(self) -> int:
+        return 2 + QUANT_BLOCK * self.bits // 8
+
+
+BLOCK_FORMATS = {fmt.name: fmt for fmt in (BlockFormat("q8_0", 8), BlockFormat("q4_0", 4))}
+
+
+def block_tensor_shape(shape: tuple[int, ...], fmt: BlockFormat) -> tuple[int, int]:
+    """The uint8 shape [N, K / 32 * block bytes] that a [N, K] matrix takes in `fmt`'s blocks."""
+    rows, k = shape
+    if k % QUANT_BLOCK != 0:
+        raise ValueError(f"a row of {k} weights is not a whole number of {QUANT_BLOCK}-blocks")
+    return rows, k // QUANT_BLOCK * fmt.block_bytes
+
+
+def stored_shapes(config: ModelConfig, fmt: BlockFormat) -> dict[str, tuple[int, ...]]:
+    """Every tensor the model reads with its matrices in `fmt`'s blocks (the tied embedding
+    too: it is the largest matrix a decode step reads), norms as they are."""
+    return {
+        name: shape if len(shape) == 1 else block_tensor_shape(shape, fmt)
+        for name, shape in weight_shapes(config).items()
+    }

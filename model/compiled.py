@@ -82,6 +82,7 @@ def graph_key(
         "cpu_kernels": kernels_digest() if options.cpu_kernels and device.is_host else None,
         "fused_block_bytes": options.fused_block_bytes,
         "bfloat16_dot": options.bfloat16_dot,
+        "block_format": options.block_format,
         # max_seq_len and the eos id do not shape the graph (its lengths are symbolic).
         "config": {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_GRAPH},
         "dtype": str(dtype),

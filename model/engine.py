@@ -25,6 +25,7 @@ from max.driver import CPU, Accelerator, Buffer, Device, accelerator_count
 from max.dtype import DType
 from max.engine import InferenceSession, Model
 
+from model.checkpoint import BLOCK_FORMATS, stored_shapes
 from model.compiled import obtain_compiled
 from model.config import ModelConfig, load_config
 from model.drafting import draft
@@ -36,12 +37,13 @@ from model.graph import (
     VERIFY_GRAPH,
     GraphOptions,
     decodes_whole_blocks,
+    encoding_graph,
 )
 from model.hub import model_name
 from model.progress import BINDING, READY, LoadProgress, ProgressCallback, ignore_progress
 from model.sampling import Sampler, SamplingParams
 from model.tokenizer import Tokenizer
-from model.weights import load_weights, weight_files
+from model.weights import ENCODINGS, load_weights, weight_files
 
 # Longest run of prompt tokens sent through the graph at once: bounds the attention score
 # tensor (heads x chunk x context) and lets other requests interleave with a long prefill.
@@ -167,6 +169,26 @@ def select_device(use_gpu: bool) -> Device:
 
 
 class Engine:
+    def _graph_encoding(self, options: EngineOptions) -> tuple[DType, GraphOptions]:
+        """The graph's dtype and options for the weight encoding, refused before a compile of
+        minutes where the graph cannot take it."""
+        encoding = options.quantization_encoding
+        if encoding not in ENCODINGS:
+            raise OptionError("quantization_encoding", f"must be one of {', '.join(ENCODINGS)}")
+        dtype, graph = encoding_graph(encoding, options.graph)
+        if graph.block_format is not None:
+            if options.use_gpu or not graph.cpu_kernels:
+                raise OptionError(
+                    "quantization_encoding",
+                    f"{encoding} runs on the CPU kernels only; the GPU (and the CPU without "
+                    "its kernels) takes float32 or bfloat16",
+                )
+            try:
+                stored_shapes(self.config, BLOCK_FORMATS[encoding])
+            except ValueError as error:
+                raise OptionError("quantization_encoding", f"{encoding}: {error}") from None
+        return dtype, graph
+
     def __init__(
         self,
         options: EngineOptions,
@@ -190,11 +212,11 @@ class Engine:
         if self.eos_id is None:
             self.eos_id = self.config.eos_token_id
         self.max_length = options.max_length
+        dtype, graph_options = self._graph_encoding(options)
         self.device = select_device(options.use_gpu)
-        dtype = DType.bfloat16 if options.quantization_encoding == "bfloat16" else DType.float32
         self.speculative_tokens = options.speculative_tokens
         if self.speculative_tokens is None:
-            fused = decodes_whole_blocks(self.config, dtype, self.device, options.graph)
+            fused = decodes_whole_blocks(self.config, dtype, self.device, graph_options)
             self.speculative_tokens = 0 if fused else SPECULATIVE_TOKENS
 
         weight_files(options.model_dir)  # no weights: say so before a compile of minutes
@@ -204,7 +226,7 @@ class Engine:
             self.config,
             dtype,
             self.device,
-            options.graph,
+            graph_options,
             serialized_path=options.serialized_model_path,
             save_path=options.save_to_serialized_model_path,
             cache_dir=options.cache_dir,

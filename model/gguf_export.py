@@ -7,6 +7,7 @@ GGUF loader against the safetensors one.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import gguf
@@ -15,7 +16,14 @@ import numpy as np
 from model.checkpoint import gguf_name
 from model.config import load_config
 from model.tokenizer import Tokenizer
-from model.weights import bfloat16_bits_to_float32, load_weights
+from model.weights import GGML_TYPES, bfloat16_bits_to_float32, load_weights
+
+FILE_TYPES = {
+    "float32": gguf.LlamaFileType.ALL_F32,
+    "bfloat16": gguf.LlamaFileType.MOSTLY_BF16,
+    "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
+    "q4_0": gguf.LlamaFileType.MOSTLY_Q4_0,
+}
 
 
 def _add_tokenizer(writer: gguf.GGUFWriter, model_dir: Path, vocab_size: int) -> None:
@@ -50,7 +58,9 @@ def _add_tokenizer(writer: gguf.GGUFWriter, model_dir: Path, vocab_size: int) ->
 
 
 def export_gguf(model_dir: Path, out_path: Path, encoding: str = "float32") -> Path:
-    """Writes `out_path` from the Hugging Face checkpoint in `model_dir`."""
+    """Writes `out_path` from the Hugging Face checkpoint in `model_dir`, its matrices in
+    `encoding` (every one, the tied embedding too, in a block encoding) and its norms in
+    float32."""
     model_dir, out_path = Path(model_dir), Path(out_path)
     config = load_config(model_dir)
     weights = load_weights(model_dir, config, encoding)
@@ -64,9 +74,7 @@ def export_gguf(model_dir: Path, out_path: Path, encoding: str = "float32") -> P
     writer.add_head_count_kv(config.kv_n_heads)
     writer.add_max_alibi_bias(config.alibi_bias_max)
     writer.add_layer_norm_eps(config.layer_norm_eps)
-    writer.add_file_type(
-        gguf.LlamaFileType.MOSTLY_BF16 if encoding == "bfloat16" else gguf.LlamaFileType.ALL_F32
-    )
+    writer.add_file_type(FILE_TYPES[encoding])
     _add_tokenizer(writer, model_dir, config.vocab_size)
     for name, array in weights.items():
         if array.dtype == np.uint16 and array.ndim == 1:
@@ -75,6 +83,8 @@ def export_gguf(model_dir: Path, out_path: Path, encoding: str = "float32") -> P
             writer.add_tensor(gguf_name(name), bfloat16_bits_to_float32(array))
         elif array.dtype == np.uint16:
             writer.add_tensor(gguf_name(name), array, raw_dtype=gguf.GGMLQuantizationType.BF16)
+        elif array.dtype == np.uint8:
+            writer.add_tensor(gguf_name(name), array, raw_dtype=GGML_TYPES[encoding])
         else:
             writer.add_tensor(gguf_name(name), array)
     writer.write_header_to_file()
@@ -82,3 +92,19 @@ def export_gguf(model_dir: Path, out_path: Path, encoding: str = "float32") -> P
     writer.write_tensors_to_file()
     writer.close()
     return out_path
+
+
+# The files besides the weights that a model directory holds (the tokenizer config optional).
+META_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json")
+
+
+def export_gguf_dir(model_dir: Path, out_dir: Path, encoding: str) -> Path:
+    """A model directory whose weights are one GGUF file in `encoding` (returned), so that this
+    engine and llama.cpp load the same file; the config and tokenizer are copied."""
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    gguf_path = export_gguf(model_dir, out_dir / "model.gguf", encoding)
+    for name in META_FILES:  # after the weights: a directory with a config is complete
+        if (model_dir / name).exists():
+            shutil.copy(model_dir / name, out_dir / name)
+    return gguf_path

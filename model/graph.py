@@ -16,7 +16,9 @@ layer's attention is one
 launching an op costs about as much as its arithmetic. Prefill keeps the built-in ops (faster
 for many rows) except for the one-row logits head and, with bfloat16 weights, the products,
 which `replit_matmul` computes from the weights as they lie. Both graphs live in one `Module`,
-compiled together and bound to the same weights.
+compiled together and bound to the same weights. Weights in llama.cpp's Q8_0 or Q4_0 blocks
+(`GraphOptions.block_format`) take the kernels of `model/kernels/quantized.mojo` for every
+product and the embedding's rows, in both graphs.
 
 A third graph, VERIFY_GRAPH, checks a speculative draft: the last accepted token and up to a
 few drafted ones go through the cache as in prefill, and it returns the logits of every row,
@@ -28,7 +30,7 @@ rows then costs about one decode step.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from max.driver import Device
@@ -46,11 +48,14 @@ from max.graph import (
 )
 
 from model.checkpoint import (
+    BLOCK_FORMATS,
     BLOCK_WEIGHTS,
     EMBEDDING,
     FINAL_NORM,
+    BlockFormat,
     block_shapes,
     block_tensor_name,
+    stored_shapes,
     weight_shapes,
 )
 from model.config import ModelConfig
@@ -59,8 +64,11 @@ from model.kernel_ops import (
     KERNELS_DIR,
     decode_attention,
     decode_layer,
+    dequantize,
     gemv,
     matmul,
+    quantized_gemv,
+    quantized_matmul,
 )
 
 # Bump when the graph below changes in a way the compiled-model cache must notice.
@@ -103,9 +111,20 @@ class GraphOptions:
     # One-row products of bfloat16 weights by `replit_matmul`'s `vdpbf16ps` tiles rather than
     # `replit_gemv`: 3B shapes, 4 copies each, alternating: 23-28 -> 30-32 GB/s.
     bfloat16_dot: bool = field(default_factory=cpu_has_bf16_dot)
+    # The weight matrices in these llama.cpp blocks (a key of BLOCK_FORMATS), the norms in
+    # float32; None: every weight in the graph's dtype.
+    block_format: str | None = None
 
 
 DEFAULT_GRAPH = GraphOptions()
+
+
+def encoding_graph(encoding: str, options: GraphOptions) -> tuple[DType, GraphOptions]:
+    """The graph dtype and options for weights in `encoding` (one of model.weights.ENCODINGS):
+    a block encoding keeps its float tensors (the norms) in float32."""
+    if encoding in BLOCK_FORMATS:
+        return DType.float32, replace(options, block_format=encoding)
+    return (DType.bfloat16 if encoding == "bfloat16" else DType.float32), options
 
 
 def cache_type(config: ModelConfig, device: DeviceRef) -> BufferType:
@@ -155,6 +174,10 @@ class BuiltinOps:
         if self.dtype == DType.float32:
             return x @ w.T
         return ops.cast(ops.cast(x, self.dtype) @ w.T, DType.float32)
+
+    def embed(self, tokens: TensorValue) -> TensorValue:
+        """The embedding's rows of `tokens`, in float32."""
+        return ops.cast(ops.gather(self.weight(EMBEDDING), tokens, axis=0), DType.float32)
 
     def layer_norm(self, x: TensorValue, name: str) -> TensorValue:
         gamma = ops.cast(self.weight(name), DType.float32)
@@ -293,6 +316,51 @@ def decodes_whole_blocks(
     return isinstance(ops_, FusedBlockOps)
 
 
+class QuantizedKernelOps(KernelProductOps):
+    """The CPU graphs of weights in Q8_0 or Q4_0 blocks (uint8 tensors of `stored_shapes`).
+
+    Every product reads the blocks as they lie: `replit_qgemv` for one row, `replit_qmatmul`
+    for many (it widens one panel of rows per core at a time, so no widened copy of a weight
+    exists); the embedding's rows of the tokens are widened by `replit_dequantize`. A decode
+    graph's attention is the decode attention kernel where the head size allows.
+    """
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        device: DeviceRef,
+        block_format: BlockFormat,
+        *,
+        one_row: bool,
+    ) -> None:
+        super().__init__(config, DType.float32, device, one_row=one_row, bfloat16_dot=False)
+        self.block_format = block_format
+        self.shapes = stored_shapes(config, block_format)
+        self.kernel_attention = one_row and config.head_dim % KERNEL_HEAD_DIM_MULTIPLE == 0
+
+    def weight(self, name: str) -> Weight:
+        if name not in self.weights:
+            shape = self.shapes[name]
+            dtype = DType.float32 if len(shape) == 1 else DType.uint8
+            self.weights[name] = Weight(name, dtype, shape, self.device)
+        return self.weights[name]
+
+    def linear(self, x: TensorValue, name: str, *, one_row: bool = False) -> TensorValue:
+        w, bits = self.weight(name), self.block_format.bits
+        if self.one_row or one_row:
+            return quantized_gemv(x, w, bits)
+        return quantized_matmul(x, w, bits)
+
+    def embed(self, tokens: TensorValue) -> TensorValue:
+        rows = ops.gather(self.weight(EMBEDDING), tokens, axis=0)
+        return dequantize(rows, self.config.d_model, self.block_format.bits)
+
+    def attention(self, x: TensorValue, layer: int, cache: LayerCache) -> TensorValue:
+        if self.kernel_attention:
+            return KernelDecodeOps.attention(self, x, layer, cache)
+        return super().attention(x, layer, cache)
+
+
 def graph_ops(
     config: ModelConfig,
     dtype: DType,
@@ -303,6 +371,13 @@ def graph_ops(
     verify: bool = False,
 ) -> BuiltinOps:
     """The one choice of how a graph is traced, made from the config, device and options."""
+    if options.block_format is not None:
+        if not module_extensions(device, options):
+            raise ValueError(
+                f"{options.block_format} weights need the CPU kernels (the CPU, kernels on)"
+            )
+        block_format = BLOCK_FORMATS[options.block_format]
+        return QuantizedKernelOps(config, device, block_format, one_row=decode)
     if not module_extensions(device, options):
         return BuiltinOps(config, dtype, device)
     if verify:
@@ -383,7 +458,7 @@ def build_graph(
         end = start + ops.shape_to_tensor([tokens.shape[0]])
         start, end = start.reshape([]), end.reshape([])
 
-        h = ops.cast(ops.gather(b.weight(EMBEDDING), tokens, axis=0), DType.float32)
+        h = b.embed(tokens)
         for n in range(config.n_layers):
             cache = LayerCache(start, end, rel_pos, caches[2 * n].buffer, caches[2 * n + 1].buffer)
             h = b.block(h, n, cache)

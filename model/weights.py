@@ -5,26 +5,41 @@ Formats: safetensors and PyTorch `.bin` (each one file, or shards with an index)
 used, any quantization the `gguf` package can dequantize). `.bin` files are read without
 torch. bfloat16 is carried as its raw 16-bit pattern in a uint16 array, because NumPy has no
 bfloat16 type.
+
+The block encodings (q8_0, q4_0) carry each weight matrix as the uint8 rows of llama.cpp's
+blocks (`model.checkpoint.BLOCK_FORMATS`) and the norms as float32: float weights are
+quantized as they load (by `gguf.quants`, as llama.cpp's own converter does), and GGUF tensors
+already in the encoding's blocks are taken as they lie, never widened.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import struct
 from collections.abc import Iterator
 from pathlib import Path
 
 import gguf
 import numpy as np
-from gguf.quants import dequantize
+from gguf.quants import dequantize, quantize
 
-from model.checkpoint import hf_name, weight_shapes
+from model.checkpoint import BLOCK_FORMATS, QUANT_BLOCK, hf_name, stored_shapes, weight_shapes
 from model.config import ModelConfig
 from model.gguf_metadata import model_gguf
 from model.progress import ProgressCallback, ignore_progress, reading_weights
 from model.torch_checkpoint import TorchCheckpointError, read_torch_checkpoint
 
-ENCODINGS = ("float32", "bfloat16")
+ENCODINGS = ("float32", "bfloat16", *BLOCK_FORMATS)
+# The GGUF tensor type of each block encoding.
+GGML_TYPES = {
+    "q8_0": gguf.GGMLQuantizationType.Q8_0,
+    "q4_0": gguf.GGMLQuantizationType.Q4_0,
+}
+# What the readers say a yielded array holds, besides a block encoding's name: float values
+# (any float dtype), or bfloat16 bits in uint16.
+FLOAT = "float"
+BFLOAT16 = "bfloat16"
 # Reading is reported in steps of this many percent: a line on stderr each, and one
 # `$/progress` report.
 PROGRESS_STEP_PERCENT = 5
@@ -69,8 +84,8 @@ def read_range(path: Path, offset: int, dtype: np.dtype, shape: tuple[int, ...])
     return array
 
 
-def _read_safetensors(path: Path, owned: bool) -> Iterator[tuple[str, np.ndarray, bool]]:
-    """Yields (name, array, is_bfloat16), mapped or `owned`, validating every offset."""
+def _read_safetensors(path: Path, owned: bool) -> Iterator[tuple[str, np.ndarray, str]]:
+    """Yields (name, array, FLOAT or BFLOAT16), mapped or `owned`, validating every offset."""
     size = path.stat().st_size
     with path.open("rb") as f:
         prefix = f.read(8)
@@ -100,7 +115,7 @@ def _read_safetensors(path: Path, owned: bool) -> Iterator[tuple[str, np.ndarray
             array = read_range(path, data_start + begin, np.dtype(dtype), shape)
         else:
             array = data[data_start + begin : data_start + end].view(dtype).reshape(shape)
-        yield name, array, info["dtype"] == "BF16"
+        yield name, array, BFLOAT16 if info["dtype"] == "BF16" else FLOAT
 
 
 def _sharded_files(index: Path) -> list[Path]:
@@ -125,7 +140,10 @@ def _checkpoint_files(model_dir: Path, index_name: str, pattern: str) -> list[Pa
 # ----------------------------------------------------------------------- GGUF
 
 
-def _read_gguf(path: Path, owned: bool) -> Iterator[tuple[str, np.ndarray, bool]]:
+def _read_gguf(path: Path, owned: bool) -> Iterator[tuple[str, np.ndarray, str]]:
+    """Yields (name, array, what it holds): plain tensors as they lie, Q8_0 and Q4_0 as their
+    uint8 block rows, other quantizations dequantized to float32 (their GGUF type's name)."""
+    blocks = {kind: name for name, kind in GGML_TYPES.items()}
     try:
         reader = gguf.GGUFReader(str(path))
     except Exception as error:  # the reader raises assorted errors on corrupt files
@@ -141,24 +159,30 @@ def _read_gguf(path: Path, owned: bool) -> Iterator[tuple[str, np.ndarray, bool]
             gguf.GGMLQuantizationType.F32: np.float32,
             gguf.GGMLQuantizationType.F16: np.float16,
         }
-        if kind in plain:
-            dtype = np.dtype(plain[kind])
+        if kind in plain or kind in blocks:
+            dtype = np.dtype(plain.get(kind, np.uint8))
+            if kind in blocks:
+                shape = (math.prod(shape[:-1]), int(tensor.n_bytes) // math.prod(shape[:-1]))
             if owned:
                 array = read_range(path, tensor.data_offset, dtype, shape)
             else:
                 array = np.asarray(tensor.data).view(dtype).reshape(shape)
+            holds = blocks.get(kind, BFLOAT16 if kind == gguf.GGMLQuantizationType.BF16 else FLOAT)
         else:
-            array = dequantize(tensor.data, kind).reshape(shape)
-        yield name, array, kind == gguf.GGMLQuantizationType.BF16
+            array, holds = dequantize(tensor.data, kind).reshape(shape), kind.name
+        yield name, array, holds
 
 
 # ------------------------------------------------------------------ torch .bin
 
 
-def _read_torch_bin(path: Path, owned: bool) -> list[tuple[str, np.ndarray, bool]]:
+def _read_torch_bin(path: Path, owned: bool) -> list[tuple[str, np.ndarray, str]]:
     """Views of the zip's stored tensors: `load_weights` copies them when they must be owned."""
     try:
-        return read_torch_checkpoint(path)
+        return [
+            (name, array, BFLOAT16 if is_bf16 else FLOAT)
+            for name, array, is_bf16 in read_torch_checkpoint(path)
+        ]
     except TorchCheckpointError as error:
         raise WeightsError(str(error)) from None
 
@@ -183,21 +207,47 @@ def weight_files(model_dir: Path) -> list[Path]:
     )
 
 
-def _tensors(model_dir: Path, owned: bool) -> Iterator[tuple[str, np.ndarray, bool, Path]]:
+def _tensors(model_dir: Path, owned: bool) -> Iterator[tuple[str, np.ndarray, str, Path]]:
     files = weight_files(model_dir)
     readers = {".gguf": _read_gguf, ".bin": _read_torch_bin}
     reader = readers.get(files[0].suffix, _read_safetensors)
     for file in files:
-        for name, array, is_bf16 in reader(file, owned):
-            yield name, array, is_bf16, file
+        for name, array, holds in reader(file, owned):
+            yield name, array, holds, file
 
 
-def _convert(array: np.ndarray, is_bf16: bool, encoding: str) -> np.ndarray:
-    if encoding == "bfloat16":
-        return array if is_bf16 else float32_to_bfloat16_bits(array.astype(np.float32))
-    if is_bf16:
+def _float32(array: np.ndarray, holds: str, shape: tuple[int, ...]) -> np.ndarray:
+    """The values of a read array in float32, whatever it holds."""
+    if holds == BFLOAT16:
         return bfloat16_bits_to_float32(array)
+    if holds in GGML_TYPES:
+        return dequantize(array, GGML_TYPES[holds]).reshape(shape)
     return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def _convert(array: np.ndarray, holds: str, encoding: str, shape: tuple[int, ...]) -> np.ndarray:
+    """A read array (of logical `shape`) as `encoding` stores it: norms stay float32 in the
+    block encodings, and a matrix already in the encoding's blocks is kept as it is."""
+    if holds == encoding:
+        return array
+    if encoding == BFLOAT16:
+        return float32_to_bfloat16_bits(_float32(array, holds, shape))
+    if encoding not in GGML_TYPES or len(shape) == 1:
+        return _float32(array, holds, shape)
+    if holds not in (FLOAT, BFLOAT16):
+        raise ValueError(
+            f"is stored as {holds.upper()}; {encoding} weights load from float tensors or "
+            f"{encoding.upper()} blocks, not from another quantization"
+        )
+    return quantize(_float32(array, holds, shape), GGML_TYPES[encoding])
+
+
+def logical_shape(array: np.ndarray, holds: str) -> tuple[int, ...]:
+    """The [N, K] shape of the weights an array holds (uint8 block rows hold K / 32 blocks)."""
+    if holds not in GGML_TYPES:
+        return tuple(array.shape)
+    rows, row_bytes = array.shape
+    return rows, row_bytes // BLOCK_FORMATS[holds].block_bytes * QUANT_BLOCK
 
 
 def load_weights(
@@ -208,7 +258,8 @@ def load_weights(
     owned: bool = False,
     progress: ProgressCallback = ignore_progress,
 ) -> dict[str, np.ndarray]:
-    """Returns every tensor the graph needs, cast to `encoding` (bfloat16 as uint16 bits).
+    """Returns every tensor the graph needs, cast to `encoding` (bfloat16 as uint16 bits; in a
+    block encoding, matrices as uint8 block rows of `stored_shapes` and norms as float32).
 
     With `owned`, every array owns its memory: tensors are read from the files rather than
     mapped (those a format only maps are copied), so the engine holds the weights once.
@@ -220,16 +271,27 @@ def load_weights(
     done, last_percent = 0, -PROGRESS_STEP_PERCENT
     found: dict[str, np.ndarray] = {}
     source: dict[str, Path] = {}
-    for name, array, is_bf16, file in _tensors(Path(model_dir), owned):
+    if encoding in BLOCK_FORMATS:
+        try:
+            stored_shapes(config, BLOCK_FORMATS[encoding])
+        except ValueError as error:
+            raise WeightsError(
+                f"{model_dir}: cannot store the weights as {encoding}: {error}"
+            ) from None
+    for name, array, holds, file in _tensors(Path(model_dir), owned):
         done += array.nbytes
         if name not in expected:
             continue  # e.g. wpe, unused with ALiBi
-        if tuple(array.shape) != expected[name]:
+        shape = logical_shape(array, holds)
+        if shape != expected[name]:
             raise WeightsError(
-                f"{file}: tensor {name} has shape {tuple(array.shape)}, "
+                f"{file}: tensor {name} has shape {shape}, "
                 f"expected {expected[name]} from config.json"
             )
-        converted = _convert(array, is_bf16, encoding)
+        try:
+            converted = _convert(array, holds, encoding, shape)
+        except ValueError as error:
+            raise WeightsError(f"{file}: tensor {name} {error}") from None
         found[name] = converted.copy() if owned and not converted.flags.owndata else converted
         source[name] = file
         update = reading_weights(done, total)

@@ -16,7 +16,7 @@ import numpy as np
 from safetensors.numpy import save_file
 from tokenizers import Tokenizer
 
-from model.checkpoint import weight_shapes
+from model.checkpoint import BLOCK_FORMATS, stored_shapes, weight_shapes
 from model.config import load_config, mpt_config_dict, parse_config
 from model.training.bpe import train_byte_level_bpe
 from model.training.export import save_bfloat16_safetensors, save_checkpoint, save_metadata
@@ -119,7 +119,11 @@ def full_width_slice(
 
 
 def weight_bytes(model_dir: Path, encoding: str) -> int:
-    """Bytes of weights one decode step reads (the tied embedding counted once)."""
+    """Bytes of weights one decode step reads (the tied embedding counted once); in a block
+    encoding, the blocks' bytes and the float32 norms."""
     config = load_config(model_dir)
+    if encoding in BLOCK_FORMATS:
+        shapes = stored_shapes(config, BLOCK_FORMATS[encoding])
+        return sum(int(np.prod(s)) * (4 if len(s) == 1 else 1) for s in shapes.values())
     size = 2 if encoding == "bfloat16" else 4
     return sum(int(np.prod(shape)) for shape in weight_shapes(config).values()) * size

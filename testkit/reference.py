@@ -14,7 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from gguf import GGMLQuantizationType
+from gguf.quants import quantize
 from safetensors.numpy import load_file
+
+_TYPES = {"q8_0": GGMLQuantizationType.Q8_0, "q4_0": GGMLQuantizationType.Q4_0}
 
 
 def _slopes(n_heads: int, alibi_bias_max: float) -> np.ndarray:
@@ -40,7 +44,11 @@ def gelu(x: np.ndarray) -> np.ndarray:
 class ReferenceMPT:
     """Reads a Hugging Face MPT directory and computes logits for every position in float64."""
 
-    def __init__(self, model_dir: Path, round_to_bfloat16: bool = False) -> None:
+    def __init__(
+        self, model_dir: Path, round_to_bfloat16: bool = False, blocks: str | None = None
+    ) -> None:
+        """`blocks` ("q8_0" or "q4_0") runs on the weights those blocks hold: every matrix
+        quantized as the engine's loader quantizes it, then widened by `dequantize_blocks`."""
         cfg = json.loads((Path(model_dir) / "config.json").read_text())
         attn = cfg["attn_config"]
         self.d = cfg["d_model"]
@@ -53,6 +61,11 @@ class ReferenceMPT:
         tensors = load_file(str(Path(model_dir) / "model.safetensors"))
         if round_to_bfloat16:
             tensors = {k: _round_bf16(v) for k, v in tensors.items()}
+        if blocks is not None:
+            tensors = {
+                k: v if v.ndim == 1 else dequantize_blocks(quantize(v, _TYPES[blocks]), blocks)
+                for k, v in tensors.items()
+            }
         self.w = {k: v.astype(np.float64) for k, v in tensors.items()}
 
     def logits(self, tokens: list[int]) -> np.ndarray:
@@ -130,3 +143,23 @@ def greedy_answers(reference: ReferenceMPT, tokenizer: Any) -> Callable[[str, in
         return cache[prompt, max_tokens]
 
     return expected
+
+
+def dequantize_blocks(data: np.ndarray, blocks: str) -> np.ndarray:
+    """The float32 [N, K] weights of uint8 rows [N, K / 32 * block bytes] of llama.cpp blocks,
+    from the formats' definition: a float16 scale d, then Q8_0's 32 int8 quants q (weight
+    q * d), or Q4_0's 16 bytes whose byte j holds weight j in its low nibble and weight j + 16
+    in its high one, each an unsigned n with weight (n - 8) * d.
+    """
+    size = {"q8_0": 34, "q4_0": 18}[blocks]
+    rows = data.shape[0]
+    data = np.ascontiguousarray(data).reshape(rows, -1, size)
+    scale = data[:, :, :2].copy().view(np.float16).astype(np.float32)
+    quants = data[:, :, 2:]
+    if blocks == "q8_0":
+        values = quants.view(np.int8).astype(np.float32)
+    else:
+        low = (quants & 0x0F).astype(np.float32) - 8
+        high = (quants >> 4).astype(np.float32) - 8
+        values = np.concatenate([low, high], axis=-1)
+    return (values * scale).reshape(rows, -1)

@@ -8,7 +8,9 @@ several rows); `replit_matmul` on the same kind of ragged shapes against its own
 `replit_decode_attention`, and `replit_decode_layer` (a whole block of a decode step), on head
 layouts of the test, demo and real models, at positions on both sides of the attention's key
 blocks, and with products and caches large enough to be split across cores, against attention
-and the block written out in float64.
+and the block written out in float64. The Q8_0 and Q4_0 kernels (`replit_qgemv`,
+`replit_qmatmul`, `replit_dequantize`) on ragged and real-width shapes against NumPy on the
+weights widened from the blocks' definition (`testkit.reference.dequantize_blocks`).
 """
 
 from __future__ import annotations
@@ -20,18 +22,28 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from gguf.quants import quantize
 from max.driver import CPU, Buffer
 from max.dtype import DType
 from max.engine import InferenceSession, Model
 from max.graph import DeviceRef, Graph, Module, TensorType, TensorValue
 
-from model.checkpoint import BLOCK_WEIGHTS, weight_shapes
+from model.checkpoint import BLOCK_FORMATS, BLOCK_WEIGHTS, weight_shapes
 from model.compiled import graph_key
 from model.config import ModelConfig, load_config
 from model.graph import GraphOptions, cache_type
-from model.kernel_ops import KERNELS_DIR, decode_attention, decode_layer, gemv, matmul
-from model.weights import bfloat16_bits_to_float32, float32_to_bfloat16_bits
-from testkit.reference import gelu, layer_norm
+from model.kernel_ops import (
+    KERNELS_DIR,
+    decode_attention,
+    decode_layer,
+    dequantize,
+    gemv,
+    matmul,
+    quantized_gemv,
+    quantized_matmul,
+)
+from model.weights import GGML_TYPES, bfloat16_bits_to_float32, float32_to_bfloat16_bits
+from testkit.reference import dequantize_blocks, gelu, layer_norm
 
 # (M, N, K): tiny, ragged, one SIMD vector plus one, a real-model row width, and weights over
 # the kernel's 4 MiB threshold in both dtypes, so the cores claim the rows in several chunks, the
@@ -57,13 +69,13 @@ def product_models(
     products: dict[str, tuple[DType, Callable[[TensorValue, TensorValue], TensorValue]]],
 ) -> dict[str, Model]:
     """One graph per named product x[m, k] @ w[n, k].T with w in the given dtype, with symbolic
-    shapes so that one compile serves every shape."""
+    shapes so that one compile serves every shape (uint8 w: rows of blocks, of other widths)."""
     cpu = DeviceRef.CPU()
     module = Module()
     for name, (dtype, product) in products.items():
         input_types = [
             TensorType(DType.float32, ["m", "k"], cpu),
-            TensorType(dtype, ["n", "k"], cpu),
+            TensorType(dtype, ["n", "row_bytes" if dtype == DType.uint8 else "k"], cpu),
         ]
         with Graph(
             name, input_types=input_types, custom_extensions=[KERNELS_DIR], module=module
@@ -375,3 +387,76 @@ def test_decode_attention_matches_float64_attention(attention_models, layout):
         )
         assert out.shape == (1, config.d_model)
         np.testing.assert_allclose(out[0], expected, rtol=0, atol=2e-5)
+
+
+# (M, N, K) for the block-quantized products, K a whole number of 32-weight blocks: one block;
+# N and M outside the kernels' groups (4 rows of W one-row, 4 x 6 tiles many-row); W over the
+# one-row kernel's 4 MiB threshold in Q8_0 and Q4_0, so the cores claim it in chunks with a
+# short last one; W in several 48-row panels with a ragged last one, K in three slices; and the
+# 3B model's row width.
+QUANTIZED_SHAPES = [
+    (1, 1, 32),
+    (1, 37, 64),
+    (3, 9, 96),
+    (1, 130, 3072),
+    (2, 4099, 2048),
+    (5, 11, 32),
+    (9, 101, 6208),
+    (130, 53, 3072),
+]
+QUANTIZED_PRODUCTS = {"gemv": quantized_gemv, "matmul": quantized_matmul}
+
+
+@pytest.fixture(scope="module")
+def quantized_models() -> dict[str, Model]:
+    return product_models(
+        {
+            f"{name}_{fmt.name}": (DType.uint8, functools.partial(product, bits=fmt.bits))
+            for name, product in QUANTIZED_PRODUCTS.items()
+            for fmt in BLOCK_FORMATS.values()
+        }
+        | {
+            f"dequantize_{fmt.name}": (
+                DType.uint8,
+                lambda x, w, bits=fmt.bits: dequantize(w, x.shape[1], bits),
+            )
+            for fmt in BLOCK_FORMATS.values()
+        }
+    )
+
+
+@pytest.mark.parametrize("shape", QUANTIZED_SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("fmt", BLOCK_FORMATS)
+@pytest.mark.parametrize("product", QUANTIZED_PRODUCTS)
+def test_quantized_products_match_numpy_on_the_dequantized_weights(
+    quantized_models, shape, fmt, product
+):
+    m, n, k = shape
+    rng = np.random.default_rng(m * 1000 + n + k)
+    x = rng.standard_normal((m, k), dtype=np.float32)
+    blocks = quantize(rng.standard_normal((n, k), dtype=np.float32), GGML_TYPES[fmt])
+    w = dequantize_blocks(blocks, fmt)  # exact in float32, and what the kernels multiply by
+    y = quantized_models[f"{product}_{fmt}"].execute(x, blocks)[0].to_numpy()
+    expected = x.astype(np.float64) @ w.astype(np.float64).T
+    assert y.shape == (m, n)
+    # x in float32 times exact weights, summed in float32 in blocks of 32 (one-row) or vectors
+    # of 16 (tiles): a bound relative to the sum of magnitudes that a block dropped, taken
+    # twice or read with the wrong scale or nibble order is far above.
+    scale = np.abs(x).astype(np.float64) @ np.abs(w).astype(np.float64).T
+    depth = k // 16 + 48
+    assert np.all(np.abs(y - expected) <= depth * 2.0**-24 * scale + 1e-30)
+
+
+@pytest.mark.parametrize("fmt", BLOCK_FORMATS)
+def test_dequantized_rows_are_the_blocks_weights(quantized_models, fmt):
+    rng = np.random.default_rng(7)
+    blocks = quantize(rng.standard_normal((5, 3072), dtype=np.float32), GGML_TYPES[fmt])
+    rows = quantized_models[f"dequantize_{fmt}"].execute(np.zeros((1, 3072), np.float32), blocks)
+    np.testing.assert_array_equal(rows[0].to_numpy(), dequantize_blocks(blocks, fmt))
+
+
+def test_quantized_products_refuse_rows_that_are_not_whole_blocks(quantized_models):
+    x = np.ones((1, 40), dtype=np.float32)
+    blocks = np.zeros((3, 34), dtype=np.uint8)
+    with pytest.raises(Exception, match="multiple of 32"):
+        quantized_models["gemv_q8_0"].execute(x, blocks)

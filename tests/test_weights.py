@@ -7,8 +7,10 @@ import sys
 import zipfile
 from pathlib import Path
 
+import gguf
 import numpy as np
 import pytest
+from gguf.quants import dequantize, quantize
 from safetensors.numpy import save_file
 
 from model.config import load_config
@@ -16,11 +18,14 @@ from model.gguf_export import export_gguf
 from model.training.export import save_bfloat16_safetensors
 from model.weights import (
     ENCODINGS,
+    GGML_TYPES,
     WeightsError,
     bfloat16_bits_to_float32,
     float32_to_bfloat16_bits,
     load_weights,
 )
+from testkit.checkpoints import make_random_checkpoint
+from testkit.reference import dequantize_blocks
 
 META_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json")
 
@@ -304,3 +309,44 @@ def test_reading_reports_percentages_up_to_all_of_the_file(tiny_model_dir):
     assert {r.stage for r in reports} == {"reading weights"}
     assert percents == sorted(set(percents)) and percents[-1] == 100
     assert reports[-1].message.startswith("reading weights:")
+
+
+@pytest.mark.parametrize("encoding", ["q8_0", "q4_0"])
+def test_block_layouts_are_those_gguf_writes_and_reads(tiny_model_dir, tmp_path, encoding):
+    """The loader's blocks are the gguf package's bytes; a GGUF in those blocks loads as it
+    lies (not widened and quantized again); testkit's dequantization, written from the
+    format's definition, equals the gguf package's."""
+    config = load_config(tiny_model_dir)
+    tensors = read_tensors(tiny_model_dir)
+    loaded = load_weights(tiny_model_dir, config, encoding)
+    name = "transformer.blocks.1.ffn.down_proj.weight"
+    assert loaded[name].dtype == np.uint8
+    assert np.array_equal(loaded[name], quantize(tensors[name], GGML_TYPES[encoding]))
+    assert loaded["transformer.norm_f.weight"].dtype == np.float32
+    gguf_dir = copy_meta(tiny_model_dir, tmp_path / "gguf")
+    export_gguf(tiny_model_dir, gguf_dir / "model.gguf", encoding)
+    reader = gguf.GGUFReader(str(gguf_dir / "model.gguf"))
+    kinds = {t.name: t.tensor_type for t in reader.tensors}
+    assert kinds["token_embd.weight"] == kinds["blk.0.ffn_down.weight"] == GGML_TYPES[encoding]
+    assert kinds["output_norm.weight"] == gguf.GGMLQuantizationType.F32
+    for owned in (False, True):
+        from_gguf = load_weights(gguf_dir, config, encoding, owned=owned)
+        assert all(np.array_equal(loaded[n], from_gguf[n]) for n in loaded)
+    widened = load_weights(gguf_dir, config, "float32")
+    for n, blocks in loaded.items():
+        if blocks.ndim == 2:
+            expected = dequantize(blocks, GGML_TYPES[encoding]).reshape(widened[n].shape)
+            assert np.array_equal(dequantize_blocks(blocks, encoding), expected)
+            assert np.array_equal(widened[n], expected)
+
+
+def test_block_encodings_refuse_other_quantizations_and_ragged_rows(tiny_model_dir, tmp_path):
+    config = load_config(tiny_model_dir)
+    q8_dir = copy_meta(tiny_model_dir, tmp_path / "q8")
+    export_gguf(tiny_model_dir, q8_dir / "model.gguf", "q8_0")
+    refused = r"tensor transformer\.\S+ is stored as Q8_0; q4_0 weights load from float"
+    with pytest.raises(WeightsError, match=refused):
+        load_weights(q8_dir, config, "q4_0")
+    ragged = make_random_checkpoint(tmp_path / "ragged", d_model=72, n_heads=6, vocab_size=300)
+    with pytest.raises(WeightsError, match="not a whole number of 32-blocks"):
+        load_weights(ragged, load_config(ragged), "q8_0")
