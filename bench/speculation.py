@@ -43,7 +43,7 @@ from max.graph import DeviceRef, Module
 from bench.keystroke import TRACE_FILE, percentile, start_for_context, suggest, typing_trace
 from bench.suite import WORK_DIR
 from model.config import load_config, parse_config
-from model.engine import Engine, EngineOptions
+from model.engine import SPECULATIVE_TOKENS, Engine, EngineOptions
 from model.graph import DEFAULT_GRAPH, build_graph
 from model.hub import resolve_model_dir
 from testkit.checkpoints import full_width_config, full_width_slice
@@ -68,7 +68,7 @@ def measure_speculation(
     steps: int = 20,
     chars_per_step: int = 3,
     new_tokens: int = 16,
-    speculative_tokens: int = EngineOptions.speculative_tokens,
+    speculative_tokens: int = SPECULATIVE_TOKENS,
     agree: bool = False,
     progress=print,
 ) -> dict:
@@ -186,7 +186,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--chars-per-step", type=int, default=3)
     parser.add_argument("--new-tokens", type=int, default=16)
-    parser.add_argument("--speculative-tokens", type=int, default=EngineOptions.speculative_tokens)
+    parser.add_argument("--speculative-tokens", type=int, default=SPECULATIVE_TOKENS)
     parser.add_argument("--agree", action="store_true", help="drafts: the plain suggestion")
     parser.add_argument("--compile-cost", action="store_true")
     parser.add_argument("--layers", type=int, default=2, help="layers for --compile-cost")
