@@ -151,11 +151,11 @@ class CompletionServer(LanguageServer):
         if params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked:
             # A suggestion the user asked for may be longer than one that comes while typing.
             settings = dataclasses.replace(settings, max_new_tokens=settings.invoked_max_new_tokens)
-        snapshot, position = self._snapshot(document, params.position, settings, deadline)
+        memory = self._documents.setdefault(uri, DocumentMemory())
+        snapshot, position = self._snapshot(document, params.position, settings, deadline, memory)
         if snapshot is None:
             log.debug("completion at %s: nothing before the cursor", uri)
             return EMPTY
-        memory = self._documents.setdefault(uri, DocumentMemory())
         rest = memory.rest_of_suggestion(snapshot.text_before)
         if rest:
             # Typing what the suggestion says: its rest is the answer, with no model run.
@@ -243,9 +243,11 @@ class CompletionServer(LanguageServer):
         position: types.Position,
         settings: Settings,
         deadline: float | None,
+        memory: DocumentMemory,
     ) -> tuple[CursorSnapshot | None, types.Position]:
         """Resolves the (clamped) cursor in the current text; None when there is nothing
-        before the cursor to complete from."""
+        before the cursor to complete from. `memory` gives the window and the suggestion
+        shown so far."""
         text = document.source
         cursor = resolve_cursor(text, position.line, position.character, self.protocol.encoding)
         clamped = types.Position(line=cursor.line, character=cursor.character)
@@ -255,7 +257,6 @@ class CompletionServer(LanguageServer):
         header = ""
         if settings.prepend_file_path:
             header = path_header(self._display_path(document), document.language_id or "")
-        memory = self._documents.get(document.uri) or DocumentMemory()
         shown = memory.shown.text if memory.shown is not None else ""
         snapshot = cursor_snapshot(
             text, cursor, settings, self.seed, header, memory.window_start, deadline, shown
