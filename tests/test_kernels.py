@@ -10,7 +10,8 @@ layouts of the test, demo and real models, at positions on both sides of the att
 blocks, and with products and caches large enough to be split across cores, against attention
 and the block written out in float64. The Q8_0 and Q4_0 kernels (`replit_qgemv`,
 `replit_qmatmul`, `replit_dequantize`) on ragged and real-width shapes against NumPy on the
-weights widened from the blocks' definition (`testkit.reference.dequantize_blocks`).
+weights widened from the blocks' definition (`testkit.reference.dequantize_blocks`), the
+one-row product within the error its two-part int8 activations allow.
 """
 
 from __future__ import annotations
@@ -439,12 +440,18 @@ def test_quantized_products_match_numpy_on_the_dequantized_weights(
     y = quantized_models[f"{product}_{fmt}"].execute(x, blocks)[0].to_numpy()
     expected = x.astype(np.float64) @ w.astype(np.float64).T
     assert y.shape == (m, n)
-    # x in float32 times exact weights, summed in float32 in blocks of 32 (one-row) or vectors
-    # of 16 (tiles): a bound relative to the sum of magnitudes that a block dropped, taken
-    # twice or read with the wrong scale or nibble order is far above.
+    # Summed in float32, in blocks of 32 (one-row) or vectors of 16 (tiles): a bound relative
+    # to the sum of magnitudes that a block dropped, taken twice or read with the wrong scale
+    # or nibble order is far above.
     scale = np.abs(x).astype(np.float64) @ np.abs(w).astype(np.float64).T
-    depth = k // 16 + 48
-    assert np.all(np.abs(y - expected) <= depth * 2.0**-24 * scale + 1e-30)
+    bound = (k // 16 + 48) * 2.0**-24 * scale + 1e-30
+    if product == "gemv":
+        # The one-row product takes each value of x to 1/256 of a step of its block's int8
+        # grid (the block's largest |x| / 127), rounding included.
+        largest = np.abs(x).reshape(m, -1, 32).max(axis=-1)
+        step = np.repeat(largest / 127 / 256, 32, axis=-1).astype(np.float64)
+        bound += step @ np.abs(w).astype(np.float64).T
+    assert np.all(np.abs(y - expected) <= bound)
 
 
 @pytest.mark.parametrize("fmt", BLOCK_FORMATS)
