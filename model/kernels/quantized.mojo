@@ -36,7 +36,7 @@ from std.memory import bitcast
 from std.sys.info import CompilationTarget, num_physical_cores, simd_width_of, size_of
 from std.sys.intrinsics import PrefetchOptions, llvm_intrinsic, masked_load, prefetch
 
-from .gemv import PREFETCH_BYTES, SERIAL_BYTES, gemv_chunk
+from .gemv import SERIAL_BYTES, gemv_chunk
 from .matmul import COPY_ROWS, NC, ROW_PAD, copy_row, matmul_columns
 from .parallel import MAX_PHASES, parallel_chunks, parallel_phases
 
@@ -55,8 +55,15 @@ comptime HAS_VNNI = CompilationTarget._has_feature["avx512vnni"]()
 comptime HAS_VBMI = CompilationTarget._has_feature["avx512vbmi"]()
 # Blocks in one step of the one-row products: their 64 quants fill an AVX-512 register.
 comptime PAIR = 2
-# Int32 lanes a block's sums of four products take.
+# Int32 lanes a block's sums of four products take, and a step's.
 comptime BLOCK_LANES = QK // 4
+comptime LANES = PAIR * BLOCK_LANES
+# Floats of x's scales and biases per step (`SplitActivations`).
+comptime STEP_FLOATS = 2 * LANES
+# Blocks of a slice of x's row whose parts and lanes (12 KiB) stay in L1 while every row of W
+# passes: a row of the 3B model's d_model. Even, so that slices start at pairs. Its FFN's
+# K = 12288 ran 1.1-1.2x faster in slices than whole.
+comptime SLICE_BLOCKS = 96
 
 
 def block_bytes[bits: Int]() -> Int:
@@ -228,11 +235,11 @@ struct SplitActivations(Movable):
     int8 products, so the float32 work is one scale per block and row.
 
     Per row: the parts' bytes, in order; then, per step of two blocks (and a last single
-    block when K / 32 is odd), 4 float32: each block's
-    d / 256, and an eighth of what `_bias` adds to its products (`_bias` times the sum of
-    its 256 * hi + lo, times d / 256), for each of its 8 lanes to subtract. 144 bytes per 64
-    values, so that a row of x stays in L1 (per-lane biases and scales, 256 bytes, ran the
-    products with K = 12288 about a fifth slower).
+    block when K / 32 is odd), 32 float32: in each of the step's 16 int32 lanes of sums, its
+    block's d / 256, then an eighth of what `_bias` adds to that block's products (`_bias`
+    times the sum of its 256 * hi + lo, times d / 256), for each of its 8 lanes to subtract.
+    Loaded as they lie: building the lanes from 4 floats a step (two permutes) ran Q4_0
+    products about a fifth slower.
     """
 
     var hi: List[Int8]
@@ -242,8 +249,7 @@ struct SplitActivations(Movable):
     def __init__(out self, m: Int, k: Int):
         self.hi = List[Int8](unsafe_uninit_length=m * k)
         self.lo = List[Int8](unsafe_uninit_length=m * k)
-        # 12 more: each step's 4 are read as one vector of 16.
-        self.steps = List[Float32](unsafe_uninit_length=m * _steps(k) * 4 + 12)
+        self.steps = List[Float32](unsafe_uninit_length=m * _steps(k) * STEP_FLOATS)
 
 
 @always_inline
@@ -287,62 +293,56 @@ def split_activations[bits: Int](x: X32Ptr, m: Int, k: Int) -> SplitActivations:
                 parts[0],
                 parts[1],
             ).reduce_add()
-            var step = (i * _steps(k) + b // PAIR) * 4
-            steps.unsafe_store(step + b % PAIR, parts[2])
-            steps.unsafe_store(step + 2 + b % PAIR, parts[2] * bias.cast[DType.float32]() / BLOCK_LANES)
+            var step = (i * _steps(k) + b // PAIR) * STEP_FLOATS
+            var lanes = step + b % PAIR * BLOCK_LANES
+            var bias_share = parts[2] * bias.cast[DType.float32]() / BLOCK_LANES
+            steps.unsafe_store(lanes, SIMD[DType.float32, BLOCK_LANES](parts[2]))
+            steps.unsafe_store(lanes + LANES, SIMD[DType.float32, BLOCK_LANES](bias_share))
     return split^
-
-
-def _step_lanes[offset: Int]() -> IndexList[PAIR * BLOCK_LANES]:
-    """For each lane of a pair's sums, where its block's value is among a step's 4 floats:
-    the scale (offset 0) or the eighth of the bias (offset 2)."""
-    var index = IndexList[PAIR * BLOCK_LANES]()
-    for lane in range(PAIR * BLOCK_LANES):
-        index[lane] = offset + lane // BLOCK_LANES
-    return index
 
 
 @always_inline
 def _dot_row[
     bits: Int
-](x: SplitActivations, row_of_x: Int, blocks: Int, w: U8Ptr) -> Float32:
-    """The dot product of row `row_of_x` of x (of `blocks` blocks) with the row of W at w."""
+](
+    x: SplitActivations, row_of_x: Int, blocks: Int, first: Int, last: Int, w: U8Ptr, ahead: Int
+) -> Float32:
+    """The dot product of blocks [first, last) of row `row_of_x` of x (of `blocks` blocks)
+    with the same blocks of the row of W at w; first is even. Prefetches the same blocks of
+    the row `ahead` bytes on, which the caller reads next."""
     comptime size = block_bytes[bits]()
-    comptime lanes = PAIR * BLOCK_LANES
-    comptime scale_lanes = _step_lanes[0]()
-    comptime bias_lanes = _step_lanes[2]()
     var at = row_of_x * blocks * QK
     var hi = x.hi.unsafe_ptr().unsafe_offset(at)
     var lo = x.lo.unsafe_ptr().unsafe_offset(at)
-    var steps = x.steps.unsafe_ptr().unsafe_offset(row_of_x * _steps(blocks * QK) * 4)
-    var acc = SIMD[DType.float32, lanes](0)
-    var b = 0
-    while b + PAIR <= blocks:
+    var steps = x.steps.unsafe_ptr().unsafe_offset(row_of_x * _steps(blocks * QK) * STEP_FLOATS)
+    var acc = SIMD[DType.float32, LANES](0)
+    var b = first
+    while b + PAIR <= last:
         var block = w.unsafe_offset(b * size)
-        prefetch[PrefetchOptions().for_read().high_locality()](
-            block.unsafe_offset(PREFETCH_BYTES)
-        )
-        var sums = _split_dot[lanes](
+        prefetch[PrefetchOptions().for_read().high_locality()](block.unsafe_offset(ahead))
+        var sums = _split_dot[LANES](
             _pair_quants[bits](block),
             hi.unsafe_load[width = PAIR * QK](b * QK),
             lo.unsafe_load[width = PAIR * QK](b * QK),
         )
-        var step = steps.unsafe_load[width=lanes](b // PAIR * 4)
-        var scaled = step.shuffle[scale_lanes]().fma(
-            sums.cast[DType.float32](), -step.shuffle[bias_lanes]()
+        var step = steps.unsafe_offset(b // PAIR * STEP_FLOATS)
+        var scaled = step.unsafe_load[width=LANES](0).fma(
+            sums.cast[DType.float32](), -step.unsafe_load[width=LANES](LANES)
         )
         acc = _pair_scales[bits](block).fma(scaled, acc)
         b += PAIR
     var total = acc.reduce_add()
-    if b < blocks:  # a last single block
+    if b < last:  # a last single block
         var block = w.unsafe_offset(b * size)
         var sums = _split_dot[BLOCK_LANES](
             _block_quants[bits](block),
             hi.unsafe_load[width=QK](b * QK),
             lo.unsafe_load[width=QK](b * QK),
         )
-        var step = steps.unsafe_load[width=4](b // PAIR * 4)
-        var scaled = step[0] * sums.reduce_add().cast[DType.float32]() - step[2] * BLOCK_LANES
+        var step = steps.unsafe_offset(b // PAIR * STEP_FLOATS)
+        var scaled = step.unsafe_load(0) * sums.reduce_add().cast[
+            DType.float32
+        ]() - step.unsafe_load(LANES) * BLOCK_LANES
         total += _scale(block) * scaled
     return total
 
@@ -352,15 +352,24 @@ def qgemv_rows[
 ](x: SplitActivations, w: U8Ptr, y: F32Ptr, m: Int, n: Int, k: Int, first: Int, last: Int):
     """Writes columns [first, last) of y[m, n] = x[m, k] @ W.T in the calling thread.
 
-    Row by row, so that each core reads W as one forward stream: four rows at once, as the
-    bfloat16 kernel reads them, ran the 3B model's Q8_0 products about a third slower here.
+    Row by row, so that each core reads W as one forward stream (four rows at once, as the
+    bfloat16 kernel reads them, ran the 3B model's Q8_0 products about a third slower here),
+    except that rows longer than SLICE_BLOCKS blocks are read a slice of every row at a time,
+    so that the slice of x stays in L1 while the rows pass it.
     """
     var blocks = k // QK
     var row_bytes = blocks * block_bytes[bits]()
-    for row in range(first, last):
-        for i in range(m):
-            var product = _dot_row[bits](x, i, blocks, w.unsafe_offset(row * row_bytes))
-            y.unsafe_store(i * n + row, product)
+    var start = 0
+    while start < blocks:
+        var end = blocks if blocks - start <= SLICE_BLOCKS else start + SLICE_BLOCKS
+        for row in range(first, last):
+            var weights = w.unsafe_offset(row * row_bytes)
+            for i in range(m):
+                var partial = _dot_row[bits](x, i, blocks, start, end, weights, row_bytes)
+                if start > 0:
+                    partial += y.unsafe_load(i * n + row)
+                y.unsafe_store(i * n + row, partial)
+        start = end
 
 
 def qgemv[bits: Int](x: X32Ptr, w: U8Ptr, y: F32Ptr, m: Int, n: Int, k: Int):
