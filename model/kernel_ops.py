@@ -111,30 +111,25 @@ def decode_layer(
     )[0].tensor
 
 
+def _block_product(kernel: str, x: TensorValue, w: TensorValue, bits: int) -> TensorValue:
+    out_type = TensorType(DType.float32, [x.shape[0], w.shape[0]], x.device)
+    return ops.custom(kernel, x.device, [x, w], [out_type], parameters={"bits": bits})[0].tensor
+
+
 def quantized_gemv(x: TensorValue, w: TensorValue, bits: int) -> TensorValue:
     """x[M, K] @ W.T in float32 by `replit_qgemv`, W uint8 [N, K / 32 * block bytes] in Q8_0
     (`bits` 8) or Q4_0 (`bits` 4) blocks. Built for M == 1; the graph calling it must list
     KERNELS_DIR in its `custom_extensions`.
     """
-    out_type = TensorType(DType.float32, [x.shape[0], w.shape[0]], x.device)
-    return ops.custom("replit_qgemv", x.device, [x, w], [out_type], parameters={"bits": bits})[
-        0
-    ].tensor
+    return _block_product("replit_qgemv", x, w, bits)
 
 
 def quantized_matmul(x: TensorValue, w: TensorValue, bits: int) -> TensorValue:
     """x[M, K] @ W.T as `quantized_gemv`, by `replit_qmatmul` for the many rows of prefill
-    (each core widens a panel of W's rows at a time). The graph calling it must list
-    KERNELS_DIR in its `custom_extensions`.
+    (each core packs a panel of W's rows at a time for int8 tiles). The graph calling it must
+    list KERNELS_DIR in its `custom_extensions`.
     """
-    m, k = x.shape
-    out_types = [
-        TensorType(DType.float32, [m, w.shape[0]], x.device),
-        TensorType(DType.float32, [m, k + MATMUL_ROW_PAD], x.device),
-    ]
-    return ops.custom("replit_qmatmul", x.device, [x, w], out_types, parameters={"bits": bits})[
-        0
-    ].tensor
+    return _block_product("replit_qmatmul", x, w, bits)
 
 
 def dequantize(rows: TensorValue, k: int, bits: int) -> TensorValue:

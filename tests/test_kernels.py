@@ -10,8 +10,8 @@ layouts of the test, demo and real models, at positions on both sides of the att
 blocks, and with products and caches large enough to be split across cores, against attention
 and the block written out in float64. The Q8_0 and Q4_0 kernels (`replit_qgemv`,
 `replit_qmatmul`, `replit_dequantize`) on ragged and real-width shapes against NumPy on the
-weights widened from the blocks' definition (`testkit.reference.dequantize_blocks`), the
-one-row product within the error its two-part int8 activations allow.
+weights widened from the blocks' definition (`testkit.reference.dequantize_blocks`), within
+the error their two-part int8 activations allow.
 """
 
 from __future__ import annotations
@@ -391,10 +391,12 @@ def test_decode_attention_matches_float64_attention(attention_models, layout):
 
 
 # (M, N, K) for the block-quantized products, K a whole number of 32-weight blocks: one block;
-# N and M outside the kernels' groups (4 rows of W one-row, 4 x 6 tiles many-row); W over the
-# one-row kernel's 4 MiB threshold in Q8_0 and Q4_0, so the cores claim it in chunks with a
-# short last one; W in several 48-row panels with a ragged last one, K in three slices; and the
-# 3B model's row width.
+# an odd number of blocks (the one-row products' last single block); M outside the kernels'
+# groups of rows (up to 4 at once one-row, 4 a tile many-row: 5 = 4 + 1, 7 = 4 + 3, 9, 130 =
+# 32 * 4 + 2); W over the one-row kernel's 4 MiB threshold in Q8_0 and Q4_0, so the cores claim
+# it in chunks with a short last one; W in several 48-row panels with a ragged last one (101,
+# 130), K in three slices; and the 3B model's row width. Up to 4 rows of x, the many-row
+# product takes the one-row products.
 QUANTIZED_SHAPES = [
     (1, 1, 32),
     (1, 37, 64),
@@ -402,6 +404,9 @@ QUANTIZED_SHAPES = [
     (1, 130, 3072),
     (2, 4099, 2048),
     (5, 11, 32),
+    (4, 33, 64),
+    (7, 130, 3104),
+    (8, 67, 6208),
     (9, 101, 6208),
     (130, 53, 3072),
 ]
@@ -440,17 +445,15 @@ def test_quantized_products_match_numpy_on_the_dequantized_weights(
     y = quantized_models[f"{product}_{fmt}"].execute(x, blocks)[0].to_numpy()
     expected = x.astype(np.float64) @ w.astype(np.float64).T
     assert y.shape == (m, n)
-    # Summed in float32, in blocks of 32 (one-row) or vectors of 16 (tiles): a bound relative
-    # to the sum of magnitudes that a block dropped, taken twice or read with the wrong scale
-    # or nibble order is far above.
-    scale = np.abs(x).astype(np.float64) @ np.abs(w).astype(np.float64).T
-    bound = (k // 16 + 48) * 2.0**-24 * scale + 1e-30
-    if product == "gemv":
-        # The one-row product takes each value of x to 1/256 of a step of its block's int8
-        # grid (the block's largest |x| / 127), rounding included.
-        largest = np.abs(x).reshape(m, -1, 32).max(axis=-1)
-        step = np.repeat(largest / 127 / 256, 32, axis=-1).astype(np.float64)
-        bound += step @ np.abs(w).astype(np.float64).T
+    # Both products take each value of x to 1/256 of a step of its block's int8 grid (the
+    # block's largest |x| / 127), rounding included, multiply in integers and sum the blocks
+    # in float32: a bound relative to the sum of magnitudes that a block dropped, taken twice
+    # or read with the wrong scale or nibble order is far above.
+    magnitudes = np.abs(w).astype(np.float64).T
+    bound = (k // 16 + 48) * 2.0**-24 * (np.abs(x).astype(np.float64) @ magnitudes) + 1e-30
+    largest = np.abs(x).reshape(m, -1, 32).max(axis=-1)
+    step = np.repeat(largest / 127 / 256, 32, axis=-1).astype(np.float64)
+    bound += step @ magnitudes
     assert np.all(np.abs(y - expected) <= bound)
 
 
