@@ -418,18 +418,12 @@ def qgemv_rows[
         var end = blocks if blocks - start <= SLICE_BLOCKS else start + SLICE_BLOCKS
         for row in range(first, last):
             var weights = w.unsafe_offset(row * row_bytes)
-            var i = 0
-            while i < m:
-                var count = min(FEW_ROWS, m - i)
-                if count == 4:
-                    _store_rows[bits, 4](x, i, blocks, start, end, weights, row_bytes, y, n, row)
-                elif count == 3:
-                    _store_rows[bits, 3](x, i, blocks, start, end, weights, row_bytes, y, n, row)
-                elif count == 2:
-                    _store_rows[bits, 2](x, i, blocks, start, end, weights, row_bytes, y, n, row)
-                else:
-                    _store_rows[bits, 1](x, i, blocks, start, end, weights, row_bytes, y, n, row)
-                i += count
+            for i in range(0, m, FEW_ROWS):
+                comptime for count in range(1, FEW_ROWS + 1):
+                    if min(FEW_ROWS, m - i) == count:
+                        _store_rows[bits, count](
+                            x, i, blocks, start, end, weights, row_bytes, y, n, row
+                        )
         start = end
 
 
@@ -581,18 +575,12 @@ def qmatmul[bits: Int](x: X32Ptr, w: U8Ptr, y: F32Ptr, m: Int, n: Int, k: Int):
             var cols = min(NC, n - first_col)
             var rows_of_w = w.unsafe_offset(first_col * row_bytes)
             _pack_panel[bits](rows_of_w, cols, row_bytes, blocks, packed_ptr, scales_ptr)
-            var i = 0
-            while i < m:
-                var rows = min(TILE_ROWS, m - i)
-                if rows == 4:
-                    _panel_tile[bits, 4](split, i, k, words, block_scales, y, n, first_col, cols)
-                elif rows == 3:
-                    _panel_tile[bits, 3](split, i, k, words, block_scales, y, n, first_col, cols)
-                elif rows == 2:
-                    _panel_tile[bits, 2](split, i, k, words, block_scales, y, n, first_col, cols)
-                else:
-                    _panel_tile[bits, 1](split, i, k, words, block_scales, y, n, first_col, cols)
-                i += rows
+            for i in range(0, m, TILE_ROWS):
+                comptime for rows in range(1, TILE_ROWS + 1):
+                    if min(TILE_ROWS, m - i) == rows:
+                        _panel_tile[bits, rows](
+                            split, i, k, words, block_scales, y, n, first_col, cols
+                        )
         _ = packed^
         _ = scales^
 
