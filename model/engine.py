@@ -25,6 +25,7 @@ from max.driver import CPU, Accelerator, Buffer, Device, accelerator_count
 from max.dtype import DType
 from max.engine import InferenceSession, Model
 
+from model.block_layout import group_rows
 from model.checkpoint import BLOCK_FORMATS, stored_shapes
 from model.compiled import obtain_compiled
 from model.config import ModelConfig, load_config
@@ -249,6 +250,11 @@ class Engine:
             owned=isinstance(self.device, CPU),
             progress=progress,
         )
+        if graph_options.block_format is not None:
+            block_format = BLOCK_FORMATS[graph_options.block_format]
+            for name, array in weights.items():
+                if array.ndim == 2:  # one matrix at a time: the GGUF rows are freed as it goes
+                    weights[name] = group_rows(array, block_format)
         registry = {
             name: Buffer.from_numpy(array).view(DType.bfloat16)
             if array.dtype == np.uint16

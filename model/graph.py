@@ -47,6 +47,7 @@ from max.graph import (
     ops,
 )
 
+from model.block_layout import grouped_rows, grouped_shape
 from model.checkpoint import (
     BLOCK_FORMATS,
     BLOCK_WEIGHTS,
@@ -72,7 +73,7 @@ from model.kernel_ops import (
 )
 
 # Bump when the graph below changes in a way the compiled-model cache must notice.
-GRAPH_VERSION = 11
+GRAPH_VERSION = 12
 
 # Blocks up to this size (the last-level cache here) run as one `replit_decode_layer` call:
 # the demo model's decode graph went from 1.46 to 0.97 ms a step so, where its ops' launches
@@ -317,10 +318,11 @@ def decodes_whole_blocks(
 
 
 class QuantizedKernelOps(KernelProductOps):
-    """The CPU graphs of weights in Q8_0 or Q4_0 blocks (uint8 tensors of `stored_shapes`).
+    """The CPU graphs of weights in Q8_0 or Q4_0 blocks (uint8 tensors of `stored_shapes`, in
+    the kernels' groups of 16 rows: `model.block_layout`).
 
     Every product reads the blocks as they lie: `replit_qgemv` for one row, `replit_qmatmul`
-    for many (it widens one panel of rows per core at a time, so no widened copy of a weight
+    for many (it unpacks one panel of rows per core at a time, so no widened copy of a weight
     exists); the embedding's rows of the tokens are widened by `replit_dequantize`. A decode
     graph's attention is the decode attention kernel where the head size allows.
     """
@@ -341,19 +343,22 @@ class QuantizedKernelOps(KernelProductOps):
     def weight(self, name: str) -> Weight:
         if name not in self.weights:
             shape = self.shapes[name]
-            dtype = DType.float32 if len(shape) == 1 else DType.uint8
-            self.weights[name] = Weight(name, dtype, shape, self.device)
+            if len(shape) == 1:
+                self.weights[name] = Weight(name, DType.float32, shape, self.device)
+            else:
+                self.weights[name] = Weight(name, DType.uint8, grouped_shape(shape), self.device)
         return self.weights[name]
 
     def linear(self, x: TensorValue, name: str, *, one_row: bool = False) -> TensorValue:
         w, bits = self.weight(name), self.block_format.bits
-        if self.one_row or one_row:
-            return quantized_gemv(x, w, bits)
-        return quantized_matmul(x, w, bits)
+        product = quantized_gemv if self.one_row or one_row else quantized_matmul
+        y = product(x, w, bits)
+        rows = self.shapes[name][0]
+        return y if rows == grouped_rows(rows) else y[:, :rows]
 
     def embed(self, tokens: TensorValue) -> TensorValue:
-        rows = ops.gather(self.weight(EMBEDDING), tokens, axis=0)
-        return dequantize(rows, self.config.d_model, self.block_format.bits)
+        w = self.weight(EMBEDDING)
+        return dequantize(w, tokens, self.config.d_model, self.block_format.bits)
 
     def attention(self, x: TensorValue, layer: int, cache: LayerCache) -> TensorValue:
         if self.kernel_attention:

@@ -118,26 +118,27 @@ def _block_product(kernel: str, x: TensorValue, w: TensorValue, bits: int) -> Te
 
 def quantized_gemv(x: TensorValue, w: TensorValue, bits: int) -> TensorValue:
     """x[M, K] @ W.T in float32 by `replit_qgemv`, W uint8 [N, K / 32 * block bytes] in Q8_0
-    (`bits` 8) or Q4_0 (`bits` 4) blocks. Built for M == 1; the graph calling it must list
-    KERNELS_DIR in its `custom_extensions`.
+    (`bits` 8) or Q4_0 (`bits` 4) blocks, in the kernels' groups of 16 rows
+    (`model.block_layout`): [M, N] with N a multiple of 16. Built for M == 1; the graph
+    calling it must list KERNELS_DIR in its `custom_extensions`.
     """
     return _block_product("replit_qgemv", x, w, bits)
 
 
 def quantized_matmul(x: TensorValue, w: TensorValue, bits: int) -> TensorValue:
     """x[M, K] @ W.T as `quantized_gemv`, by `replit_qmatmul` for the many rows of prefill
-    (each core packs a panel of W's rows at a time for int8 tiles). The graph calling it must
-    list KERNELS_DIR in its `custom_extensions`.
+    (each core unpacks a panel of W's rows at a time for int8 tiles). The graph calling it
+    must list KERNELS_DIR in its `custom_extensions`.
     """
     return _block_product("replit_qmatmul", x, w, bits)
 
 
-def dequantize(rows: TensorValue, k: int, bits: int) -> TensorValue:
-    """uint8 rows [M, K / 32 * block bytes] of Q8_0 or Q4_0 blocks widened to float32 [M, K]
-    by `replit_dequantize`. The graph calling it must list KERNELS_DIR in its
+def dequantize(w: TensorValue, tokens: TensorValue, k: int, bits: int) -> TensorValue:
+    """The rows of W (as `quantized_gemv` takes it) that int64 `tokens` [M] name, widened to
+    float32 [M, K] by `replit_dequantize`. The graph calling it must list KERNELS_DIR in its
     `custom_extensions`.
     """
-    out_type = TensorType(DType.float32, [rows.shape[0], k], rows.device)
+    out_type = TensorType(DType.float32, [tokens.shape[0], k], w.device)
     return ops.custom(
-        "replit_dequantize", rows.device, [rows], [out_type], parameters={"bits": bits}
+        "replit_dequantize", w.device, [w, tokens], [out_type], parameters={"bits": bits}
     )[0].tensor

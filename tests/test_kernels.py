@@ -9,9 +9,10 @@ several rows); `replit_matmul` on the same kind of ragged shapes against its own
 layouts of the test, demo and real models, at positions on both sides of the attention's key
 blocks, and with products and caches large enough to be split across cores, against attention
 and the block written out in float64. The Q8_0 and Q4_0 kernels (`replit_qgemv`,
-`replit_qmatmul`, `replit_dequantize`) on ragged and real-width shapes against NumPy on the
-weights widened from the blocks' definition (`testkit.reference.dequantize_blocks`), within
-the error their two-part int8 activations allow.
+`replit_qmatmul`, `replit_dequantize`), given GGUF's blocks regrouped as the engine binds
+them (`model.block_layout`), on ragged and real-width shapes against NumPy on the weights
+widened from the blocks' definition (`testkit.reference.dequantize_blocks`), within the error
+their two-part int8 activations allow.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from max.dtype import DType
 from max.engine import InferenceSession, Model
 from max.graph import DeviceRef, Graph, Module, TensorType, TensorValue
 
+from model.block_layout import group_rows, grouped_rows
 from model.checkpoint import BLOCK_FORMATS, BLOCK_WEIGHTS, weight_shapes
 from model.compiled import graph_key
 from model.config import ModelConfig, load_config
@@ -391,12 +393,12 @@ def test_decode_attention_matches_float64_attention(attention_models, layout):
 
 
 # (M, N, K) for the block-quantized products, K a whole number of 32-weight blocks: one block;
-# an odd number of blocks (the one-row products' last single block); M outside the kernels'
-# groups of rows (up to 4 at once one-row, 4 a tile many-row: 5 = 4 + 1, 7 = 4 + 3, 9, 130 =
-# 32 * 4 + 2); W over the one-row kernel's 4 MiB threshold in Q8_0 and Q4_0, so the cores claim
-# it in chunks with a short last one; W in several 48-row panels with a ragged last one (101,
-# 130), K in three slices; and the 3B model's row width. Up to 4 rows of x, the many-row
-# product takes the one-row products.
+# N not a multiple of the kernels' groups of 16 rows (1, 37, 9, ...), so W is padded; M outside
+# the kernels' groups of rows (up to 4 at once one-row, 4 a tile many-row: 5 = 4 + 1, 7 = 4 + 3,
+# 9, 130 = 32 * 4 + 2); W over the one-row kernel's 4 MiB threshold in Q8_0 and Q4_0, so the
+# cores claim its groups in chunks with a short last one; W in several 48-row panels with a
+# ragged last one (101, 130) and panels of fewer groups; and the 3B model's row width. Up to 4
+# rows of x, the many-row product takes the one-row products.
 QUANTIZED_SHAPES = [
     (1, 1, 32),
     (1, 37, 64),
@@ -415,20 +417,28 @@ QUANTIZED_PRODUCTS = {"gemv": quantized_gemv, "matmul": quantized_matmul}
 
 @pytest.fixture(scope="module")
 def quantized_models() -> dict[str, Model]:
-    return product_models(
+    cpu = DeviceRef.CPU()
+    module = Module()
+    for fmt in BLOCK_FORMATS.values():
+        name = f"dequantize_{fmt.name}"
+        input_types = [
+            TensorType(DType.uint8, ["n", "row_bytes"], cpu),
+            TensorType(DType.int64, ["m"], cpu),
+            TensorType(DType.float32, ["k"], cpu),  # only its length: the rows' K
+        ]
+        with Graph(
+            name, input_types=input_types, custom_extensions=[KERNELS_DIR], module=module
+        ) as graph:
+            w, tokens, row = (value.tensor for value in graph.inputs)
+            graph.output(dequantize(w, tokens, row.shape[0], fmt.bits))
+    products = product_models(
         {
             f"{name}_{fmt.name}": (DType.uint8, functools.partial(product, bits=fmt.bits))
             for name, product in QUANTIZED_PRODUCTS.items()
             for fmt in BLOCK_FORMATS.values()
         }
-        | {
-            f"dequantize_{fmt.name}": (
-                DType.uint8,
-                lambda x, w, bits=fmt.bits: dequantize(w, x.shape[1], bits),
-            )
-            for fmt in BLOCK_FORMATS.values()
-        }
     )
+    return products | compile_with_kernels(module)
 
 
 @pytest.mark.parametrize("shape", QUANTIZED_SHAPES, ids=lambda s: "x".join(map(str, s)))
@@ -442,9 +452,13 @@ def test_quantized_products_match_numpy_on_the_dequantized_weights(
     x = rng.standard_normal((m, k), dtype=np.float32)
     blocks = quantize(rng.standard_normal((n, k), dtype=np.float32), GGML_TYPES[fmt])
     w = dequantize_blocks(blocks, fmt)  # exact in float32, and what the kernels multiply by
-    y = quantized_models[f"{product}_{fmt}"].execute(x, blocks)[0].to_numpy()
+    grouped = group_rows(blocks, BLOCK_FORMATS[fmt])
+    y = quantized_models[f"{product}_{fmt}"].execute(x, grouped)[0].to_numpy()
     expected = x.astype(np.float64) @ w.astype(np.float64).T
-    assert y.shape == (m, n)
+    assert y.shape == (m, grouped_rows(n))
+    # The rows that pad W to whole groups are zero blocks.
+    assert not y[:, n:].any()
+    y = y[:, :n]
     # Both products take each value of x to 1/256 of a step of its block's int8 grid (the
     # block's largest |x| / 127), rounding included, multiply in integers and sum the blocks
     # in float32: a bound relative to the sum of magnitudes that a block dropped, taken twice
@@ -460,9 +474,12 @@ def test_quantized_products_match_numpy_on_the_dequantized_weights(
 @pytest.mark.parametrize("fmt", BLOCK_FORMATS)
 def test_dequantized_rows_are_the_blocks_weights(quantized_models, fmt):
     rng = np.random.default_rng(7)
-    blocks = quantize(rng.standard_normal((5, 3072), dtype=np.float32), GGML_TYPES[fmt])
-    rows = quantized_models[f"dequantize_{fmt}"].execute(np.zeros((1, 3072), np.float32), blocks)
-    np.testing.assert_array_equal(rows[0].to_numpy(), dequantize_blocks(blocks, fmt))
+    blocks = quantize(rng.standard_normal((37, 3072), dtype=np.float32), GGML_TYPES[fmt])
+    tokens = np.array([5, 0, 36, 17, 5, 16, 15], dtype=np.int64)
+    rows = quantized_models[f"dequantize_{fmt}"].execute(
+        group_rows(blocks, BLOCK_FORMATS[fmt]), tokens, np.zeros(3072, np.float32)
+    )
+    np.testing.assert_array_equal(rows[0].to_numpy(), dequantize_blocks(blocks, fmt)[tokens])
 
 
 def test_quantized_products_refuse_rows_that_are_not_whole_blocks(quantized_models):
@@ -470,3 +487,18 @@ def test_quantized_products_refuse_rows_that_are_not_whole_blocks(quantized_mode
     blocks = np.zeros((3, 34), dtype=np.uint8)
     with pytest.raises(Exception, match="multiple of 32"):
         quantized_models["gemv_q8_0"].execute(x, blocks)
+
+
+def test_quantized_products_refuse_rows_not_in_groups_of_16(quantized_models):
+    x = np.ones((1, 32), dtype=np.float32)
+    gguf_rows = np.zeros((3, 34), dtype=np.uint8)  # GGUF's layout, not the kernels'
+    with pytest.raises(Exception, match="groups of 16"):
+        quantized_models["matmul_q8_0"].execute(x, gguf_rows)
+
+
+def test_dequantize_refuses_a_token_outside_the_rows(quantized_models):
+    grouped = np.zeros((16, 18), dtype=np.uint8)
+    with pytest.raises(Exception, match="token 16 outside"):
+        quantized_models["dequantize_q4_0"].execute(
+            grouped, np.array([3, 16], np.int64), np.zeros(32, np.float32)
+        )
