@@ -16,7 +16,9 @@ during the run shows as spread between a runner's rounds, not as a ratio. Per ro
 
 Then the restart of `replit-lsp --prompt`: process start to the first completion text with
 the compiled model in its cache and the weights in the page cache, after a first start that
-compiled. Usage: `python -m bench.full_size [--out bench/results/full] [--rounds 2]`.
+compiled; for Q8_0 and Q4_0 also of the bfloat16 checkpoint, whose first start quantizes the
+weights and keeps the blocks for the restart.
+Usage: `python -m bench.full_size [--out bench/results/full] [--rounds 2]`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import argparse
 import datetime
 import json
 import os
+import shutil
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -200,6 +203,14 @@ def measure_restart(model_dir: Path, encoding: str, plan: Plan, cache: Path) -> 
     return {"first start": first, "restart": min(restarts, key=lambda r: r["seconds"])}
 
 
+def measure_quantizing_restart(source: Path, encoding: str, plan: Plan, cache: Path) -> dict:
+    """`measure_restart` of a float checkpoint in a block encoding: the first start quantizes
+    the weights and keeps the blocks next to the compiled model, a restart reads them back."""
+    for kept in cache.glob(f"*.{encoding}"):  # the blocks of an earlier run of the bench
+        shutil.rmtree(kept)
+    return measure_restart(source, encoding, plan, cache)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, default=Path("bench/results/full"))
@@ -240,6 +251,12 @@ def main() -> None:
         cache = args.work_dir / "compiled"
         entry = {"restart": measure_restart(model_dir, encoding, plan, cache)}
         print(encoding, entry["restart"], flush=True)
+        if encoding in BLOCK_FORMATS and not args.smoke:
+            source = args.work_dir / f"full{layers}-bfloat16"
+            entry["restart from bfloat16"] = measure_quantizing_restart(
+                source, encoding, plan, cache
+            )
+            print(encoding, "from bfloat16", entry["restart from bfloat16"], flush=True)
         rounds = 1 if args.smoke else args.rounds
         entry |= measure_encoding(model_dir, encoding, plan, rounds, threads, args.work_dir)
         entry["weight_bytes"] = weight_bytes(model_dir, encoding)

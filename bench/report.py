@@ -239,10 +239,14 @@ def full_size_markdown(results: dict) -> str:
                     f"{recompute / reuse:.1f}x",
                 ]
             )
-        first, restart = entry["restart"]["first start"], entry["restart"]["restart"]
-        restart_rows.append(
-            [encoding, f"{first['seconds']:.1f}", first["source"], f"{restart['seconds']:.1f}"]
-        )
+        for label, starts in (
+            (encoding, entry["restart"]),
+            (f"{encoding} from bfloat16", entry.get("restart from bfloat16")),
+        ):
+            if starts is not None:
+                first, restart = starts["first start"], starts["restart"]
+                row = [label, f"{first['seconds']:.1f}", first["source"]]
+                restart_rows.append([*row, f"{restart['seconds']:.1f}"])
         if entry.get("logit_mismatch") is not None:
             parts.append(
                 f"{encoding}: largest logit difference MAX vs llama.cpp, relative: "

@@ -27,7 +27,7 @@ from max.engine import InferenceSession, Model
 
 from model.block_layout import group_rows
 from model.checkpoint import BLOCK_FORMATS, stored_shapes
-from model.compiled import obtain_compiled
+from model.compiled import default_cache_dir, obtain_compiled
 from model.config import ModelConfig, load_config
 from model.drafting import draft
 from model.generation import NoStop, StopRule, TextStream
@@ -42,9 +42,10 @@ from model.graph import (
 )
 from model.hub import model_name
 from model.progress import BINDING, READY, LoadProgress, ProgressCallback, ignore_progress
+from model.quantized_cache import load_quantized_weights
 from model.sampling import Sampler, SamplingParams
 from model.tokenizer import Tokenizer
-from model.weights import ENCODINGS, load_weights, weight_files
+from model.weights import ENCODINGS, weight_files
 
 # Longest run of prompt tokens sent through the graph at once: bounds the attention score
 # tensor (heads x chunk x context) and lets other requests interleave with a long prefill.
@@ -81,7 +82,7 @@ class EngineOptions:
     use_gpu: bool = False
     serialized_model_path: Path | None = None
     save_to_serialized_model_path: Path | None = None
-    cache_dir: Path | None = None
+    cache_dir: Path | None = None  # compiled models and weights quantized at load
     prefix_reuse: bool = True
     # Most drafted tokens checked in one verify run of greedy generation; 0 turns speculation
     # off. None: SPECULATIVE_TOKENS where a decode step reads the weights op by op (a large
@@ -243,10 +244,11 @@ class Engine:
         # in 4 KiB pages; NumPy advises its own allocations of this size as transparent huge
         # pages, which a decode step reads about 7% faster (4-layer full-width slice, float32:
         # 91 -> 85 ms a step), so the CPU engine owns its copy.
-        weights = load_weights(
+        weights, self.weights_source = load_quantized_weights(
             options.model_dir,
             self.config,
             options.quantization_encoding,
+            options.cache_dir or default_cache_dir(),
             owned=isinstance(self.device, CPU),
             progress=progress,
         )

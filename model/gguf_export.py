@@ -57,6 +57,21 @@ def _add_tokenizer(writer: gguf.GGUFWriter, model_dir: Path, vocab_size: int) ->
         writer.add_bos_token_id(eos)
 
 
+def add_tensors(writer: gguf.GGUFWriter, weights: dict[str, np.ndarray], encoding: str) -> None:
+    """Adds `load_weights`' tensors in `encoding` under their GGUF names, as GGUF types."""
+    for name, array in weights.items():
+        if array.dtype == np.uint16 and array.ndim == 1:
+            # llama.cpp multiplies by norm weights in float32 only (as its own converter
+            # writes them); the rounded bfloat16 values convert to float32 exactly.
+            writer.add_tensor(gguf_name(name), bfloat16_bits_to_float32(array))
+        elif array.dtype == np.uint16:
+            writer.add_tensor(gguf_name(name), array, raw_dtype=gguf.GGMLQuantizationType.BF16)
+        elif array.dtype == np.uint8:
+            writer.add_tensor(gguf_name(name), array, raw_dtype=GGML_TYPES[encoding])
+        else:
+            writer.add_tensor(gguf_name(name), array)
+
+
 def export_gguf(model_dir: Path, out_path: Path, encoding: str = "float32") -> Path:
     """Writes `out_path` from the Hugging Face checkpoint in `model_dir`, its matrices in
     `encoding` (every one, the tied embedding too, in a block encoding) and its norms in
@@ -76,17 +91,7 @@ def export_gguf(model_dir: Path, out_path: Path, encoding: str = "float32") -> P
     writer.add_layer_norm_eps(config.layer_norm_eps)
     writer.add_file_type(FILE_TYPES[encoding])
     _add_tokenizer(writer, model_dir, config.vocab_size)
-    for name, array in weights.items():
-        if array.dtype == np.uint16 and array.ndim == 1:
-            # llama.cpp multiplies by norm weights in float32 only (as its own converter
-            # writes them); the rounded bfloat16 values convert to float32 exactly.
-            writer.add_tensor(gguf_name(name), bfloat16_bits_to_float32(array))
-        elif array.dtype == np.uint16:
-            writer.add_tensor(gguf_name(name), array, raw_dtype=gguf.GGMLQuantizationType.BF16)
-        elif array.dtype == np.uint8:
-            writer.add_tensor(gguf_name(name), array, raw_dtype=GGML_TYPES[encoding])
-        else:
-            writer.add_tensor(gguf_name(name), array)
+    add_tensors(writer, weights, encoding)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()

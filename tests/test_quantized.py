@@ -11,6 +11,7 @@ import pytest
 
 from model.engine import Engine, EngineOptions, OptionError
 from model.gguf_export import export_gguf
+from model.quantized_cache import FROM_CACHE, FROM_CHECKPOINT, QUANTIZED_NOW
 from model.sampling import SamplingParams
 from model.weights import ENCODINGS
 from testkit.checkpoints import TINY_MAX_LENGTH, make_random_checkpoint
@@ -65,8 +66,18 @@ def test_a_gguf_in_the_blocks_gives_identical_logits(quantized, tiny_model_dir, 
     )
     from_gguf = Engine(options)
     assert from_gguf.compile_source == "cache"
+    assert from_gguf.weights_source == FROM_CHECKPOINT
     ids = engine.tokenizer.encode(PROMPTS[2])
     np.testing.assert_array_equal(from_gguf.logits(ids), engine.logits(ids))
+
+
+def test_a_restart_reads_the_blocks_quantized_at_the_first_start(quantized):
+    engine, _ = quantized
+    assert engine.weights_source == QUANTIZED_NOW  # the fixture's checkpoint is new
+    restarted = Engine(engine.options)
+    assert restarted.weights_source == FROM_CACHE
+    ids = engine.tokenizer.encode(PROMPTS[2])
+    np.testing.assert_array_equal(restarted.logits(ids), engine.logits(ids))
 
 
 @pytest.mark.parametrize(
