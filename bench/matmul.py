@@ -9,7 +9,9 @@ graph constants, as in the model. Sides, each its own graph:
 - `kernel`: `replit_matmul` on the bfloat16 weights;
 - `kernel_wide`: `replit_matmul` on the bfloat16 weights by its path for CPUs without
   AVX-512 BF16 (pairs widened to float32 in registers);
-- `kernel_f32`: `replit_matmul` on the float32 weights.
+- `kernel_f32`: `replit_matmul` on the float32 weights;
+- `q8_0`, `q4_0`: `replit_qmatmul` on the same weights in llama.cpp's blocks (checked against
+  the blocks dequantized).
 
 The sides run alternately and the medians are printed as GFLOP/s (2 * M * N * K per product),
 with the kernel's ratio to `f32` and `bf16`, and each side's largest error against NumPy in
@@ -25,18 +27,22 @@ import statistics
 import time
 
 import numpy as np
+from gguf.quants import quantize
 from max.driver import Buffer
 from max.dtype import DType
 from max.graph import DeviceRef, Graph, Module, TensorType, Weight, ops
 
 from bench.gemv import compile_kernel_module
+from model.block_layout import group_rows, grouped_shape
+from model.checkpoint import BLOCK_FORMATS, block_tensor_shape
 from model.graph import cpu_has_bf16_dot
-from model.kernel_ops import KERNELS_DIR, matmul
-from model.weights import bfloat16_bits_to_float32, float32_to_bfloat16_bits
+from model.kernel_ops import KERNELS_DIR, matmul, quantized_matmul
+from model.weights import GGML_TYPES, bfloat16_bits_to_float32, float32_to_bfloat16_bits
+from testkit.reference import dequantize_blocks
 
 # (N, K): Wqkv, out_proj, up_proj, down_proj of the 3B model.
 SHAPES = ((5120, 3072), (3072, 3072), (12288, 3072), (3072, 12288))
-SIDES = ("f32", "bf16", "kernel", "kernel_wide", "kernel_f32")
+SIDES = ("f32", "bf16", "kernel", "kernel_wide", "kernel_f32", *BLOCK_FORMATS)
 WEIGHT_DTYPES = {"bf16": DType.bfloat16, "kernel": DType.bfloat16, "kernel_wide": DType.bfloat16}
 
 
@@ -52,6 +58,10 @@ def weight_name(dtype: DType, n: int, k: int) -> str:
     return f"w_{dtype.name}_{n}x{k}"
 
 
+def block_name(kind: str, n: int, k: int) -> str:
+    return f"w_{kind}_{n}x{k}"
+
+
 def add_graph(module: Module, side: str, n: int, k: int) -> None:
     """x[M, K] @ W.T for any M, by one side."""
     cpu = DeviceRef.CPU()
@@ -59,10 +69,15 @@ def add_graph(module: Module, side: str, n: int, k: int) -> None:
     with Graph(
         graph_name(side, n, k),
         input_types=[TensorType(DType.float32, ["m", k], cpu)],
-        custom_extensions=[KERNELS_DIR] if side.startswith("kernel") else [],
+        custom_extensions=[] if side in ("f32", "bf16") else [KERNELS_DIR],
         module=module,
     ) as graph:
         x = graph.inputs[0].tensor
+        if side in BLOCK_FORMATS:
+            shape = grouped_shape(block_tensor_shape((n, k), BLOCK_FORMATS[side]))
+            blocks = Weight(block_name(side, n, k), DType.uint8, shape, cpu)
+            graph.output(quantized_matmul(x, blocks, BLOCK_FORMATS[side].bits))
+            return
         w = Weight(weight_name(dtype, n, k), dtype, [n, k], cpu)
         if side.startswith("kernel"):
             y = matmul(x, w, native=False if side == "kernel_wide" else None)
@@ -73,10 +88,12 @@ def add_graph(module: Module, side: str, n: int, k: int) -> None:
         graph.output(y)
 
 
-def make_weights(shapes: list[tuple[int, int]]) -> tuple[dict, dict]:
-    """The registry MAX binds (bfloat16 as raw bits) and the float32 values NumPy checks with.
+def make_weights(shapes: list[tuple[int, int]], blocks: list[str]) -> tuple[dict, dict]:
+    """The registry MAX binds (bfloat16 as raw bits) and the float32 values NumPy checks with,
+    by (N, K), and by (kind, N, K) for the `blocks` kinds.
 
-    The float32 weights hold the bfloat16 values widened, as the widened path's do.
+    The float32 weights hold the bfloat16 values widened, as the widened path's do, and the
+    blocks are those values quantized.
     """
     rng = np.random.default_rng(0)
     registry, exact = {}, {}
@@ -86,6 +103,10 @@ def make_weights(shapes: list[tuple[int, int]]) -> tuple[dict, dict]:
         registry[weight_name(DType.bfloat16, n, k)] = Buffer.from_numpy(bits).view(DType.bfloat16)
         registry[weight_name(DType.float32, n, k)] = widened
         exact[(n, k)] = widened
+        for kind in blocks:
+            quantized = quantize(widened, GGML_TYPES[kind])
+            registry[block_name(kind, n, k)] = group_rows(quantized, BLOCK_FORMATS[kind])
+            exact[(kind, n, k)] = dequantize_blocks(quantized, kind)
     return registry, exact
 
 
@@ -103,7 +124,7 @@ def main() -> None:
     for n, k in shapes:
         for side in sides:
             add_graph(module, side, n, k)
-    registry, exact = make_weights(shapes)
+    registry, exact = make_weights(shapes, [s for s in sides if s in BLOCK_FORMATS])
     models = compile_kernel_module(module, registry)
     print(f"AVX-512 BF16: {cpu_has_bf16_dot()}; load average before: {os.getloadavg()}")
     header = f"{'M':>4} {'N x K':>11}" + "".join(f" {s + ' GFLOP/s':>18}" for s in sides)
@@ -116,9 +137,10 @@ def main() -> None:
         for n, k in shapes:
             x = rng.standard_normal((m, k), dtype=np.float32)
             x_buffer = Buffer.from_numpy(x)
-            expected = x.astype(np.float64) @ exact[(n, k)].astype(np.float64).T
             errors, speeds = {}, {side: [] for side in sides}
             for side in sides:
+                weights = exact.get((side, n, k), exact[(n, k)]).astype(np.float64)
+                expected = x.astype(np.float64) @ weights.T
                 y = models[graph_name(side, n, k)].execute(x_buffer)[0].to_numpy()
                 errors[side] = float(np.abs(y - expected).max() / np.abs(expected).max())
             flop = 2 * m * n * k

@@ -29,11 +29,11 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from model.checkpoint import BLOCK_FORMATS, hf_name
+from model.checkpoint import BLOCK_FORMATS
 from model.config import ModelConfig
 from model.gguf_export import add_tensors
 from model.progress import READING, LoadProgress, ProgressCallback, ignore_progress
-from model.weights import GGML_TYPES, WeightsError, load_weights, weight_files
+from model.weights import WeightsError, load_weights, weight_files
 
 log = logging.getLogger(__name__)
 
@@ -61,20 +61,6 @@ def _file_facts(files: list[Path]) -> list[list]:
 def _key(facts: list[list], encoding: str) -> str:
     record = {"files": facts, "encoding": encoding, "gguf": version("gguf")}
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:32]
-
-
-def _quantized_at_load(files: list[Path], encoding: str) -> bool:
-    """Whether loading `files` in `encoding` quantizes: not for a GGUF already in its blocks."""
-    if encoding not in BLOCK_FORMATS:
-        return False
-    if files[0].suffix != ".gguf":
-        return True  # safetensors and .bin hold float tensors
-    try:
-        tensors = gguf.GGUFReader(str(files[0])).tensors
-    except Exception:  # unreadable: the loader says so in its own words
-        return False
-    matrices = [t for t in tensors if hf_name(t.name) is not None and len(t.shape) == 2]
-    return any(t.tensor_type != GGML_TYPES[encoding] for t in matrices)
 
 
 def _entries(cache_dir: Path) -> list[Path]:
@@ -142,11 +128,10 @@ def load_quantized_weights(
 
     Returns the weights and where they came from: FROM_CHECKPOINT, QUANTIZED_NOW or FROM_CACHE.
     """
-    files = weight_files(Path(model_dir))
-    if not _quantized_at_load(files, encoding):
+    if encoding not in BLOCK_FORMATS:
         weights = load_weights(model_dir, config, encoding, owned=owned, progress=progress)
         return weights, FROM_CHECKPOINT
-    facts = _file_facts(files)
+    facts = _file_facts(weight_files(Path(model_dir)))
     entry = Path(cache_dir) / f"{_key(facts, encoding)}.{encoding}"
     if (entry / WEIGHTS_FILE).is_file():
         message = f"reading the {encoding} weights quantized at an earlier start: {entry}"
@@ -159,7 +144,12 @@ def load_quantized_weights(
         else:
             os.utime(entry)  # most recently used
             return weights, FROM_CACHE
-    weights = load_weights(model_dir, config, encoding, owned=owned, progress=progress)
+    quantized: list[str] = []
+    weights = load_weights(
+        model_dir, config, encoding, owned=owned, progress=progress, quantized=quantized
+    )
+    if not quantized:  # a GGUF in the encoding's blocks: read as it lies, nothing to keep
+        return weights, FROM_CHECKPOINT
     progress(LoadProgress(READING, f"saving the {encoding} weights for the next start: {entry}"))
     try:
         _save(entry, weights, encoding, facts)

@@ -257,12 +257,15 @@ def load_weights(
     *,
     owned: bool = False,
     progress: ProgressCallback = ignore_progress,
+    quantized: list[str] | None = None,
 ) -> dict[str, np.ndarray]:
     """Returns every tensor the graph needs, cast to `encoding` (bfloat16 as uint16 bits; in a
     block encoding, matrices as uint8 block rows of `stored_shapes` and norms as float32).
 
     With `owned`, every array owns its memory: tensors are read from the files rather than
-    mapped (those a format only maps are copied), so the engine holds the weights once.
+    mapped (those a format only maps are copied), so the engine holds the weights once. The
+    names of the tensors quantized as they loaded are appended to `quantized` (whether the
+    blocks are worth keeping is known only once the tensors' types are).
     """
     if encoding not in ENCODINGS:
         raise WeightsError(f"unsupported quantization encoding {encoding!r}; use {ENCODINGS}")
@@ -293,6 +296,9 @@ def load_weights(
         except ValueError as error:
             raise WeightsError(f"{file}: tensor {name} {error}") from None
         found[name] = converted.copy() if owned and not converted.flags.owndata else converted
+        blocks_made = encoding in BLOCK_FORMATS and len(shape) == 2 and holds != encoding
+        if quantized is not None and blocks_made:
+            quantized.append(name)
         source[name] = file
         update = reading_weights(done, total)
         if update.percent >= last_percent + PROGRESS_STEP_PERCENT:
