@@ -208,7 +208,9 @@ def measure_quantizing_restart(source: Path, encoding: str, plan: Plan, cache: P
     the weights and keeps the blocks next to the compiled model, a restart reads them back."""
     for kept in cache.glob(f"*.{encoding}"):  # the blocks of an earlier run of the bench
         shutil.rmtree(kept)
-    return measure_restart(source, encoding, plan, cache)
+    starts = measure_restart(source, encoding, plan, cache)
+    os.sync()  # the gigabytes just written reach the disk now, not during the next rounds
+    return starts
 
 
 def main() -> None:
