@@ -54,11 +54,8 @@ def graph_name(side: str, n: int, k: int) -> str:
     return f"{side}_{n}x{k}"
 
 
-def weight_name(dtype: DType, n: int, k: int) -> str:
-    return f"w_{dtype.name}_{n}x{k}"
-
-
-def block_name(kind: str, n: int, k: int) -> str:
+def weight_name(kind: str, n: int, k: int) -> str:
+    """A weight's name by what it holds: a dtype's name, or a block format's."""
     return f"w_{kind}_{n}x{k}"
 
 
@@ -75,10 +72,10 @@ def add_graph(module: Module, side: str, n: int, k: int) -> None:
         x = graph.inputs[0].tensor
         if side in BLOCK_FORMATS:
             shape = grouped_shape(block_tensor_shape((n, k), BLOCK_FORMATS[side]))
-            blocks = Weight(block_name(side, n, k), DType.uint8, shape, cpu)
+            blocks = Weight(weight_name(side, n, k), DType.uint8, shape, cpu)
             graph.output(quantized_matmul(x, blocks, BLOCK_FORMATS[side].bits))
             return
-        w = Weight(weight_name(dtype, n, k), dtype, [n, k], cpu)
+        w = Weight(weight_name(dtype.name, n, k), dtype, [n, k], cpu)
         if side.startswith("kernel"):
             y = matmul(x, w, native=False if side == "kernel_wide" else None)
         elif side == "f32":
@@ -100,12 +97,13 @@ def make_weights(shapes: list[tuple[int, int]], blocks: list[str]) -> tuple[dict
     for n, k in shapes:
         bits = float32_to_bfloat16_bits(rng.standard_normal((n, k), dtype=np.float32) * 0.02)
         widened = bfloat16_bits_to_float32(bits)
-        registry[weight_name(DType.bfloat16, n, k)] = Buffer.from_numpy(bits).view(DType.bfloat16)
-        registry[weight_name(DType.float32, n, k)] = widened
+        bfloat16 = Buffer.from_numpy(bits).view(DType.bfloat16)
+        registry[weight_name(DType.bfloat16.name, n, k)] = bfloat16
+        registry[weight_name(DType.float32.name, n, k)] = widened
         exact[(n, k)] = widened
         for kind in blocks:
             quantized = quantize(widened, GGML_TYPES[kind])
-            registry[block_name(kind, n, k)] = group_rows(quantized, BLOCK_FORMATS[kind])
+            registry[weight_name(kind, n, k)] = group_rows(quantized, BLOCK_FORMATS[kind])
             exact[(kind, n, k)] = dequantize_blocks(quantized, kind)
     return registry, exact
 
