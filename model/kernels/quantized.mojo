@@ -31,7 +31,7 @@ tolerance of the reference's.
 once, front to back, for all of its rows of x; the cores claim groups in chunks.
 `replit_qmatmul` (prefill's many rows): each core unpacks a panel of NC rows of W into
 scratch of its own (the bytes of each group of four weights of every row side by side, 1 byte
-a weight) and multiplies each tile of rows of x by it.
+a weight) and multiplies each tile of TILE_ROWS rows of x by it, both parts at once.
 `replit_dequantize` widens the rows of W that tokens name (the embedding's rows of a prompt).
 """
 
@@ -72,9 +72,14 @@ comptime HAS_VNNI = CompilationTarget._has_feature["avx512vnni"]()
 # them, and the most that `replit_qmatmul` sends there: packing panels costs about as much
 # for 2 rows as for 100.
 comptime FEW_ROWS = 4
-# Rows of x per tile of the many-row products: with NC // 16 vectors of W's rows, their int32
-# sums and float32 totals, and the loaded vectors, 28 of the 32 AVX-512 registers.
-comptime TILE_ROWS = 4
+# Rows of x per tile of the many-row products: each vector of W loaded is multiplied by both
+# parts of both rows, so with NC // 16 vectors of W's rows the tile holds 12 int32 sums, 6
+# float32 totals and the 3 loaded vectors in registers. (4 rows, one part after the other, took
+# as many registers only if each vector of W was loaded twice, which the compiler merged into
+# one load and spilled: a fifth less throughput.)
+comptime TILE_ROWS = 2
+# Rows of x a core splits at a time when there are many.
+comptime SPLIT_CHUNK_ROWS = 16
 # Groups of four weights in a block: `vpdpbusd` sums four products into each lane.
 comptime GROUPS = QK // 4
 # Vectors of 16 rows of W in a panel.
@@ -85,6 +90,12 @@ def block_bytes[bits: Int]() -> Int:
     """Bytes of a block: the float16 scale and 32 quants of `bits` bits."""
     comptime assert bits == 8 or bits == 4, "Q8_0 (bits 8) or Q4_0 (bits 4)"
     return 2 + QK * bits // 8
+
+
+def group_block_bytes[bits: Int]() -> Int:
+    """Bytes of one block of a group: its 16 rows' scales and quants (a group of W's rows is
+    K / 32 of these)."""
+    return GROUP_ROWS * block_bytes[bits]()
 
 
 def vectors[bits: Int]() -> Int:
@@ -199,13 +210,16 @@ def _split_block(
     return (hi.cast[DType.int8](), lo.cast[DType.int8](), d / 256)
 
 
-def split_activations[bits: Int](x: X32Ptr, m: Int, k: Int) -> SplitActivations:
-    """The rows of x[m, k], split in the layout that products with `bits` weights read."""
-    var split = SplitActivations(m, k)
-    var hi = split.hi.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
-    var lo = split.lo.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
-    var scales = split.scales.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
-    for b in range(m * k // QK):
+def _split_rows[
+    bits: Int
+](x: X32Ptr, k: Int, split: SplitActivations, first: Int, last: Int):
+    """Writes rows [first, last) of x[., k] into `split`, in the layout that products with
+    `bits` weights read."""
+    # Every call writes rows of its own, so the cores may share the split.
+    var hi = split.hi.unsafe_ptr().unsafe_mut_cast[True]().unsafe_origin_cast[MutAnyOrigin]()
+    var lo = split.lo.unsafe_ptr().unsafe_mut_cast[True]().unsafe_origin_cast[MutAnyOrigin]()
+    var scales = split.scales.unsafe_ptr().unsafe_mut_cast[True]().unsafe_origin_cast[MutAnyOrigin]()
+    for b in range(first * k // QK, last * k // QK):
         var parts = _split_block(x.unsafe_load[width=QK](b * QK))
         hi.unsafe_store(b * QK, parts[0])
         lo.unsafe_store(b * QK, parts[1])
@@ -213,6 +227,20 @@ def split_activations[bits: Int](x: X32Ptr, m: Int, k: Int) -> SplitActivations:
         var bias = _bias[bits]() * whole.reduce_add()
         scales.unsafe_store(2 * b, parts[2])
         scales.unsafe_store(2 * b + 1, parts[2] * bias.cast[DType.float32]())
+
+
+def split_activations[bits: Int](x: X32Ptr, m: Int, k: Int) -> SplitActivations:
+    """The rows of x[m, k], split in the layout that products with `bits` weights read: on
+    every core for a prompt's rows (a few percent of its products' time on one core)."""
+    var split = SplitActivations(m, k)
+    if m <= FEW_ROWS:
+        _split_rows[bits](x, k, split, 0, m)
+        return split^
+
+    def rows(first: Int, last: Int) {imm}:
+        _split_rows[bits](x, k, split, first, last)
+
+    parallel_chunks(rows, m, SPLIT_CHUNK_ROWS)
     return split^
 
 
@@ -224,7 +252,7 @@ def _group_dot[
     16 rows of the group of W at `group`: each vector of W is loaded and unpacked once for all
     `count` rows. Each row's sums of either part run in two chains (the two halves of the
     block's vectors), so that no chain waits on the one before it every step."""
-    comptime size = GROUP_ROWS * block_bytes[bits]()
+    comptime size = group_block_bytes[bits]()
     comptime V = vectors[bits]()
     var k = blocks * QK
     var hi = x.hi.unsafe_ptr().unsafe_offset(first_row * k).unsafe_bitcast[Int32]()
@@ -272,7 +300,7 @@ def qgemv_rows[
     thread, each group of W read once (and its rows of x from cache) for up to FEW_ROWS rows
     of x at a time."""
     var blocks = k // QK
-    var group_bytes = GROUP_ROWS * blocks * block_bytes[bits]()
+    var group_bytes = blocks * group_block_bytes[bits]()
     for group in range(first, last):
         var rows_of_w = w.unsafe_offset(group * group_bytes)
         for i in range(0, m, FEW_ROWS):
@@ -291,7 +319,7 @@ def qgemv[bits: Int](x: X32Ptr, w: U8Ptr, y: F32Ptr, m: Int, n: Int, k: Int):
     def rows(first: Int, last: Int) {imm}:
         qgemv_rows[bits](split, w, y, m, n, k, first, last)
 
-    var group_bytes = GROUP_ROWS * (k // QK) * block_bytes[bits]()
+    var group_bytes = k // QK * group_block_bytes[bits]()
     if groups * group_bytes <= SERIAL_BYTES:
         rows(0, groups)
     else:
@@ -301,7 +329,7 @@ def qgemv[bits: Int](x: X32Ptr, w: U8Ptr, y: F32Ptr, m: Int, n: Int, k: Int):
 
 def dequantize_rows[bits: Int](w: U8Ptr, tokens: I64Ptr, widened: F32Ptr, m: Int, k: Int):
     """Writes widened[m, k]: the float32 weights of the rows of W that tokens[m] name."""
-    comptime size = GROUP_ROWS * block_bytes[bits]()
+    comptime size = group_block_bytes[bits]()
     var blocks = k // QK
     for i in range(m):
         var token = Int(tokens.unsafe_load(i))
@@ -333,7 +361,7 @@ def _pack_panel[
     unsigned bytes of `_bias` of each of the NC rows side by side (packed[blocks * GROUPS,
     NC] of four bytes), and each block's scale of every row (scales[blocks, NC]), so that one
     load gives 16 rows' bytes for one `vpdpbusd` against four values of x broadcast."""
-    comptime size = GROUP_ROWS * block_bytes[bits]()
+    comptime size = group_block_bytes[bits]()
     for c in range(PANEL_VECTORS):
         var first = c * GROUP_ROWS
         var rows_of_w = w.unsafe_offset(c * blocks * size)
@@ -370,8 +398,9 @@ def _panel_tile[
     cols: Int,
 ):
     """y[first_row + r, first_col + c] = row r of x times row c of a packed panel, for r <
-    `rows`, c < `cols`: per block, the int32 sums of both parts of x (16 `vpdpbusd` per
-    vector of 16 rows of W), then one float32 scaling of each vector."""
+    `rows`, c < `cols`: per block, the int32 sums of either part of x (8 `vpdpbusd` each per
+    vector of 16 rows of W, every vector loaded once for both parts of every row), then one
+    float32 scaling of each vector."""
     comptime V = PANEL_VECTORS
     var blocks = k // QK
     var hi = x.hi.unsafe_ptr().unsafe_offset(first_row * k).unsafe_bitcast[Int32]()
@@ -379,30 +408,29 @@ def _panel_tile[
     var x_scales = x.scales.unsafe_ptr().unsafe_offset(first_row * blocks * 2)
     var acc = Array[Floats, rows * V](fill=0)
     for b in range(blocks):
-        var sums = Array[Sums, rows * V](fill=0)
-        comptime for part in range(2):
-            var parts = hi if part == 0 else lo
-            comptime if part == 1:
-                comptime for i in range(rows * V):
-                    sums[i] = sums[i] << 8
-            comptime for g in range(GROUPS):
-                var group = packed.unsafe_offset((b * GROUPS + g) * NC)
-                var wv = Array[Bytes, V](fill=0)
-                comptime for c in range(V):
-                    wv[c] = bitcast[DType.uint8, VECTOR_BYTES](
-                        group.unsafe_load[width=GROUP_ROWS](c * GROUP_ROWS)
-                    )
-                comptime for r in range(rows):
-                    var four = parts.unsafe_load(r * (k // 4) + b * GROUPS + g)
+        # [part * rows * V + r * V + c]: part 0 hi, 1 lo.
+        var sums = Array[Sums, 2 * rows * V](fill=0)
+        comptime for g in range(GROUPS):
+            var group = packed.unsafe_offset((b * GROUPS + g) * NC)
+            var wv = Array[Bytes, V](fill=0)
+            comptime for c in range(V):
+                wv[c] = bitcast[DType.uint8, VECTOR_BYTES](
+                    group.unsafe_load[width=GROUP_ROWS](c * GROUP_ROWS)
+                )
+            comptime for r in range(rows):
+                comptime for part in range(2):
+                    var four = (hi if part == 0 else lo).unsafe_load(r * (k // 4) + b * GROUPS + g)
                     var xb = bitcast[DType.int8, VECTOR_BYTES](Sums(four))
                     comptime for c in range(V):
-                        sums[r * V + c] = _dot4[GROUP_ROWS](sums[r * V + c], wv[c], xb)
+                        comptime i = part * rows * V + r * V + c
+                        sums[i] = _dot4[GROUP_ROWS](sums[i], wv[c], xb)
         comptime for r in range(rows):
             var block = x_scales.unsafe_offset((r * blocks + b) * 2)
             var d = Floats(block.unsafe_load(0))
             var bias = Floats(-block.unsafe_load(1))
             comptime for c in range(V):
-                var scaled = sums[r * V + c].cast[DType.float32]().fma(d, bias)
+                var whole = (sums[r * V + c] << 8) + sums[rows * V + r * V + c]
+                var scaled = whole.cast[DType.float32]().fma(d, bias)
                 var scale = scales.unsafe_load[width=GROUP_ROWS](b * NC + c * GROUP_ROWS)
                 acc[r * V + c] = scale.fma(scaled, acc[r * V + c])
     comptime for r in range(rows):
@@ -425,7 +453,7 @@ def qmatmul[bits: Int](x: X32Ptr, w: U8Ptr, y: F32Ptr, m: Int, n: Int, k: Int):
         return
     var split = split_activations[bits](x, m, k)
     var blocks = k // QK
-    var group_bytes = GROUP_ROWS * blocks * block_bytes[bits]()
+    var group_bytes = blocks * group_block_bytes[bits]()
 
     def panels(first: Int, last: Int) {imm}:
         var packed = List[UInt32](unsafe_uninit_length=blocks * GROUPS * NC)
