@@ -302,6 +302,7 @@ class RemoteEngine:
         self.tokenizer = load_tokenizer(options.tokenizer_dir)
         self.max_length = options.max_length
         self.compile_source = f"remote {self.options.url}"
+        self.weights_source = "remote"
         self._model = options.model
         self._lock = threading.Lock()
         self._listeners: list[Callable[[BackendStatus], None]] = []

@@ -226,6 +226,7 @@ class TextGenerator(Protocol):
     max_length: int
     load_seconds: float
     compile_source: str
+    weights_source: str
 
     @property
     def slots(self) -> int:

@@ -131,6 +131,7 @@ def test_http_server_compiles_on_first_start(
     try:
         health, stages = health_until_ready(server)
         assert health["compile_source"] == "compiled"
+        assert health["weights_source"] == "checkpoint"  # float weights, nothing quantized
         assert "compiling" in stages
         assert len(compiled_models(empty_cache)) == 1
         openai = OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)

@@ -114,6 +114,7 @@ def create_app(service: Service, api_key: str | None, max_body_bytes: int) -> Fa
             "model": engine.model_name,
             "engine_id": id(engine),
             "compile_source": engine.compile_source,
+            "weights_source": engine.weights_source,
             "load_seconds": round(engine.load_seconds, 3),
             "active": gate.active,
             "queued": gate.queued,
