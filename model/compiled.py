@@ -249,3 +249,9 @@ def compile_to(request: dict) -> None:
 if __name__ == "__main__":
     argparse.ArgumentParser(description="Compiles a model graph described on stdin.").parse_args()
     compile_to(json.load(sys.stdin))
+    # Once the model is saved nothing is left to do, and the interpreter's teardown of MAX's
+    # runtime threads can abort the process ("terminate called without an active exception",
+    # after the file was written), which the parent would take for a failed compile.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
