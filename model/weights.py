@@ -225,6 +225,12 @@ def _float32(array: np.ndarray, holds: str, shape: tuple[int, ...]) -> np.ndarra
     return np.ascontiguousarray(array, dtype=np.float32)
 
 
+def _quantizes(holds: str, encoding: str, shape: tuple[int, ...]) -> bool:
+    """Whether `_convert` makes blocks of an array: a matrix in a block encoding that it does
+    not hold already (norms stay float32)."""
+    return encoding in GGML_TYPES and len(shape) == 2 and holds != encoding
+
+
 def _convert(array: np.ndarray, holds: str, encoding: str, shape: tuple[int, ...]) -> np.ndarray:
     """A read array (of logical `shape`) as `encoding` stores it: norms stay float32 in the
     block encodings, and a matrix already in the encoding's blocks is kept as it is."""
@@ -232,7 +238,7 @@ def _convert(array: np.ndarray, holds: str, encoding: str, shape: tuple[int, ...
         return array
     if encoding == BFLOAT16:
         return float32_to_bfloat16_bits(_float32(array, holds, shape))
-    if encoding not in GGML_TYPES or len(shape) == 1:
+    if not _quantizes(holds, encoding, shape):
         return _float32(array, holds, shape)
     if holds not in (FLOAT, BFLOAT16):
         raise ValueError(
@@ -296,8 +302,7 @@ def load_weights(
         except ValueError as error:
             raise WeightsError(f"{file}: tensor {name} {error}") from None
         found[name] = converted.copy() if owned and not converted.flags.owndata else converted
-        blocks_made = encoding in BLOCK_FORMATS and len(shape) == 2 and holds != encoding
-        if quantized is not None and blocks_made:
+        if quantized is not None and _quantizes(holds, encoding, shape):
             quantized.append(name)
         source[name] = file
         update = reading_weights(done, total)
