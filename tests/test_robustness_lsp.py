@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import string
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +24,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from testkit.lsp_client import FIBONACCI, MAX_NEW_TOKENS, SERVER_ENV, expected_completion
-from testkit.raw_lsp import RawLsp, completion_text, frame, inline_params, open_document
+from testkit.raw_lsp import ROOT, RawLsp, completion_text, frame, inline_params, open_document
 from testkit.reference import ReferenceMPT
 from testkit.robustness import EXAMPLES, robustness
 from testkit.servers import lsp_server_command
@@ -152,6 +154,65 @@ def test_header_blocks_without_a_usable_length_are_skipped(
 ) -> None:
     lsp.send_bytes(headers + frame(status_message(9004)))
     assert lsp.response(9004)["result"]["state"] == "ready"
+    assert_alive(lsp, known_answer)
+
+
+def test_stray_writes_to_stdout_never_reach_the_protocol_channel() -> None:
+    """A native library or a child process writing to descriptor 1 would shift every frame
+    after it: on stdio, only the server's own channel reaches the client's stdout."""
+    code = (
+        "import os, subprocess, sys\n"
+        "from lsp_server.lsp.framing import private_stdout\n"
+        "channel = private_stdout()\n"
+        "os.write(1, b'native noise;')\n"
+        "print('python noise;', flush=True)\n"
+        "subprocess.run(['echo', 'child noise'])\n"
+        "channel.write(b'Content-Length: 2\\r\\n\\r\\n{}')\n"
+        "channel.flush()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, cwd=ROOT, timeout=60, check=True
+    )
+    assert done.stdout == b"Content-Length: 2\r\n\r\n{}"
+    for noise in (b"native noise;", b"python noise;", b"child noise"):
+        assert noise in done.stderr
+
+
+@pytest.mark.parametrize(
+    "lengths",
+    [
+        b"Content-Length: %d\r\nContent-Length: %d\r\n",
+        b"Content-Length: %d\r\ncontent-length: %d\r\n",
+        b"Content-Length: %d, %d\r\n",
+    ],
+)
+def test_a_length_given_twice_alike_is_one_length(
+    lsp: RawLsp, known_answer: str, lengths: bytes
+) -> None:
+    body = json.dumps(status_message(9006)).encode()
+    lsp.send_bytes(lengths % (len(body), len(body)) + b"\r\n" + body)
+    assert lsp.response(9006)["result"]["state"] == "ready"
+    assert_alive(lsp, known_answer)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        b"Content-Length: %d\r\nContent-Length: 3\r\n\r\n",
+        b"Content-Length: 3, %d\r\n\r\n",
+        b"Content-Type: application/vscode-jsonrpc\r\n\r\n",
+    ],
+)
+def test_a_message_of_unknown_length_is_dropped_and_the_next_one_read(
+    lsp: RawLsp, known_answer: str, headers: bytes
+) -> None:
+    """Lengths that disagree, or none: the body is not taken for the next message's headers."""
+    body = json.dumps(status_message(9007)).encode()
+    block = headers % len(body) if b"%d" in headers else headers
+    lsp.send_bytes(block + body + frame(status_message(9008)))
+    assert lsp.response(9008)["result"]["state"] == "ready"
+    if b"3" in block:
+        assert any("conflicting Content-Length" in m for m in lsp.log_messages())
     assert_alive(lsp, known_answer)
 
 

@@ -6,6 +6,12 @@ which ends the process), it only recognises the header spelled `Content-Length` 
 are case-insensitive), and a header line has no length limit. This reader refuses a message
 over `MAX_MESSAGE_BYTES` with a log line and skips its body, so the stream stays in step, and
 answers a body that is not JSON with a parse error.
+
+A header repeated with the same value (as two lines, or as HTTP's comma-joined list) is one
+header. A message whose length cannot be known (none, not a number, or repeated with
+different values) cannot be read, and its body would otherwise be taken for the next headers,
+losing every message after it: the reader then looks for the next `Content-Length` header,
+even one glued to the end of the unread body, and goes on from there.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import re
 import sys
 import threading
 from collections.abc import Awaitable, Callable
@@ -101,9 +109,15 @@ async def skip(source: ByteSource, size: int) -> bool:
     return True
 
 
-async def read_headers(source: ByteSource) -> dict[str, str] | None:
-    """The next header block, names lowercased; None at the end of the stream."""
-    headers: dict[str, str] = {}
+# Where the next message's headers start when the reader has lost its place.
+_LENGTH_HEADER = re.compile(rb"content-length[ \t]*:", re.IGNORECASE)
+
+
+async def read_headers(source: ByteSource, resync: bool = False) -> dict[str, list[str]] | None:
+    """The next header block, names lowercased, each with its values in order; None at the
+    end of the stream. With `resync`, everything before the next `Content-Length` header is
+    dropped (the unread body of a message whose length was unknown)."""
+    headers: dict[str, list[str]] = {}
     while True:
         line = await source.line(MAX_HEADER_LINE)
         if not line:
@@ -113,6 +127,11 @@ async def read_headers(source: ByteSource) -> dict[str, str] | None:
             while line and not line.endswith(b"\n"):
                 line = await source.line(MAX_HEADER_LINE)
             continue
+        if resync:
+            found = _LENGTH_HEADER.search(line)
+            if found is None:
+                continue
+            line, resync = line[found.start() :], False
         text = line.decode("ascii", "replace").strip()
         if not text:
             if headers:
@@ -120,14 +139,22 @@ async def read_headers(source: ByteSource) -> dict[str, str] | None:
             continue  # a stray line break between messages
         name, colon, value = text.partition(":")
         if colon:
-            headers[name.strip().lower()] = value.strip()
+            headers.setdefault(name.strip().lower(), []).append(value.strip())
         else:
             log.error("skipped a line that is not a header: %r", text[:80])
 
 
-def declared_length(headers: dict[str, str]) -> int | None:
-    """The Content-Length as a number, None when missing or not a decimal number."""
-    value = headers.get("content-length", "")
+def declared_length(headers: dict[str, list[str]]) -> int | None:
+    """The Content-Length as a number; None when missing, not a decimal number, or given
+    more than once with different values."""
+    values = {
+        part.strip() for value in headers.get("content-length", []) for part in value.split(",")
+    }
+    if len(values) != 1:
+        if len(values) > 1:
+            log.error("refused a message with conflicting Content-Length headers: %s", values)
+        return None
+    value = values.pop()
     if not (value.isascii() and value.isdigit()):
         return None
     # Python refuses int() of more than 4300 digits; such a message is longer than any stream.
@@ -146,18 +173,24 @@ async def serve(
 
 
 async def _serve(source: ByteSource, protocol: ServerProtocol, stopped: Callable[[], bool]) -> None:
+    lost = False  # the last message's length was unknown: its body is still ahead
     while protocol.exit_code is None and not stopped():
-        headers = await read_headers(source)
+        headers = await read_headers(source, resync=lost)
         if headers is None:
             return
         length = declared_length(headers)
+        lost = length is None
         if length is None:
-            log.error("skipped a message without a valid Content-Length header: %r", headers)
+            log.error(
+                "skipped a message without a valid Content-Length header (%r); reading on "
+                "from the next Content-Length header",
+                headers,
+            )
             continue
         if length > MAX_MESSAGE_BYTES:
             log.error(
                 "refused a message of %s bytes: the limit is %d bytes (%d MiB); skipping it",
-                headers["content-length"][:40],
+                headers["content-length"][0][:40],
                 MAX_MESSAGE_BYTES,
                 MAX_MESSAGE_BYTES // (1024 * 1024),
             )
@@ -190,13 +223,28 @@ def dispatch(protocol: ServerProtocol, body: bytes) -> None:
         log.exception("failed to handle a message")
 
 
+def private_stdout() -> BinaryIO:
+    """The process's standard output as a stream of its own, with file descriptor 1 pointed at
+    standard error from now on.
+
+    On stdio, standard output is the protocol channel: one stray byte there (a `print`, a
+    native library's message, a child process that inherited it) shifts every frame after it
+    and the client waits for answers it can no longer read. The language server writes only
+    to the stream returned here; whatever else writes to descriptor 1 ends up in stderr."""
+    sys.stdout.flush()
+    channel = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    return channel
+
+
 def serve_stdio(server: LanguageServer) -> None:
     """Serves the client on stdin/stdout until it exits or hangs up.
 
     Standard input is read on a thread of its own rather than pygls's pool: after `exit` that
     thread may still be blocked in a read, and waiting for the pool would never return."""
     server._stop_event = threading.Event()
-    server.protocol.set_writer(StdoutWriter(sys.stdout.buffer))
+    channel = private_stdout()
+    server.protocol.set_writer(StdoutWriter(channel))
     reader = ThreadPoolExecutor(1, thread_name_prefix="stdin")
     source = StdinSource(sys.stdin.buffer, reader)
     try:

@@ -179,15 +179,40 @@ class CompletionServer(LanguageServer):
             lambda future: self._record(future, pending, uri, position, started, deadline)
         )
         try:
-            outcome = await asyncio.wrap_future(pending.future)
+            outcome = await self._outcome(pending, settings.answer_timeout_seconds)
         except BackendError as error:  # the editor hears of the backend's state changes
             log.debug("completion at %s: %s", uri, error)
+            return EMPTY
+        if outcome is None:
+            log.error(
+                "completion at %s:%d:%d had no result after %.0f s (%s); answered empty and "
+                "stopped it",
+                uri,
+                position.line,
+                position.character,
+                settings.answer_timeout_seconds,
+                "generating" if pending.future.running() else "waiting for a worker",
+            )
             return EMPTY
         memory.remember(snapshot, outcome)
         if pending.cancel.is_set() or not outcome.text:
             return EMPTY
         memory.command = self.resident.feedback.shown_item(time.perf_counter() - started)
         return self._answer(outcome.text, position, memory.command)
+
+    @staticmethod
+    async def _outcome(pending: PendingCompletion, limit: float) -> CompletionOutcome | None:
+        """The worker's outcome, or None when it has none within `limit` seconds, which also
+        stops it: a request is answered whatever its worker is stuck on. What the worker
+        computed until then stays in the cache for the next request."""
+        assert pending.future is not None
+        try:
+            return await asyncio.wait_for(
+                asyncio.shield(asyncio.wrap_future(pending.future)), limit
+            )
+        except TimeoutError:
+            pending.cancel.set()
+            return None
 
     @staticmethod
     def _answer(

@@ -36,6 +36,9 @@ class Settings:
     backend_url: str = ""  # empty: the command line's model (local, or --backend-url)
     backend_model: str = ""  # empty: the backend's first model
     invoked_max_new_tokens: int = 128  # for a suggestion the user asked for
+    # The longest a request waits for its completion: then it is answered empty and the
+    # generation stops, so no state of the workers can leave a request unanswered.
+    answer_timeout_seconds: float = 60.0
 
     @classmethod
     def from_defaults(cls, defaults: SamplingParams, time_budget_ms: int = 0) -> Settings:
@@ -67,6 +70,11 @@ def _non_negative_number(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value) if math.isfinite(value) and value >= 0 else None
+
+
+def _positive_number(value: object) -> float | None:
+    number = _non_negative_number(value)
+    return number if number else None
 
 
 def _languages(value: object) -> tuple[str, ...] | None:
@@ -106,6 +114,7 @@ _FIELDS: dict[str, tuple[str, Callable[[object], Any], str]] = {
     "speculation": ("speculation", _boolean, "true or false"),
     "backendUrl": ("backend_url", _url, "an http:// or https:// URL, or empty"),
     "backendModel": ("backend_model", _string, "a model name, or empty"),
+    "answerTimeoutSeconds": ("answer_timeout_seconds", _positive_number, "a number > 0"),
 }
 
 
