@@ -1,17 +1,20 @@
-"""A long typing session: every keystroke's request is answered, and both copies agree.
+"""Long typing sessions: every keystroke's request is answered, and both copies agree.
 
-The reported session: `argparse.py` with lines 1201-1212 removed, retyped at the same place
-three characters per incremental `didChange`, each followed by an `inlineCompletion` at the new
-cursor and awaited, on the bundled demo model with `--max-length 1024`: the prompt then fills
-the context, its window slides as lines are typed, and the engine's cache slots are reused
-with every length of shared prefix. The request after one keystroke was once never answered.
+The reported sessions: a dozen lines in the middle of a standard-library file removed, then
+retyped at the same place a few characters per incremental `didChange`, each followed by an
+`inlineCompletion` at the new cursor and awaited, on the bundled demo model with
+`--max-length 1024`: the prompt then fills the context, its window slides as lines are typed,
+suggestions are typed through, and the engine's cache slots are reused with every length of
+shared prefix. The request after such a keystroke was once never answered.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import shutil
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -19,8 +22,8 @@ from testkit.raw_lsp import RawLsp, completion_text, inline_params, open_documen
 from testkit.servers import server_command
 
 DEMO_DIR = Path(__file__).resolve().parents[1] / "model" / "assets" / "replit-code-demo"
-FIRST, LAST = 1201, 1212  # one-based, inclusive
-KEYSTROKE = 3  # characters per didChange
+# (module, first and last line retyped, one-based and inclusive, characters per didChange)
+SESSIONS = [(argparse, 1201, 1212, 3), (shutil, 706, 717, 2)]
 
 
 def end_position(text: str) -> dict[str, int]:
@@ -32,23 +35,28 @@ def end_position(text: str) -> dict[str, int]:
 @pytest.mark.skipif(
     not (DEMO_DIR / "config.json").is_file(), reason="the bundled demo model is not built"
 )
-def test_retyping_twelve_lines_of_argparse_answers_every_keystroke() -> None:
-    source = Path(argparse.__file__).read_text()
+@pytest.mark.parametrize(
+    ("module", "first", "last", "keystroke"), SESSIONS, ids=[s[0].__name__ for s in SESSIONS]
+)
+def test_retyping_twelve_lines_answers_every_keystroke(
+    module: ModuleType, first: int, last: int, keystroke: int
+) -> None:
+    source = Path(str(module.__file__)).read_text()
     assert source.isascii()
     lines = source.split("\n")
-    head = "\n".join(lines[: FIRST - 1]) + "\n"
-    removed = "\n".join(lines[FIRST - 1 : LAST]) + "\n"
-    tail = "\n".join(lines[LAST:])
+    head = "\n".join(lines[: first - 1]) + "\n"
+    removed = "\n".join(lines[first - 1 : last]) + "\n"
+    tail = "\n".join(lines[last:])
     lsp = RawLsp(server_command(DEMO_DIR, "--stdio", max_length=1024))
     try:
         lsp.initialize()
         lsp.wait_until_loaded()
-        uri = "file:///work/argparse_copy.py"
+        uri = f"file:///work/{module.__name__}_copy.py"
         open_document(lsp, uri, head + tail)
         typed = ""
-        for version, start in enumerate(range(0, len(removed), KEYSTROKE), start=2):
+        for version, start in enumerate(range(0, len(removed), keystroke), start=2):
             where = end_position(head + typed)
-            typed += removed[start : start + KEYSTROKE]
+            typed += removed[start : start + keystroke]
             change = {"range": {"start": where, "end": where}, "text": typed[start:]}
             lsp.notify(
                 "textDocument/didChange",
