@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+from lsp_server.lsp.settings import Settings
 from lsp_server.remote import API_KEY_ENV, BackendError, RemoteOptions
 from lsp_server.resident import Options, ResidentModel, build_generator
 from model.compiled import CompileError
@@ -62,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         help="longest an editor completion may take; the complete lines so far (0: no limit)",
+    )
+    mode.add_argument(
+        "--context-tokens",
+        type=int,
+        default=Settings.context_tokens,
+        help="most prompt tokens given to context from other workspace files (0: none); "
+        f"the editor's contextTokens setting overrides it (default {Settings.context_tokens})",
     )
     mode.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
 
@@ -214,6 +222,8 @@ def run(args: argparse.Namespace) -> int:
     )
     defaults = sampling_params(args)
     lsp_port, http_port = ports(args)
+    if args.context_tokens < 0:
+        raise ValueError(f"--context-tokens must be 0 or more, got {args.context_tokens}")
     if args.time_budget_ms < 0:
         raise ValueError(f"--time-budget-ms must be 0 or more, got {args.time_budget_ms}")
     http = None
@@ -233,13 +243,16 @@ def run(args: argparse.Namespace) -> int:
 
         if http is not None:
             http.start_in_background()
+        settings = Settings.from_defaults(
+            defaults, time_budget_ms=args.time_budget_ms, context_tokens=args.context_tokens
+        )
         run_language_server(
             resident,
-            defaults,
+            settings,
+            defaults.seed,
             transport="stdio" if args.stdio else "tcp",
             host=args.host,
             port=lsp_port,
-            time_budget_ms=args.time_budget_ms,
         )
     assert http is not None
     http.serve_forever()

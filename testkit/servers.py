@@ -21,7 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def server_command(
     model_dir: Path | str, *args: str, max_length: int = TINY_MAX_LENGTH
 ) -> list[str]:
-    """`replit-lsp ARGS` on `model_dir`, with the tests' context length unless told otherwise."""
+    """`replit-lsp ARGS` on `model_dir`, with the tests' context length unless told otherwise,
+    and no context from other files: a test's expected answer is the current file's, unless
+    it turns the context on with its settings."""
     return [
         sys.executable,
         "-m",
@@ -31,6 +33,8 @@ def server_command(
         str(model_dir),
         "--max-length",
         str(max_length),
+        "--context-tokens",
+        "0",
     ]
 
 

@@ -149,6 +149,8 @@ def user_settings(model_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
             str(model_dir),
             "--max-length",
             str(TINY_MAX_LENGTH),
+            "--context-tokens",
+            "0",
         ],
         # The compiled-model cache the other tests fill, though code-server's own XDG
         # folders are temporary.

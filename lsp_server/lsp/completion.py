@@ -8,6 +8,7 @@ with the completion rules as its stop rule, and post-processes the text.
 from __future__ import annotations
 
 import collections
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from dataclasses import asdict, dataclass
 
 from lsprotocol import types
 
+from lsp_server.context.provider import ContextBlock
 from lsp_server.lsp.postprocess import (
     CompletionContext,
     detect_indentation,
@@ -109,13 +111,21 @@ class CompletionRules:
 
 
 class DocumentMemory:
-    """What a document keeps between keystrokes: where its prompt window starts, and the
-    suggestion last shown, which the user may be typing through."""
+    """What a document keeps between keystrokes: where its prompt window starts, the
+    suggestion last shown, which the user may be typing through, and the workspace context
+    at the front of its prompt, with when it was last asked for (to tell typing from a
+    pause)."""
 
     def __init__(self) -> None:
         self.window_start: int | None = None
         self.shown: ShownSuggestion | None = None
         self.command: types.Command | None = None  # what reports the shown one accepted
+        self.context: ContextBlock | None = None
+        self.last_request = -math.inf  # time.monotonic() of the document's last request
+
+    def context_due(self, now: float, idle_seconds: float) -> bool:
+        """Whether the context may be chosen again: never yet, or after a pause."""
+        return self.context is None or now - self.last_request >= idle_seconds
 
     def rest_of_suggestion(self, text_before: str) -> str | None:
         """The answer with no model run, when the user is typing the shown suggestion."""
@@ -143,6 +153,11 @@ def complete_lines(text: str) -> str:
     return text[:end] if end >= 0 else ""
 
 
+def prompt_budget(max_length: int, max_new_tokens: int) -> int:
+    """The prompt's tokens: the context less the completion's room (at most half of it)."""
+    return max_length - min(max_new_tokens, max_length // 2)
+
+
 def generate_completion(
     engine: TextGenerator,
     snapshot: CursorSnapshot,
@@ -152,7 +167,7 @@ def generate_completion(
     """Runs on a worker thread: builds the prompt and streams the completion, which stops
     when the completion rules say it is over, or when `cancelled()` turns true."""
     max_new_tokens = min(snapshot.settings.max_new_tokens, engine.max_length // 2)
-    budget = engine.max_length - max_new_tokens
+    budget = prompt_budget(engine.max_length, snapshot.settings.max_new_tokens)
     prompt = build_prompt(
         snapshot.text_before, engine.tokenizer, budget, snapshot.header, snapshot.window_start
     )
@@ -203,6 +218,7 @@ class CompletionRecord:
     # with ", superseded" when a newer request replaced it
     finish: str
     milliseconds: float
+    context: tuple[str, ...] = ()  # the workspace snippets ahead of the file, `path:lines`
 
 
 def finish_of(stats: GenerationStats, superseded: bool, deadline: float | None) -> str:
@@ -231,6 +247,7 @@ class CompletionLog:
         finish: str,
         milliseconds: float,
         stats: GenerationStats | None = None,
+        context: tuple[str, ...] = (),
     ) -> CompletionRecord:
         """Records one answer; `stats` is None when the model did not run for it."""
         with self._lock:
@@ -245,6 +262,7 @@ class CompletionLog:
                 generated_tokens=stats.generated_tokens if stats else 0,
                 finish=finish,
                 milliseconds=round(milliseconds, 1),
+                context=context,
             )
             self._records.append(record)
         return record

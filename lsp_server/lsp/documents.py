@@ -87,5 +87,9 @@ class Documents:
         document.source = text
         document.version = params.text_document.version
 
-    def close(self, uri: str) -> None:
-        self._open.pop(uri, None)
+    def close(self, uri: str) -> Document | None:
+        """Forgets the document; returns it as it was last, if it was open."""
+        return self._open.pop(uri, None)
+
+    def all(self) -> list[Document]:
+        return list(self._open.values())

@@ -25,7 +25,7 @@ from pygls.exceptions import (
 )
 from pygls.protocol import LanguageServerProtocol, lsp_method
 
-from lsp_server.lsp.documents import Documents
+from lsp_server.lsp.documents import Document, Documents
 
 log = logging.getLogger("replit_lsp.lsp")
 
@@ -42,6 +42,7 @@ class ServerProtocol(LanguageServerProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.documents = Documents()
+        self.closed: Document | None = None  # the document the last didClose closed
         self.initialize_received = False
         # The process's exit status once the client has sent `exit`: 0 after `shutdown`, else 1.
         self.exit_code: int | None = None
@@ -158,6 +159,6 @@ class ServerProtocol(LanguageServerProtocol):
     def lsp_text_document__did_close(
         self, params: types.DidCloseTextDocumentParams
     ) -> Generator[Any, Any, None]:
-        self.documents.close(params.text_document.uri)
+        self.closed = self.documents.close(params.text_document.uri)
         if (handler := self.fm.features.get(types.TEXT_DOCUMENT_DID_CLOSE)) is not None:
             yield handler, (params,), None

@@ -19,11 +19,20 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, NoReturn
 
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
+from pygls.uris import to_fs_path
 
+from lsp_server.context.provider import (
+    NO_CONTEXT,
+    ContextBlock,
+    ContextOptions,
+    SourceText,
+    WorkspaceContext,
+)
 from lsp_server.feedback import ACCEPT_COMMAND, PARTIAL_ACCEPT_COMMAND
 from lsp_server.lsp.backend import apply_backend_settings, report_backend
 from lsp_server.lsp.client_log import ClientLogHandler
@@ -36,6 +45,7 @@ from lsp_server.lsp.completion import (
     cursor_snapshot,
     finish_of,
     generate_completion,
+    prompt_budget,
 )
 from lsp_server.lsp.framing import serve_stdio, serve_tcp
 from lsp_server.lsp.loading import report_loading
@@ -45,7 +55,6 @@ from lsp_server.lsp.settings import Settings, apply_settings
 from lsp_server.remote import BackendError
 from lsp_server.resident import ResidentModel
 from model.generation import TextGenerator
-from model.sampling import SamplingParams
 
 log = logging.getLogger("replit_lsp.lsp")
 
@@ -70,19 +79,19 @@ class PendingCompletion:
 
 
 class CompletionServer(LanguageServer):
-    def __init__(
-        self, resident: ResidentModel, defaults: SamplingParams, time_budget_ms: int = 0
-    ) -> None:
+    def __init__(self, resident: ResidentModel, settings: Settings, seed: int | None) -> None:
+        """`settings` are the command line's, which the client may override."""
         super().__init__("replit-lsp", VERSION, protocol_cls=ServerProtocol)
         self.protocol: ServerProtocol
         self.resident = resident
-        self.settings = Settings.from_defaults(defaults, time_budget_ms)
-        self.seed = defaults.seed
+        self.settings = settings
+        self.seed = seed
         self.loop: asyncio.AbstractEventLoop | None = None
         self.completions = CompletionLog()
         self._pending: dict[str, PendingCompletion] = {}
         self._documents: dict[str, DocumentMemory] = {}
         self._executor: ThreadPoolExecutor | None = None
+        self.context = WorkspaceContext()
 
     # --------------------------------------------------------------- messages
 
@@ -100,6 +109,27 @@ class CompletionServer(LanguageServer):
         for warning in warnings:
             self.tell(types.MessageType.Warning, f"replit-lsp: {warning}")
         apply_backend_settings(self, before)
+        if self.settings.context_exclude != before.context_exclude:
+            self.use_workspace_folders()
+
+    def use_workspace_folders(self) -> None:
+        """Points the workspace context at the client's folders (or its root), once known."""
+        if self.protocol._workspace is None:
+            return
+        workspace = self.workspace
+        roots = [to_fs_path(folder.uri) for folder in workspace.folders.values()]
+        if not roots and workspace.root_path:
+            roots = [workspace.root_path]
+        paths = [Path(root) for root in roots if root]
+        self.context.set_folders(paths, self.settings.context_exclude)
+
+    def document_closed(self, uri: str) -> None:
+        """Stops the document's completion, forgets its memory, and keeps its text as a
+        recently visited file for the workspace context."""
+        self.close(uri)
+        closed = self.protocol.closed
+        if closed is not None and closed.uri == uri:
+            self.context.closed(self._source_text(closed))
 
     # ------------------------------------------------------------- completion
 
@@ -156,6 +186,10 @@ class CompletionServer(LanguageServer):
         if snapshot is None:
             log.debug("completion at %s: nothing before the cursor", uri)
             return EMPTY
+        now = time.monotonic()
+        if memory.context_due(now, settings.context_idle_ms / 1000):
+            memory.context = await self._choose_context(document, snapshot.text_before, engine)
+        memory.last_request = now
         rest = memory.rest_of_suggestion(snapshot.text_before)
         if rest:
             # Typing what the suggestion says: its rest is the answer, with no model run.
@@ -172,11 +206,15 @@ class CompletionServer(LanguageServer):
         if pending.cancel.is_set():
             log.debug("completion at %s: superseded", uri)
             return EMPTY
+        context = memory.context or NO_CONTEXT
+        snapshot = dataclasses.replace(snapshot, header=context.text + snapshot.header)
         pending.future = self.executor(engine).submit(
             generate_completion, engine, snapshot, pending.cancel.is_set
         )
         pending.future.add_done_callback(
-            lambda future: self._record(future, pending, uri, position, started, deadline)
+            lambda future: self._record(
+                future, pending, uri, position, started, deadline, context.labels
+            )
         )
         try:
             outcome = await self._outcome(pending, settings.answer_timeout_seconds)
@@ -232,6 +270,7 @@ class CompletionServer(LanguageServer):
         position: types.Position,
         started: float,
         deadline: float | None,
+        context: tuple[str, ...],
     ) -> None:
         """Records and logs each request's statistics when its worker finishes, cancelled
         ones included."""
@@ -244,7 +283,7 @@ class CompletionServer(LanguageServer):
         milliseconds = 1000 * (time.perf_counter() - started)
         self._log(
             self.completions.add(
-                uri, position.line, position.character, finish, milliseconds, stats
+                uri, position.line, position.character, finish, milliseconds, stats, context
             )
         )
 
@@ -287,6 +326,40 @@ class CompletionServer(LanguageServer):
             text, cursor, settings, self.seed, header, memory.window_start, deadline, shown
         )
         return snapshot, clamped
+
+    async def _choose_context(
+        self, document: Any, text_before: str, engine: TextGenerator
+    ) -> ContextBlock:
+        """The workspace context for a request in `document`, chosen off the event loop
+        (it may read and index files), within its share of the prompt."""
+        settings = self.settings
+        budget = prompt_budget(engine.max_length, settings.max_new_tokens) // 2
+        if settings.prepend_file_path:
+            header = path_header(self._display_path(document), document.language_id or "")
+            budget -= len(engine.tokenizer.encode(header))
+        options = ContextOptions(
+            tokens=min(settings.context_tokens, budget),
+            open_documents=settings.context_open_documents,
+            recent_documents=settings.context_recent_documents,
+            definitions=settings.context_definitions,
+        )
+        if options.tokens <= 0:
+            return NO_CONTEXT
+        others = [self._source_text(d) for d in self.protocol.documents.all()]
+        return await asyncio.to_thread(
+            self.context.choose,
+            self._source_text(document),
+            text_before,
+            others,
+            options,
+            document.language_id or "",
+            lambda text: len(engine.tokenizer.encode(text)),
+        )
+
+    @staticmethod
+    def _source_text(document: Any) -> SourceText:
+        path = to_fs_path(document.uri) if document.uri.startswith("file:") else None
+        return SourceText(document.uri, Path(path) if path else None, document.source)
 
     def _display_path(self, document: Any) -> str:
         """The document's path relative to the workspace root when inside it."""
@@ -333,14 +406,15 @@ class CompletionServer(LanguageServer):
 
 
 def build_server(
-    resident: ResidentModel, defaults: SamplingParams, time_budget_ms: int = 0
+    resident: ResidentModel, settings: Settings, seed: int | None = None
 ) -> CompletionServer:
-    server = CompletionServer(resident, defaults, time_budget_ms)
+    server = CompletionServer(resident, settings, seed)
 
     @server.feature(types.INITIALIZE)
     def initialize(params: types.InitializeParams) -> None:
         server.loop = asyncio.get_running_loop()
         server.update_settings(params.initialization_options)
+        server.use_workspace_folders()
 
     @server.feature(types.INITIALIZED)
     async def initialized(params: types.InitializedParams) -> None:
@@ -351,9 +425,17 @@ def build_server(
     def did_change_configuration(params: types.DidChangeConfigurationParams) -> None:
         server.update_settings(params.settings)
 
+    @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
+    def did_open(params: types.DidOpenTextDocumentParams) -> None:
+        server.context.opened(params.text_document.uri)
+
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(params: types.DidCloseTextDocumentParams) -> None:
-        server.close(params.text_document.uri)
+        server.document_closed(params.text_document.uri)
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
+    def did_change_workspace_folders(params: types.DidChangeWorkspaceFoldersParams) -> None:
+        server.use_workspace_folders()
 
     @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
     async def inline_completion(
@@ -387,11 +469,11 @@ def build_server(
 
 def run_language_server(
     resident: ResidentModel,
-    defaults: SamplingParams,
+    settings: Settings,
+    seed: int | None = None,
     transport: str = "stdio",
     host: str = "127.0.0.1",
     port: int = 2087,
-    time_budget_ms: int = 0,
 ) -> NoReturn:
     """Serves one client until it exits, then ends the process: with status 0 after
     `shutdown` and `exit`, 1 after `exit` alone (as LSP says), 0 when the client hangs up.
@@ -403,7 +485,7 @@ def run_language_server(
     # an editor's output panel shows only what this server has to say.
     if not log.isEnabledFor(logging.DEBUG):
         logging.getLogger("pygls").setLevel(logging.WARNING)
-    server = build_server(resident, defaults, time_budget_ms)
+    server = build_server(resident, settings, seed)
     handler = ClientLogHandler(server.tell)
     handler.setFormatter(logging.Formatter("%(message)s"))
     log.addHandler(handler)

@@ -39,15 +39,25 @@ class Settings:
     # The longest a request waits for its completion: then it is answered empty and the
     # generation stops, so no state of the workers can leave a request unanswered.
     answer_timeout_seconds: float = 60.0
+    # Context from other files ahead of the current one: the most tokens it takes (0: none;
+    # at most half the prompt), its sources, what is never read, and the pause after which
+    # it is chosen again.
+    context_tokens: int = 512
+    context_open_documents: bool = True
+    context_recent_documents: bool = True
+    context_definitions: bool = True
+    context_exclude: tuple[str, ...] = ()
+    context_idle_ms: int = 1000
 
     @classmethod
-    def from_defaults(cls, defaults: SamplingParams, time_budget_ms: int = 0) -> Settings:
-        """Starts from the command line's options, which the client may override."""
+    def from_defaults(cls, defaults: SamplingParams, **options: Any) -> Settings:
+        """Starts from the command line's options, which the client may override:
+        the sampling defaults and any of this class's fields in `options`."""
         return cls(
             max_new_tokens=defaults.max_new_tokens if defaults.max_new_tokens > 0 else 64,
             top_k=defaults.top_k,
             temperature=defaults.temperature,
-            time_budget_ms=time_budget_ms,
+            **options,
         )
 
     def language_enabled(self, language_id: str | None) -> bool:
@@ -85,6 +95,12 @@ def _languages(value: object) -> tuple[str, ...] | None:
     return None
 
 
+def _globs(value: object) -> tuple[str, ...] | None:
+    if isinstance(value, list) and all(isinstance(item, str) and item.strip() for item in value):
+        return tuple(item.strip() for item in value)
+    return None
+
+
 def _boolean(value: object) -> bool | None:
     return value if isinstance(value, bool) else None
 
@@ -115,6 +131,12 @@ _FIELDS: dict[str, tuple[str, Callable[[object], Any], str]] = {
     "backendUrl": ("backend_url", _url, "an http:// or https:// URL, or empty"),
     "backendModel": ("backend_model", _string, "a model name, or empty"),
     "answerTimeoutSeconds": ("answer_timeout_seconds", _positive_number, "a number > 0"),
+    "contextTokens": ("context_tokens", _non_negative_int, "an integer >= 0"),
+    "contextOpenDocuments": ("context_open_documents", _boolean, "true or false"),
+    "contextRecentDocuments": ("context_recent_documents", _boolean, "true or false"),
+    "contextDefinitions": ("context_definitions", _boolean, "true or false"),
+    "contextExclude": ("context_exclude", _globs, "a list of glob patterns"),
+    "contextIdleMs": ("context_idle_ms", _non_negative_int, "an integer >= 0"),
 }
 
 
