@@ -25,11 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.keystroke import percentile
+from lsp_server.context.provider import ContextOptions, SourceText, WorkspaceContext
 from lsp_server.lsp.completion import (
     CompletionOutcome,
     DocumentMemory,
     cursor_snapshot,
     generate_completion,
+    prompt_budget,
 )
 from lsp_server.lsp.prompt import resolve_cursor
 from lsp_server.lsp.settings import Settings
@@ -53,13 +55,24 @@ class Features:
     name: str
     stable_window: bool = True
     typing_through: bool = True
+    # Workspace context ahead of the file, up to this many tokens (the standard library as
+    # the workspace), chosen at the first keystroke: the traces type without pausing.
+    context_tokens: int = 0
 
 
 FEATURES = (
     Features("all on"),
     Features("moving window", stable_window=False),
     Features("no typing through", typing_through=False),
+    Features("workspace context", context_tokens=480),
 )
+
+
+def stdlib_context() -> WorkspaceContext:
+    context = WorkspaceContext()
+    context.set_folders([STDLIB], ())
+    context.index.build(context.workspace)
+    return context
 
 
 def retype(text: str, start: int, end: int, chars_per_step: int) -> Iterator[Keystroke]:
@@ -101,6 +114,8 @@ def accept_trace(rounds: int = 8, typed_between: int = 12, chars_per_step: int =
 
 
 TRACES = {"large-file": large_file_trace, "accept": accept_trace, "repeat": repeat_trace}
+# The file each trace edits, which the workspace context must not quote back.
+TRACE_FILES = {"large-file": "argparse.py", "accept": "textwrap.py", "repeat": "textwrap.py"}
 
 
 @dataclass
@@ -110,6 +125,8 @@ class Replay:
     features: Features
     engine: Engine
     memory: DocumentMemory = field(default_factory=DocumentMemory)
+    workspace: WorkspaceContext | None = None
+    path: Path | None = None  # the edited file's
     # Suggestions taken so far: where in the trace's text each was inserted, and its text.
     accepted: list[tuple[int, str]] = field(default_factory=list)
     costs: list[dict] = field(default_factory=list)
@@ -129,7 +146,18 @@ class Replay:
         line = before.count("\n")
         cursor = resolve_cursor(text, line, offset - (before.rfind("\n") + 1), "utf-32")
         window = self.memory.window_start if self.features.stable_window else None
-        snapshot = cursor_snapshot(text, cursor, settings, window_start=window)
+        if self.workspace is not None and self.memory.context is None:
+            budget = prompt_budget(self.engine.max_length, settings.max_new_tokens) // 2
+            self.memory.context = self.workspace.choose(
+                SourceText(self.path.as_uri() if self.path else "", self.path, text),
+                before,
+                [],
+                ContextOptions(tokens=min(self.features.context_tokens, budget)),
+                "python",
+                lambda piece: len(self.engine.tokenizer.encode(piece)),
+            )
+        header = self.memory.context.text if self.memory.context else ""
+        snapshot = cursor_snapshot(text, cursor, settings, header=header, window_start=window)
         counters = self.engine.counters
         started = time.perf_counter()
         rest = self.memory.rest_of_suggestion(before) if self.features.typing_through else None
@@ -193,8 +221,15 @@ def measure_editing(
     rows = []
     for trace_name in traces:
         trace = TRACES[trace_name]()
+        workspace = stdlib_context()
         replays = [
-            Replay(features, engine) for features, engine in zip(FEATURES, engines, strict=True)
+            Replay(
+                features,
+                engine,
+                workspace=workspace if features.context_tokens else None,
+                path=STDLIB / TRACE_FILES[trace_name],
+            )
+            for features, engine in zip(FEATURES, engines, strict=True)
         ]
         for key in trace:
             for replay in replays:

@@ -25,7 +25,13 @@ from lsp_server.context.snippets import (
     jaccard,
     windows,
 )
-from lsp_server.context.workspace import DefinitionIndex, Workspace, definitions_in, imported_files
+from lsp_server.context.workspace import (
+    DefinitionIndex,
+    Workspace,
+    definitions_in,
+    imported_files,
+    imported_names,
+)
 from lsp_server.lsp.prompt import path_header
 
 # Lines before the cursor whose identifiers are compared with other files.
@@ -138,7 +144,8 @@ class WorkspaceContext:
         others: list[SourceText],
     ) -> list[Snippet]:
         """Definitions, elsewhere in the workspace, of the names used near the cursor and not
-        defined in this file; the latest used first, those of imported files before others."""
+        defined in this file (the latest used first), then of the names the file imports;
+        for each name, those in files it imports before others."""
         if not self.workspace.roots:
             return []
         self.index.refresh(self.workspace)
@@ -146,7 +153,8 @@ class WorkspaceContext:
         last_use: dict[str, int] = {}
         for match in re.finditer(r"[A-Za-z_]\w*", cursor_text):
             last_use[match.group()] = match.start()
-        names = sorted(identifiers(cursor_text) - local, key=lambda n: -last_use[n])
+        near = sorted(identifiers(cursor_text) - local, key=lambda n: -last_use[n])
+        names = near + [n for n in dict.fromkeys(imported_names(text_before)) if n not in near]
         imported = imported_files(text_before, current.path, self.workspace)
         texts = {d.path.resolve(): d.text for d in others if d.path is not None}
         own = current.path.resolve() if current.path is not None else None
