@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format bench-deps bench bench-full clean
+.PHONY: install demo test lint format bench-deps bench bench-full soak bench-context clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,15 @@ bench: bench-deps
 # one engine in memory at a time: about an hour, 40 GB of disk for checkpoints and GGUF files.
 bench-full: bench-deps
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.full_size --out bench/results/full
+
+# A half-hour editing session against one server on the demo model: hangs, errors, answers
+# that change and memory over time (`python -m bench.soak --help` for the full-size model).
+soak: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.soak --model demo --minutes 30
+
+# Next-line completion on installed packages with and without context from other files.
+bench-context: bench-deps
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.repo_context --model demo
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -61,6 +61,7 @@ def workspace(tmp_path: Path) -> Path:
     outside.mkdir()
     (outside / "leak.py").write_text("def area_of_circle(r):\n    return 'OUTSIDE'\n")
     os.symlink(outside, root / "linked")
+    os.mkfifo(root / "pipe.py")  # reading it would block for ever
     return root
 
 
@@ -80,7 +81,7 @@ def test_only_workspace_files_that_are_not_excluded_are_read(workspace: Path) ->
     files = Workspace([workspace], exclude=("helpers.py",))
     readable = {path.relative_to(workspace).as_posix() for path in files.source_files()}
     assert readable == {"lib/__init__.py", "lib/shapes.py", "main.py"}
-    for name in (".env", "generated/copy.py", "linked/leak.py", "helpers.py"):
+    for name in (".env", "generated/copy.py", "linked/leak.py", "helpers.py", "pipe.py"):
         assert files.read(workspace / name) is None, name
     assert files.read(workspace / "main.py") == MAIN
 

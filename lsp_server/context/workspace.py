@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import re
+import stat
 import threading
 import time
 from collections.abc import Iterable
@@ -159,7 +160,9 @@ class Workspace:
         if not self.allowed(path):
             return None
         try:
-            if Path(path).stat().st_size > MAX_FILE_BYTES:
+            status = Path(path).stat()
+            # Only regular files: reading a named pipe or a device could block for ever.
+            if not stat.S_ISREG(status.st_mode) or status.st_size > MAX_FILE_BYTES:
                 return None
             return Path(path).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
@@ -180,7 +183,7 @@ class Workspace:
                 )
                 for name in sorted(files):
                     path = Path(folder, name)
-                    if path.suffix in SOURCE_SUFFIXES and self.allowed(path):
+                    if path.suffix in SOURCE_SUFFIXES and path.is_file() and self.allowed(path):
                         found.append(path)
                         if len(found) >= MAX_FILES:
                             return found
@@ -216,16 +219,16 @@ class DefinitionIndex:
         scanned = {}
         for path in workspace.source_files():
             try:
-                stat = path.stat()
+                status = path.stat()
             except OSError:
                 continue
             known = self._scanned.get(path)
-            if known is not None and known[:2] == (stat.st_mtime, stat.st_size):
+            if known is not None and known[:2] == (status.st_mtime, status.st_size):
                 found = known[2]
             else:
                 text = workspace.read(path)
                 found = definitions_in(text) if text is not None else []
-            scanned[path] = (stat.st_mtime, stat.st_size, found)
+            scanned[path] = (status.st_mtime, status.st_size, found)
             for name, line in found:
                 names.setdefault(name, []).append(Definition(path, line))
         with self._lock:

@@ -67,6 +67,9 @@ VERSION = "0.1.0"
 # cache slot (it stops at its next token; this only bounds a pathological case).
 SUPERSEDE_WAIT_SECONDS = 10.0
 
+# The longest a request waits for its workspace context to be chosen.
+CONTEXT_WAIT_SECONDS = 2.0
+
 EMPTY = types.InlineCompletionList(items=[])
 
 
@@ -346,7 +349,7 @@ class CompletionServer(LanguageServer):
         if options.tokens <= 0:
             return NO_CONTEXT
         others = [self._source_text(d) for d in self.protocol.documents.all()]
-        return await asyncio.to_thread(
+        choosing = asyncio.to_thread(
             self.context.choose,
             self._source_text(document),
             text_before,
@@ -355,6 +358,11 @@ class CompletionServer(LanguageServer):
             document.language_id or "",
             lambda text: len(engine.tokenizer.encode(text)),
         )
+        try:
+            return await asyncio.wait_for(choosing, CONTEXT_WAIT_SECONDS)
+        except TimeoutError:  # a slow disk: this request goes without, the next tries again
+            log.warning("choosing the workspace context took over %.0f s", CONTEXT_WAIT_SECONDS)
+            return NO_CONTEXT
 
     @staticmethod
     def _source_text(document: Any) -> SourceText:
