@@ -352,6 +352,7 @@ def main() -> None:
         "--quantization-encoding",
         args.quantization_encoding,
         max_length=args.max_length,
+        context_tokens=None,  # the editor's default
     )
     result = {"label": label, "machine": machine(os.cpu_count() or 1), "command": command[2:]}
     result |= soak(command, args.minutes, args.seed)

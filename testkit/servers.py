@@ -19,11 +19,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def server_command(
-    model_dir: Path | str, *args: str, max_length: int = TINY_MAX_LENGTH
+    model_dir: Path | str,
+    *args: str,
+    max_length: int = TINY_MAX_LENGTH,
+    context_tokens: int | None = 0,
 ) -> list[str]:
     """`replit-lsp ARGS` on `model_dir`, with the tests' context length unless told otherwise,
     and no context from other files: a test's expected answer is the current file's, unless
-    it turns the context on with its settings."""
+    it turns the context on with its settings (None: the server's default)."""
+    context = [] if context_tokens is None else ["--context-tokens", str(context_tokens)]
     return [
         sys.executable,
         "-m",
@@ -33,8 +37,7 @@ def server_command(
         str(model_dir),
         "--max-length",
         str(max_length),
-        "--context-tokens",
-        "0",
+        *context,
     ]
 
 
