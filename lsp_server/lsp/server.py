@@ -19,20 +19,12 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, NoReturn
 
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
-from pygls.uris import to_fs_path
 
-from lsp_server.context.provider import (
-    NO_CONTEXT,
-    ContextBlock,
-    ContextOptions,
-    SourceText,
-    WorkspaceContext,
-)
+from lsp_server.context.provider import NO_CONTEXT, WorkspaceContext
 from lsp_server.feedback import ACCEPT_COMMAND, PARTIAL_ACCEPT_COMMAND
 from lsp_server.lsp.backend import apply_backend_settings, report_backend
 from lsp_server.lsp.client_log import ClientLogHandler
@@ -45,8 +37,8 @@ from lsp_server.lsp.completion import (
     cursor_snapshot,
     finish_of,
     generate_completion,
-    prompt_budget,
 )
+from lsp_server.lsp.context import choose_context, source_text, workspace_roots
 from lsp_server.lsp.framing import serve_stdio, serve_tcp
 from lsp_server.lsp.loading import report_loading
 from lsp_server.lsp.prompt import path_header, resolve_cursor
@@ -66,9 +58,6 @@ VERSION = "0.1.0"
 # How long a request waits for the superseded generation of its document to let go of its
 # cache slot (it stops at its next token; this only bounds a pathological case).
 SUPERSEDE_WAIT_SECONDS = 10.0
-
-# The longest a request waits for its workspace context to be chosen.
-CONTEXT_WAIT_SECONDS = 2.0
 
 EMPTY = types.InlineCompletionList(items=[])
 
@@ -117,14 +106,9 @@ class CompletionServer(LanguageServer):
 
     def use_workspace_folders(self) -> None:
         """Points the workspace context at the client's folders (or its root), once known."""
-        if self.protocol._workspace is None:
-            return
-        workspace = self.workspace
-        roots = [to_fs_path(folder.uri) for folder in workspace.folders.values()]
-        if not roots and workspace.root_path:
-            roots = [workspace.root_path]
-        paths = [Path(root) for root in roots if root]
-        self.context.set_folders(paths, self.settings.context_exclude)
+        if self.protocol._workspace is not None:
+            roots = workspace_roots(self.workspace)
+            self.context.set_folders(roots, self.settings.context_exclude)
 
     def document_closed(self, uri: str) -> None:
         """Stops the document's completion, forgets its memory, and keeps its text as a
@@ -132,7 +116,7 @@ class CompletionServer(LanguageServer):
         self.close(uri)
         closed = self.protocol.closed
         if closed is not None and closed.uri == uri:
-            self.context.closed(self._source_text(closed))
+            self.context.closed(source_text(closed))
 
     # ------------------------------------------------------------- completion
 
@@ -191,7 +175,18 @@ class CompletionServer(LanguageServer):
             return EMPTY
         now = time.monotonic()
         if memory.context_due(now, settings.context_idle_ms / 1000):
-            memory.context = await self._choose_context(document, snapshot.text_before, engine)
+            header = ""
+            if settings.prepend_file_path:
+                header = path_header(self._display_path(document), document.language_id or "")
+            memory.context = await choose_context(
+                self.context,
+                document,
+                self.protocol.documents.all(),
+                snapshot.text_before,
+                settings,
+                engine,
+                header,
+            )
         memory.last_request = now
         rest = memory.rest_of_suggestion(snapshot.text_before)
         if rest:
@@ -329,45 +324,6 @@ class CompletionServer(LanguageServer):
             text, cursor, settings, self.seed, header, memory.window_start, deadline, shown
         )
         return snapshot, clamped
-
-    async def _choose_context(
-        self, document: Any, text_before: str, engine: TextGenerator
-    ) -> ContextBlock:
-        """The workspace context for a request in `document`, chosen off the event loop
-        (it may read and index files), within its share of the prompt."""
-        settings = self.settings
-        budget = prompt_budget(engine.max_length, settings.max_new_tokens) // 2
-        if settings.prepend_file_path:
-            header = path_header(self._display_path(document), document.language_id or "")
-            budget -= len(engine.tokenizer.encode(header))
-        options = ContextOptions(
-            tokens=min(settings.context_tokens, budget),
-            open_documents=settings.context_open_documents,
-            recent_documents=settings.context_recent_documents,
-            definitions=settings.context_definitions,
-        )
-        if options.tokens <= 0:
-            return NO_CONTEXT
-        others = [self._source_text(d) for d in self.protocol.documents.all()]
-        choosing = asyncio.to_thread(
-            self.context.choose,
-            self._source_text(document),
-            text_before,
-            others,
-            options,
-            document.language_id or "",
-            lambda text: len(engine.tokenizer.encode(text)),
-        )
-        try:
-            return await asyncio.wait_for(choosing, CONTEXT_WAIT_SECONDS)
-        except TimeoutError:  # a slow disk: this request goes without, the next tries again
-            log.warning("choosing the workspace context took over %.0f s", CONTEXT_WAIT_SECONDS)
-            return NO_CONTEXT
-
-    @staticmethod
-    def _source_text(document: Any) -> SourceText:
-        path = to_fs_path(document.uri) if document.uri.startswith("file:") else None
-        return SourceText(document.uri, Path(path) if path else None, document.source)
 
     def _display_path(self, document: Any) -> str:
         """The document's path relative to the workspace root when inside it."""
