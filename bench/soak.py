@@ -123,8 +123,9 @@ class Session:
     def close_file(self) -> None:
         self.open.pop(self.rng.randrange(len(self.open))).close()
 
-    def episode(self) -> None:
-        """Removes a few lines in the middle of a document and types them back."""
+    def episode(self, deadline: float) -> None:
+        """Removes a few lines in the middle of a document and types them back, until they
+        are typed or the time is up."""
         while len(self.open) < 2:
             self.open_file()
         if len(self.open) > 4 or self.rng.random() < 0.15:
@@ -138,7 +139,7 @@ class Session:
         end = start + sum(len(line) + 1 for line in lines[first : first + count])
         editor.to_type = editor.text[start:end]
         editor.edit(start, end, "")
-        while editor.to_type:
+        while editor.to_type and time.monotonic() < deadline:
             if not self.keystroke(editor):
                 return
 
@@ -257,7 +258,7 @@ def soak(command: list[str], minutes: float, seed: int) -> dict:
         deadline = time.monotonic() + 60 * minutes
         last_known = time.monotonic()
         while time.monotonic() < deadline and lsp.process.poll() is None:
-            session.episode()
+            session.episode(deadline)
             if time.monotonic() - last_known >= KNOWN_EVERY:
                 session.ask_known()
                 last_known = time.monotonic()
