@@ -30,6 +30,7 @@ from pytest_lsp import LanguageClient, client_capabilities
 from lsp_server.http.server import bind
 from lsp_server.lsp.completion import CompletionRecord
 from lsp_server.remote import CHARS_PER_TOKEN, CharacterBudget
+from lsp_server.request_fields import NEUTRAL_FIELDS
 from model.tokenizer import Tokenizer
 from testkit.lsp_client import (
     FIBONACCI,
@@ -328,28 +329,33 @@ async def test_unknown_model_is_reported(
 
 class FlakyBackend:
     """An OpenAI-compatible server in this process that is busy for its first completion
-    request (429 with Retry-After) and stalls mid-stream on a prompt ending in `stall`;
-    otherwise it streams ` = 42`. It counts the completion requests that reach it."""
+    request (429 with Retry-After) when `busy`, and stalls mid-stream on a prompt ending in
+    `stall`; otherwise it streams ` = 42`. It keeps the completion requests that reach it."""
 
     RETRY_AFTER = 3
     STALL_SECONDS = 5
 
-    def __init__(self) -> None:
-        self.requests = 0
+    def __init__(self, busy: bool = True) -> None:
+        self.busy = busy
+        self.bodies: list[dict[str, Any]] = []
         self.app = FastAPI()
         self.app.get("/v1/models")(self.models)
         self.app.post("/v1/completions")(self.completions)
+
+    @property
+    def requests(self) -> int:
+        return len(self.bodies)
 
     async def models(self) -> dict[str, Any]:
         return {"object": "list", "data": [{"id": "flaky", "object": "model"}]}
 
     async def completions(self, request: Request) -> Response:
-        self.requests += 1
-        if self.requests == 1:
+        self.bodies.append(await request.json())
+        if self.busy and self.requests == 1:
             body = {"error": {"message": "too many requests", "type": "requests"}}
             headers = {"Retry-After": str(self.RETRY_AFTER)}
             return JSONResponse(body, status_code=429, headers=headers)
-        stall = (await request.json())["prompt"].endswith("stall")
+        stall = self.bodies[-1]["prompt"].endswith("stall")
         return StreamingResponse(self.events(stall), media_type="text/event-stream")
 
     async def events(self, stall: bool) -> AsyncIterator[str]:
@@ -364,19 +370,63 @@ class FlakyBackend:
         yield "data: [DONE]\n\n"
 
 
-@pytest.fixture
-def flaky_backend() -> Iterator[tuple[str, FlakyBackend]]:
-    flaky = FlakyBackend()
+@contextlib.contextmanager
+def serving(backend: FlakyBackend) -> Iterator[str]:
+    """`backend` on a free loopback port, for as long as the block runs; yields its URL."""
     sock = bind("127.0.0.1", 0)
-    config = uvicorn.Config(flaky.app, log_config=None, timeout_graceful_shutdown=1)
+    config = uvicorn.Config(backend.app, log_config=None, timeout_graceful_shutdown=1)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     while not server.started and thread.is_alive():
         thread.join(0.05)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}", flaky
-    server.should_exit = True
-    thread.join(15)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
+
+
+@pytest.fixture
+def flaky_backend() -> Iterator[tuple[str, FlakyBackend]]:
+    flaky = FlakyBackend()
+    with serving(flaky) as url:
+        yield url, flaky
+
+
+@session_loop
+async def test_requests_name_every_sampling_field(tiny_model_dir: Path) -> None:
+    """A server fills in each sampling option a request leaves out (llama.cpp a repeat
+    penalty of 1.1, vLLM the model's generation config), so every request names them all: as
+    the user set them or turned off; `--backend-fields` and the `backendFields` setting go
+    over them."""
+    backend = FlakyBackend(busy=False)
+    fields = json.dumps({"repeat_penalty": 1.1, "cache_prompt": True})
+    with serving(backend) as url:
+        lsp = await remote_client(tiny_model_dir, "--backend-url", url, "--backend-fields", fields)
+        try:
+            uri = "file:///work/fields.txt"
+            open_document(lsp, uri, "answer", language="plaintext")
+            assert completion_text(await complete(lsp, uri, 0, 6)) == " = 42"
+            greedy = backend.bodies[-1]
+            assert (greedy["temperature"], greedy["top_k"], greedy["top_p"]) == (0, 1, 1)
+            neutral = {**NEUTRAL_FIELDS, "repeat_penalty": 1.1, "cache_prompt": True}
+            assert {name: greedy[name] for name in neutral} == neutral
+            assert greedy["stream"] is True and greedy["prompt"] == "answer"
+
+            configure(lsp, topK=40, temperature=0.5, backendFields={"mirostat": 2})
+            assert completion_text(await complete(lsp, uri, 0, 6)) == " = 42"
+            sampled = backend.bodies[-1]
+            assert (sampled["temperature"], sampled["top_k"], sampled["top_p"]) == (0.5, 40, 1)
+            assert {name: sampled[name] for name in neutral} == {**neutral, "mirostat": 2}
+
+            configure(lsp, topK=100_000, temperature=0.5, backendFields={})
+            assert completion_text(await complete(lsp, uri, 0, 6)) == " = 42"
+            every = backend.bodies[-1]
+            assert every["top_k"] == 0  # every token, as the servers read 0
+            assert {name: every[name] for name in neutral} == neutral
+        finally:
+            await stop_client(lsp)
 
 
 @session_loop
