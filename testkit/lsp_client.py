@@ -7,16 +7,23 @@ import asyncio
 import os
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
-from pytest_lsp import LanguageClient, make_test_lsp_client
+from pytest_lsp import LanguageClient, client_capabilities, make_test_lsp_client
 
 from lsp_server.lsp.completion import CompletionRecord
 from lsp_server.lsp.postprocess import CompletionContext, detect_indentation, postprocess
+from model.generation import TextTokenizer
+from model.sampling import SamplingParams
 from model.tokenizer import Tokenizer
 from testkit.reference import ReferenceMPT
+from testkit.servers import lsp_server_command
+
+if TYPE_CHECKING:
+    from model.engine import Engine
 
 MAX_NEW_TOKENS = 24  # the tests' completion length, short enough for many requests
 SERVER_ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -48,6 +55,22 @@ async def start_client(
         timeout=30,
     )
     return client, result
+
+
+async def remote_client(
+    model_dir: Path, *args: str, options: Any = None, env: dict[str, str] = SERVER_ENV
+) -> LanguageClient:
+    """`replit-lsp --stdio ARGS`, initialized and past loading (ready, or in error)."""
+    lsp, _ = await start_client(
+        lsp_server_command(model_dir, *args), client_capabilities("neovim@v0.10.0"), options, env
+    )
+    await wait_until_loaded(lsp)
+    return lsp
+
+
+async def stop_client(lsp: LanguageClient) -> None:
+    await asyncio.wait_for(lsp.shutdown_session(), 30)
+    await lsp.stop()
 
 
 async def status(client: LanguageClient) -> Any:
@@ -143,11 +166,44 @@ def expected_completion(
     """What the server should answer at string index `index` of line `line`, per the spec:
     the prompt is the text before the cursor from `window_start` (short documents need no
     cutting), continued greedily by the reference model, decoded, then post-processed."""
+    tokenizer = Tokenizer(model_dir)
+
+    def continuation(prompt: list[int]) -> str:
+        return tokenizer.decode(reference.greedy(prompt, max_new_tokens, tokenizer.eos_id))
+
+    return postprocessed(tokenizer, continuation, text, line, index, max_lines, window_start)
+
+
+def engine_completion(
+    engine: Engine,
+    text: str,
+    line: int,
+    index: int,
+    max_new_tokens: int = MAX_NEW_TOKENS,
+    max_lines: int = 8,
+) -> str:
+    """The same as `expected_completion`, with the prompt continued by a local engine."""
+
+    def continuation(prompt: list[int]) -> str:
+        params = SamplingParams(max_new_tokens=max_new_tokens, top_k=1)
+        with engine.stream_text(prompt, params) as stream:
+            return "".join(stream)
+
+    return postprocessed(engine.tokenizer, continuation, text, line, index, max_lines)
+
+
+def postprocessed(
+    tokenizer: TextTokenizer,
+    continuation: Callable[[list[int]], str],
+    text: str,
+    line: int,
+    index: int,
+    max_lines: int,
+    window_start: int = 0,
+) -> str:
+    """The completion rules applied to `continuation` of the text before the cursor."""
     lines = text.split("\n")
     before = "\n".join(lines[:line] + [lines[line][:index]])
-    tokenizer = Tokenizer(model_dir)
-    prompt = tokenizer.encode(before[window_start:])
-    ids = reference.greedy(prompt, max_new_tokens, tokenizer.eos_id)
     context = CompletionContext(
         line_prefix=lines[line][:index],
         line_suffix=lines[line][index:],
@@ -155,7 +211,7 @@ def expected_completion(
         max_lines=max_lines,
         indentation=detect_indentation(before),
     )
-    return postprocess(tokenizer.decode(ids), context)
+    return postprocess(continuation(tokenizer.encode(before[window_start:])), context)
 
 
 def insert(client: LanguageClient, uri: str, version: int, at: types.Position, text: str) -> None:

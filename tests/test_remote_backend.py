@@ -25,7 +25,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pygls.exceptions import JsonRpcException
-from pytest_lsp import LanguageClient, client_capabilities
+from pytest_lsp import LanguageClient
 
 from lsp_server.http.server import bind
 from lsp_server.lsp.completion import CompletionRecord
@@ -44,14 +44,14 @@ from testkit.lsp_client import (
     configure,
     expected_completion,
     open_document,
+    remote_client,
     send_completion,
     shown_message,
-    start_client,
     status,
-    wait_until_loaded,
+    stop_client,
 )
 from testkit.reference import ReferenceMPT
-from testkit.servers import ROOT, ServerProcess, free_port, lsp_server_command, start_server
+from testkit.servers import ROOT, ServerProcess, free_port, start_server
 
 # The async tests share the session loop that the module's LSP client fixture runs on.
 session_loop = pytest.mark.asyncio(loop_scope="session")
@@ -62,22 +62,6 @@ LONG_DOCUMENT = "lorem ipsum dolor sit amet"  # the tiny model writes all 128 to
 
 def health(server: ServerProcess) -> dict[str, Any]:
     return httpx.get(server.url + "/health", timeout=10).json()
-
-
-async def remote_client(
-    model_dir: Path, *args: str, options: Any = None, env: dict[str, str] = SERVER_ENV
-) -> LanguageClient:
-    """`replit-lsp --stdio ARGS`, initialized and past loading (ready, or in error)."""
-    lsp, _ = await start_client(
-        lsp_server_command(model_dir, *args), client_capabilities("neovim@v0.10.0"), options, env
-    )
-    await wait_until_loaded(lsp)
-    return lsp
-
-
-async def stop_client(lsp: LanguageClient) -> None:
-    await asyncio.wait_for(lsp.shutdown_session(), 30)
-    await lsp.stop()
 
 
 @pytest.fixture(scope="module")
