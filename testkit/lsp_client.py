@@ -4,6 +4,7 @@ editor does and speaks to it over its stdin/stdout, with helpers for the request
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 import uuid
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException
 from pytest_lsp import LanguageClient, client_capabilities, make_test_lsp_client
 
 from lsp_server.lsp.completion import CompletionRecord
@@ -139,6 +141,31 @@ async def send_completion(
 
 def cancel(client: LanguageClient, msg_id: str) -> None:
     client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id=msg_id))
+
+
+async def cancelled_mid_stream(
+    client: LanguageClient,
+    uri: str,
+    line: int,
+    character: int,
+    delays: tuple[float, ...],
+    answer_timeout: float = 30,
+) -> list[CompletionRecord]:
+    """Sends a completion and a `$/cancelRequest` for it after each of `delays` seconds;
+    the records of those cancelled after some tokens streamed (a cancel may also land
+    before the first token, or after the last)."""
+    stopped: list[CompletionRecord] = []
+    for delay in delays:
+        since = await completion_count(client)
+        msg_id, future = await send_completion(client, uri, line, character)
+        await asyncio.sleep(delay)
+        cancel(client, msg_id)
+        with contextlib.suppress(JsonRpcException):
+            await asyncio.wait_for(future, answer_timeout)
+        await asyncio.sleep(0.3)  # the worker records once the stream is closed
+        records = await completion_stats(client, since)
+        stopped += [r for r in records if r.finish == "cancelled" and r.generated_tokens]
+    return stopped
 
 
 def completion_text(result: types.InlineCompletionList) -> str:

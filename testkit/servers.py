@@ -132,6 +132,38 @@ def start_llama_cpp_server(
     return server
 
 
+def start_vllm_server(
+    model_dir: Path, log_dir: Path, *, context: int, port: int | None = None
+) -> ServerProcess:
+    """Starts vLLM's OpenAI-compatible server on `model_dir` (served as its directory's
+    name) with a context of `context` tokens, prefix caching and the cached-token counts in
+    its usage, as the README's recipe does. Waits until it lists its model: loading takes
+    minutes."""
+    port = port or free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(model_dir),
+        "--served-model-name",
+        model_dir.name,
+        "--max-model-len",
+        str(context),
+        "--dtype",
+        "float32",
+        "--enable-prefix-caching",
+        "--enable-prompt-tokens-details",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    server = launch(command, log_dir, port, env={"PYTHONUNBUFFERED": "1"})
+    wait_for_answer(server, "/v1/models", lambda response: response.status_code == 200, 900)
+    return server
+
+
 def wait_for_answer(
     server: ServerProcess,
     path: str,

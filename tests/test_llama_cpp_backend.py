@@ -13,7 +13,6 @@ without a restart.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
 import subprocess
@@ -24,20 +23,25 @@ from pathlib import Path
 import httpx
 import pytest
 import pytest_asyncio
-from pygls.exceptions import JsonRpcException
 from pytest_lsp import LanguageClient
 
-from lsp_server.lsp.completion import CompletionRecord
 from lsp_server.request_fields import NEUTRAL_FIELDS
 from model.engine import Engine
 from model.hub import DEMO_DIR
 from model.tokenizer import Tokenizer
+from testkit.backend_cases import (
+    CURSOR_IDS,
+    CURSORS,
+    LONG_CURSOR,
+    LONG_DOCUMENT,
+    LONG_TOKENS,
+    text_before,
+)
 from testkit.checkpoints import TINY_MAX_LENGTH
 from testkit.lsp_client import (
-    FIBONACCI,
     MAX_NEW_TOKENS,
     SERVER_ENV,
-    cancel,
+    cancelled_mid_stream,
     complete,
     completion_count,
     completion_stats,
@@ -46,7 +50,6 @@ from testkit.lsp_client import (
     engine_completion,
     open_document,
     remote_client,
-    send_completion,
     shown_message,
     status,
     stop_client,
@@ -58,23 +61,8 @@ if not os.environ.get("CI"):  # CI installs it with `make test`: there it must b
 
 session_loop = pytest.mark.asyncio(loop_scope="session")
 
-LIST_FILES = "import os\n\n\ndef list_files(path):\n    "
-# (document, line, character): cursors whose greedy suggestion the tests compare.
-CURSORS = [
-    (LIST_FILES, 4, 4),
-    (FIBONACCI, 3, len("def fibonacci(n):")),
-    (FIBONACCI, 5, len("    if n < 2:")),
-    (FIBONACCI, 7, len("    return fibonacci(")),
-]
-LONG_DOCUMENT = "def main():\n    print("  # the demo model writes past 128 tokens after it
-LONG_TOKENS = 128
 PREFIX_HIT = re.compile(r"Llama\.generate: (\d+) prefix-match hit, remaining (\d+) prompt tokens")
 CLIENT_LEFT = "Disconnected from client"
-
-
-def text_before(document: str, line: int, character: int) -> str:
-    lines = document.split("\n")
-    return "\n".join(lines[:line] + [lines[line][:character]])
 
 
 @pytest.fixture(scope="module")
@@ -116,9 +104,7 @@ def server_text(server: ServerProcess, prompt: str, **fields: object) -> str:
 
 
 @session_loop
-@pytest.mark.parametrize(
-    ("document", "line", "character"), CURSORS, ids=["body", "def", "if", "call"]
-)
+@pytest.mark.parametrize(("document", "line", "character"), CURSORS, ids=CURSOR_IDS)
 async def test_suggestions_equal_the_local_engine(
     client: LanguageClient, demo_engine: Engine, document: str, line: int, character: int
 ) -> None:
@@ -169,7 +155,7 @@ async def test_cancel_closes_the_server_stream(
     delays until one lands while the tokens stream."""
     uri = "file:///work/llama_cancel.py"
     open_document(client, uri, LONG_DOCUMENT)
-    line, character = 1, len("    print(")
+    line, character = LONG_CURSOR
     configure(client, maxNewTokens=LONG_TOKENS, maxLines=1000)
     try:
         since = await completion_count(client)
@@ -178,17 +164,8 @@ async def test_cancel_closes_the_server_stream(
         assert whole.finish == "length", f"the request must run to its token limit: {whole}"
         left_before = llama_server.stdout.read_text().count(CLIENT_LEFT)
         closed_before = (await status(client)).backend_closed_early
-        stopped: list[CompletionRecord] = []
-        for delay in (0.02, 0.05, 0.1, 0.2, 0.4):
-            since = await completion_count(client)
-            msg_id, future = await send_completion(client, uri, line, character)
-            await asyncio.sleep(delay)
-            cancel(client, msg_id)
-            with contextlib.suppress(JsonRpcException):
-                await asyncio.wait_for(future, 30)
-            await asyncio.sleep(0.5)  # the worker records once the stream is closed
-            records = await completion_stats(client, since)
-            stopped += [r for r in records if r.finish == "cancelled" and r.generated_tokens]
+        delays = (0.02, 0.05, 0.1, 0.2, 0.4)
+        stopped = await cancelled_mid_stream(client, uri, line, character, delays)
         assert stopped, "no cancel landed mid-stream"
         assert all(r.generated_tokens < LONG_TOKENS for r in stopped)
         closed = (await status(client)).backend_closed_early - closed_before

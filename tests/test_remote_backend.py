@@ -24,7 +24,6 @@ import pytest_asyncio
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pygls.exceptions import JsonRpcException
 from pytest_lsp import LanguageClient
 
 from lsp_server.http.server import bind
@@ -36,7 +35,7 @@ from testkit.lsp_client import (
     FIBONACCI,
     MAX_NEW_TOKENS,
     SERVER_ENV,
-    cancel,
+    cancelled_mid_stream,
     complete,
     completion_count,
     completion_stats,
@@ -152,17 +151,8 @@ async def test_cancel_closes_the_backend_stream(
     try:
         await run_to_the_limit(client, uri)
         before = health(backend)
-        stopped: list[CompletionRecord] = []
-        for delay in (0.005, 0.01, 0.02, 0.04, 0.08):
-            since = await completion_count(client)
-            msg_id, future = await send_completion(client, uri, 0, 12)
-            await asyncio.sleep(delay)
-            cancel(client, msg_id)
-            with contextlib.suppress(JsonRpcException):
-                await asyncio.wait_for(future, 10)
-            await asyncio.sleep(0.3)  # the worker records once the stream is closed
-            records = await completion_stats(client, since)
-            stopped += [r for r in records if r.finish == "cancelled" and r.generated_tokens]
+        delays = (0.005, 0.01, 0.02, 0.04, 0.08)
+        stopped = await cancelled_mid_stream(client, uri, 0, 12, delays, answer_timeout=10)
         assert stopped, "no cancel landed mid-stream"
         assert all(r.generated_tokens < 128 for r in stopped)
         after = health(backend)
