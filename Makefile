@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format bench-deps bench bench-full soak bench-context clean
+.PHONY: install demo test lint format llama-cpp bench-deps bench bench-full soak bench-context clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,21 +21,33 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+# llama-cpp-python is built from source (several minutes, once per machine) and its wheel kept
+# in $(WHEELS); its server's dependencies come from the registry. The tests serve a model with
+# `python -m llama_cpp.server`, and the benchmarks run llama.cpp through it.
+WHEELS ?= $(HOME)/.cache/replit-lsp/wheels
+LLAMA_CPP_VERSION := 0.3.36
+LLAMA_CPP_WHEEL := $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
+LLAMA_CPP_STAMP := $(VENV)/.llama-cpp-$(LLAMA_CPP_VERSION)
+# AVX2, FMA and F16C, without -march=native: the same build for AMD Zen 4 and Intel Xeon.
+# A build tuned to this CPU: delete the wheel, then `make llama-cpp LLAMA_CPP_CMAKE_ARGS=-DGGML_NATIVE=ON`.
+LLAMA_CPP_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
+
+$(LLAMA_CPP_STAMP): $(STAMP)
+	ls $(LLAMA_CPP_WHEEL) >/dev/null 2>&1 || \
+	  CMAKE_ARGS="$(LLAMA_CPP_CMAKE_ARGS)" $(BIN)/pip wheel --no-deps \
+	    llama-cpp-python==$(LLAMA_CPP_VERSION) --wheel-dir $(WHEELS)
+	$(BIN)/pip install --quiet "$$(ls $(LLAMA_CPP_WHEEL))[server]"
+	touch $@
+
+llama-cpp: $(LLAMA_CPP_STAMP)
+
+test: lint llama-cpp
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q --durations=15
 
 # Side-by-side measurements against llama.cpp on this machine (about an hour the first time,
-# with model compiles and the llama.cpp build; not part of `make test`). llama-cpp-python is
-# built once for this CPU and its wheel kept in $(WHEELS).
-WHEELS ?= $(HOME)/.cache/replit-lsp/wheels
-LLAMA_CPP_VERSION := 0.3.36
-
-# The benchmarks' extras, and llama-cpp-python built once for this CPU.
-bench-deps: $(STAMP)
+# with model compiles and the llama.cpp build; not part of `make test`).
+bench-deps: llama-cpp
 	$(BIN)/pip install --quiet -e '.[bench]'
-	ls $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl >/dev/null 2>&1 || \
-	  CMAKE_ARGS="-DGGML_NATIVE=ON" $(BIN)/pip wheel --no-deps llama-cpp-python==$(LLAMA_CPP_VERSION) --wheel-dir $(WHEELS)
-	$(BIN)/pip install --quiet $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
 
 bench: bench-deps
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.suite --out bench/results

@@ -8,9 +8,11 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from lsp_server.lsp.settings import Settings
 from lsp_server.remote import API_KEY_ENV, BackendError, RemoteOptions
+from lsp_server.request_fields import parse_extra_fields
 from lsp_server.resident import Options, ResidentModel, build_generator
 from model.compiled import CompileError
 from model.config import ConfigError
@@ -32,6 +34,14 @@ USER_ERRORS = (
     ValueError,
     OSError,
 )
+
+
+def extra_fields_argument(text: str) -> dict[str, Any]:
+    """`--backend-fields`, refused at once with the reason when it is not usable."""
+    try:
+        return parse_extra_fields(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,6 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
     remote.add_argument(
         "--backend-timeout", type=float, default=30.0, help="seconds to wait for the next piece"
     )
+    remote.add_argument(
+        "--backend-fields",
+        type=extra_fields_argument,
+        default={},
+        metavar="JSON",
+        help="a JSON object of fields to add to each request to the backend, e.g. "
+        "'{\"repeat_penalty\": 1.1}' (they replace the neutral sampling fields sent by default)",
+    )
     return parser
 
 
@@ -138,6 +156,7 @@ def remote_options(args: argparse.Namespace, url: str, model: str | None) -> Rem
         max_length=args.max_length,
         slots=args.max_cache_batch_size,
         read_timeout=args.backend_timeout,
+        extra_fields=args.backend_fields,
     )
 
 

@@ -27,13 +27,14 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 
+from lsp_server.request_fields import sampling_fields
 from model.generation import NoStop, StopRule, TextPieces, TextStream, TextTokenizer
 from model.progress import READY, LoadProgress, ProgressCallback, ignore_progress
 from model.sampling import SamplingParams
@@ -119,6 +120,8 @@ class RemoteOptions:
     slots: int = 4  # completions streaming at once
     connect_timeout: float = 3.0
     read_timeout: float = 30.0  # between two pieces of a stream
+    # Added to every request (--backend-fields), over the sampling fields the client sets.
+    extra_fields: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -304,6 +307,7 @@ class RemoteEngine:
         self.compile_source = f"remote {self.options.url}"
         self.weights_source = "remote"
         self._model = options.model
+        self._extra_fields = dict(options.extra_fields)
         self._lock = threading.Lock()
         self._listeners: list[Callable[[BackendStatus], None]] = []
         self._status = BackendStatus("unknown", f"connecting to {self.options.url}")
@@ -352,6 +356,10 @@ class RemoteEngine:
         self.compile_source = f"remote {self.options.url}"
         asyncio.run_coroutine_threadsafe(self._probe(), self._loop)
 
+    def use_fields(self, fields: Mapping[str, Any]) -> None:
+        """Adds `fields` (an editor setting) to later requests, over the command line's."""
+        self._extra_fields = {**self.options.extra_fields, **fields}
+
     def stream_text(
         self,
         prompt: Sequence[int] | str,
@@ -383,24 +391,17 @@ class RemoteEngine:
     # ----------------------------------------------------------------- requests
 
     def _body(self, text: str, prompt_tokens: int, params: SamplingParams) -> dict[str, Any]:
+        """The request: every sampling field named (so the server adds none of its own), the
+        extra fields over them, and the prompt, stream and length, which are the client's."""
         room = self.max_length - prompt_tokens
-        body: dict[str, Any] = {
+        return {
+            **sampling_fields(params, self.tokenizer.vocab_size),
+            **self._extra_fields,
             "prompt": text,
             "max_tokens": room if params.max_new_tokens == -1 else min(params.max_new_tokens, room),
             "stream": True,
             "stream_options": {"include_usage": True},
         }
-        if params.greedy:
-            body["temperature"] = 0
-        else:
-            body["temperature"] = params.temperature
-            if params.top_k < self.tokenizer.vocab_size:
-                body["top_k"] = params.top_k
-            if params.top_p < 1:
-                body["top_p"] = params.top_p
-        if params.seed is not None:
-            body["seed"] = params.seed
-        return body
 
     def _headers(self) -> dict[str, str]:
         key = self.options.api_key

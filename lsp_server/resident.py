@@ -13,7 +13,8 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from lsp_server.feedback import Feedback
 from lsp_server.remote import RemoteEngine, RemoteOptions
@@ -47,6 +48,8 @@ class ResidentModel:
         self._describe_error = describe_error
         self._remote = remote
         self.engine: TextGenerator | None = None
+        # An editor's extra request fields for a remote server (backendFields).
+        self._backend_fields: Mapping[str, Any] = {}
         self.error: BaseException | None = None
         # How many engines this process built: 1 proves every front door shares one model.
         self.loads = 0
@@ -96,6 +99,14 @@ class ResidentModel:
             return f"completions now go to {engine.options.url}"
         return "the backend setting takes effect when the server restarts"
 
+    def use_backend_fields(self, fields: Mapping[str, Any]) -> None:
+        """Adds `fields` (an editor setting) to each request to a remote server, over the
+        command line's: at once when one is loaded, else when it is."""
+        self._backend_fields = fields
+        engine = self.engine
+        if isinstance(engine, RemoteEngine):
+            engine.use_fields(fields)
+
     def add_listener(self, listener: ProgressCallback) -> None:
         with self._lock:
             self._listeners.append(listener)
@@ -123,6 +134,8 @@ class ResidentModel:
             engine = build_generator(self._options(), self._progress)
             self.loads += 1
             self.engine = engine
+            if isinstance(engine, RemoteEngine):
+                engine.use_fields(self._backend_fields)
         except BaseException as error:  # reported to every waiter and listener
             self.error = error
             self._progress(LoadProgress(FAILED, f"model failed to load: {self.error_message}"))

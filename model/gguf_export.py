@@ -1,13 +1,16 @@
 """Writes a checkpoint as GGUF in the MPT layout that llama.cpp loads.
 
-Used to run llama.cpp on exactly the weights this project runs (benchmarks), and to test the
-GGUF loader against the safetensors one.
+Used to run llama.cpp on exactly the weights this project runs (benchmarks, and a team's
+llama.cpp server: `python -m model.gguf_export --model demo --out demo.gguf`), and to test
+the GGUF loader against the safetensors one.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import gguf
@@ -15,6 +18,7 @@ import numpy as np
 
 from model.checkpoint import gguf_name
 from model.config import load_config
+from model.hub import DEFAULT_MODEL, resolve_model_dir
 from model.tokenizer import Tokenizer
 from model.weights import GGML_TYPES, bfloat16_bits_to_float32, load_weights
 
@@ -113,3 +117,25 @@ def export_gguf_dir(model_dir: Path, out_dir: Path, encoding: str) -> Path:
         if (model_dir / name).exists():
             shutil.copy(model_dir / name, out_dir / name)
     return gguf_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line: a checkpoint named as `replit-lsp` names it, written as one GGUF."""
+    parser = argparse.ArgumentParser(
+        prog="python -m model.gguf_export",
+        description="Write a checkpoint as the GGUF file that llama.cpp's servers load.",
+    )
+    parser.add_argument("--weight-path", help="model directory in Hugging Face layout, or repo id")
+    parser.add_argument(
+        "--model", default=DEFAULT_MODEL, help="Hugging Face repo id, or 'demo' for the bundled one"
+    )
+    parser.add_argument("--encoding", choices=sorted(FILE_TYPES), default="float32")
+    parser.add_argument("--out", type=Path, required=True, help="the GGUF file to write")
+    args = parser.parse_args(argv)
+    path = export_gguf(resolve_model_dir(args.weight_path, args.model), args.out, args.encoding)
+    print(f"wrote {path} ({args.encoding})", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

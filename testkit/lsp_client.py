@@ -4,19 +4,28 @@ editor does and speaks to it over its stdin/stdout, with helpers for the request
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
-from pytest_lsp import LanguageClient, make_test_lsp_client
+from pygls.exceptions import JsonRpcException
+from pytest_lsp import LanguageClient, client_capabilities, make_test_lsp_client
 
 from lsp_server.lsp.completion import CompletionRecord
 from lsp_server.lsp.postprocess import CompletionContext, detect_indentation, postprocess
+from model.generation import TextTokenizer
+from model.sampling import SamplingParams
 from model.tokenizer import Tokenizer
 from testkit.reference import ReferenceMPT
+from testkit.servers import lsp_server_command
+
+if TYPE_CHECKING:
+    from model.engine import Engine
 
 MAX_NEW_TOKENS = 24  # the tests' completion length, short enough for many requests
 SERVER_ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -48,6 +57,22 @@ async def start_client(
         timeout=30,
     )
     return client, result
+
+
+async def remote_client(
+    model_dir: Path, *args: str, options: Any = None, env: dict[str, str] = SERVER_ENV
+) -> LanguageClient:
+    """`replit-lsp --stdio ARGS`, initialized and past loading (ready, or in error)."""
+    lsp, _ = await start_client(
+        lsp_server_command(model_dir, *args), client_capabilities("neovim@v0.10.0"), options, env
+    )
+    await wait_until_loaded(lsp)
+    return lsp
+
+
+async def stop_client(lsp: LanguageClient) -> None:
+    await asyncio.wait_for(lsp.shutdown_session(), 30)
+    await lsp.stop()
 
 
 async def status(client: LanguageClient) -> Any:
@@ -118,6 +143,31 @@ def cancel(client: LanguageClient, msg_id: str) -> None:
     client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id=msg_id))
 
 
+async def cancelled_mid_stream(
+    client: LanguageClient,
+    uri: str,
+    line: int,
+    character: int,
+    delays: tuple[float, ...],
+    answer_timeout: float = 30,
+) -> list[CompletionRecord]:
+    """Sends a completion and a `$/cancelRequest` for it after each of `delays` seconds;
+    the records of those cancelled after some tokens streamed (a cancel may also land
+    before the first token, or after the last)."""
+    stopped: list[CompletionRecord] = []
+    for delay in delays:
+        since = await completion_count(client)
+        msg_id, future = await send_completion(client, uri, line, character)
+        await asyncio.sleep(delay)
+        cancel(client, msg_id)
+        with contextlib.suppress(JsonRpcException):
+            await asyncio.wait_for(future, answer_timeout)
+        await asyncio.sleep(0.3)  # the worker records once the stream is closed
+        records = await completion_stats(client, since)
+        stopped += [r for r in records if r.finish == "cancelled" and r.generated_tokens]
+    return stopped
+
+
 def completion_text(result: types.InlineCompletionList) -> str:
     assert len(result.items) <= 1
     return str(result.items[0].insert_text) if result.items else ""
@@ -143,11 +193,44 @@ def expected_completion(
     """What the server should answer at string index `index` of line `line`, per the spec:
     the prompt is the text before the cursor from `window_start` (short documents need no
     cutting), continued greedily by the reference model, decoded, then post-processed."""
+    tokenizer = Tokenizer(model_dir)
+
+    def continuation(prompt: list[int]) -> str:
+        return tokenizer.decode(reference.greedy(prompt, max_new_tokens, tokenizer.eos_id))
+
+    return postprocessed(tokenizer, continuation, text, line, index, max_lines, window_start)
+
+
+def engine_completion(
+    engine: Engine,
+    text: str,
+    line: int,
+    index: int,
+    max_new_tokens: int = MAX_NEW_TOKENS,
+    max_lines: int = 8,
+) -> str:
+    """The same as `expected_completion`, with the prompt continued by a local engine."""
+
+    def continuation(prompt: list[int]) -> str:
+        params = SamplingParams(max_new_tokens=max_new_tokens, top_k=1)
+        with engine.stream_text(prompt, params) as stream:
+            return "".join(stream)
+
+    return postprocessed(engine.tokenizer, continuation, text, line, index, max_lines)
+
+
+def postprocessed(
+    tokenizer: TextTokenizer,
+    continuation: Callable[[list[int]], str],
+    text: str,
+    line: int,
+    index: int,
+    max_lines: int,
+    window_start: int = 0,
+) -> str:
+    """The completion rules applied to `continuation` of the text before the cursor."""
     lines = text.split("\n")
     before = "\n".join(lines[:line] + [lines[line][:index]])
-    tokenizer = Tokenizer(model_dir)
-    prompt = tokenizer.encode(before[window_start:])
-    ids = reference.greedy(prompt, max_new_tokens, tokenizer.eos_id)
     context = CompletionContext(
         line_prefix=lines[line][:index],
         line_suffix=lines[line][index:],
@@ -155,7 +238,7 @@ def expected_completion(
         max_lines=max_lines,
         indentation=detect_indentation(before),
     )
-    return postprocess(tokenizer.decode(ids), context)
+    return postprocess(continuation(tokenizer.encode(before[window_start:])), context)
 
 
 def insert(client: LanguageClient, uri: str, version: int, at: types.Position, text: str) -> None:

@@ -98,3 +98,20 @@ def test_an_unknown_encoding_is_refused_by_the_parser():
     result = run_cli("--prompt", PROMPT, "--quantization-encoding", "int3")
     assert result.returncode == 2
     assert "invalid choice: 'int3'" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ('{"repeat_penalty": 1.0', "is not valid JSON"),
+        ("[1, 2]", "must be a JSON object of request fields, got [1, 2]"),
+        ('{"prompt": "x", "stream": false}', "may not set prompt, stream"),
+    ],
+)
+def test_bad_backend_fields_are_refused_by_the_parser(fields, message):
+    result = run_cli(
+        "--prompt", PROMPT, "--backend-url", "http://127.0.0.1:9", "--backend-fields", fields
+    )
+    assert result.returncode == 2
+    assert f"argument --backend-fields: {message}" in result.stderr
+    assert "Traceback" not in result.stderr

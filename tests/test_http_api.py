@@ -248,6 +248,25 @@ def test_seeded_sampling_is_reproducible(client: OpenAI, model: str) -> None:
     assert sample(7) == sample(7)
 
 
+def test_top_k_zero_samples_from_every_token(
+    client: OpenAI, model: str, tokenizer: Tokenizer
+) -> None:
+    """top_k 0 is no top-k limit, as llama.cpp and vLLM read it (a remote client sends it)."""
+
+    def sample(top_k: int) -> str:
+        response = client.completions.create(
+            model=model,
+            prompt=CODE,
+            max_tokens=16,
+            temperature=1.0,
+            seed=3,
+            extra_body={"top_k": top_k},
+        )
+        return response.choices[0].text
+
+    assert sample(0) == sample(tokenizer.get_vocab_size())
+
+
 CHAT = "/v1/chat/completions"
 COMPLETIONS = "/v1/completions"
 USER_X = [{"role": "user", "content": "x = "}]

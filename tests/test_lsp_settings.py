@@ -41,6 +41,7 @@ def test_every_setting() -> None:
         "speculation": False,
         "backendUrl": " http://gpu-box:8000 ",
         "backendModel": "replit/replit-code-v1_5-3b",
+        "backendFields": {"repeat_penalty": 1.1, "cache_prompt": True},
         "invokedMaxNewTokens": 100,
     }
     settings, warnings = apply_settings(Settings(enabled_languages=("go",)), raw)
@@ -57,6 +58,7 @@ def test_every_setting() -> None:
         speculation=False,
         backend_url="http://gpu-box:8000",
         backend_model="replit/replit-code-v1_5-3b",
+        backend_fields={"repeat_penalty": 1.1, "cache_prompt": True},
         invoked_max_new_tokens=100,
     )
     assert settings.language_enabled("anything")
@@ -71,6 +73,7 @@ FIELDS = {
     "requestWaitSeconds": "request_wait_seconds",
     "prependFilePath": "prepend_file_path",
     "backendUrl": "backend_url",
+    "backendFields": "backend_fields",
     "invokedMaxNewTokens": "invoked_max_new_tokens",
     "timeBudgetMs": "time_budget_ms",
     "speculation": "speculation",
@@ -93,6 +96,8 @@ FIELDS = {
         ("prependFilePath", "yes"),
         ("backendUrl", "gpu-box:8000"),
         ("backendUrl", 8000),
+        ("backendFields", '{"repeat_penalty": 1.1}'),
+        ("backendFields", {"max_tokens": 8}),
     ],
 )
 def test_invalid_value_keeps_the_previous_one(key: str, value: object) -> None:

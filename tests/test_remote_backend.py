@@ -24,18 +24,18 @@ import pytest_asyncio
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pygls.exceptions import JsonRpcException
-from pytest_lsp import LanguageClient, client_capabilities
+from pytest_lsp import LanguageClient
 
 from lsp_server.http.server import bind
 from lsp_server.lsp.completion import CompletionRecord
 from lsp_server.remote import CHARS_PER_TOKEN, CharacterBudget
+from lsp_server.request_fields import NEUTRAL_FIELDS
 from model.tokenizer import Tokenizer
 from testkit.lsp_client import (
     FIBONACCI,
     MAX_NEW_TOKENS,
     SERVER_ENV,
-    cancel,
+    cancelled_mid_stream,
     complete,
     completion_count,
     completion_stats,
@@ -43,14 +43,14 @@ from testkit.lsp_client import (
     configure,
     expected_completion,
     open_document,
+    remote_client,
     send_completion,
     shown_message,
-    start_client,
     status,
-    wait_until_loaded,
+    stop_client,
 )
 from testkit.reference import ReferenceMPT
-from testkit.servers import ROOT, ServerProcess, free_port, lsp_server_command, start_server
+from testkit.servers import ROOT, ServerProcess, free_port, start_server
 
 # The async tests share the session loop that the module's LSP client fixture runs on.
 session_loop = pytest.mark.asyncio(loop_scope="session")
@@ -61,22 +61,6 @@ LONG_DOCUMENT = "lorem ipsum dolor sit amet"  # the tiny model writes all 128 to
 
 def health(server: ServerProcess) -> dict[str, Any]:
     return httpx.get(server.url + "/health", timeout=10).json()
-
-
-async def remote_client(
-    model_dir: Path, *args: str, options: Any = None, env: dict[str, str] = SERVER_ENV
-) -> LanguageClient:
-    """`replit-lsp --stdio ARGS`, initialized and past loading (ready, or in error)."""
-    lsp, _ = await start_client(
-        lsp_server_command(model_dir, *args), client_capabilities("neovim@v0.10.0"), options, env
-    )
-    await wait_until_loaded(lsp)
-    return lsp
-
-
-async def stop_client(lsp: LanguageClient) -> None:
-    await asyncio.wait_for(lsp.shutdown_session(), 30)
-    await lsp.stop()
 
 
 @pytest.fixture(scope="module")
@@ -167,17 +151,8 @@ async def test_cancel_closes_the_backend_stream(
     try:
         await run_to_the_limit(client, uri)
         before = health(backend)
-        stopped: list[CompletionRecord] = []
-        for delay in (0.005, 0.01, 0.02, 0.04, 0.08):
-            since = await completion_count(client)
-            msg_id, future = await send_completion(client, uri, 0, 12)
-            await asyncio.sleep(delay)
-            cancel(client, msg_id)
-            with contextlib.suppress(JsonRpcException):
-                await asyncio.wait_for(future, 10)
-            await asyncio.sleep(0.3)  # the worker records once the stream is closed
-            records = await completion_stats(client, since)
-            stopped += [r for r in records if r.finish == "cancelled" and r.generated_tokens]
+        delays = (0.005, 0.01, 0.02, 0.04, 0.08)
+        stopped = await cancelled_mid_stream(client, uri, 0, 12, delays, answer_timeout=10)
         assert stopped, "no cancel landed mid-stream"
         assert all(r.generated_tokens < 128 for r in stopped)
         after = health(backend)
@@ -328,28 +303,33 @@ async def test_unknown_model_is_reported(
 
 class FlakyBackend:
     """An OpenAI-compatible server in this process that is busy for its first completion
-    request (429 with Retry-After) and stalls mid-stream on a prompt ending in `stall`;
-    otherwise it streams ` = 42`. It counts the completion requests that reach it."""
+    request (429 with Retry-After) when `busy`, and stalls mid-stream on a prompt ending in
+    `stall`; otherwise it streams ` = 42`. It keeps the completion requests that reach it."""
 
     RETRY_AFTER = 3
     STALL_SECONDS = 5
 
-    def __init__(self) -> None:
-        self.requests = 0
+    def __init__(self, busy: bool = True) -> None:
+        self.busy = busy
+        self.bodies: list[dict[str, Any]] = []
         self.app = FastAPI()
         self.app.get("/v1/models")(self.models)
         self.app.post("/v1/completions")(self.completions)
+
+    @property
+    def requests(self) -> int:
+        return len(self.bodies)
 
     async def models(self) -> dict[str, Any]:
         return {"object": "list", "data": [{"id": "flaky", "object": "model"}]}
 
     async def completions(self, request: Request) -> Response:
-        self.requests += 1
-        if self.requests == 1:
+        self.bodies.append(await request.json())
+        if self.busy and self.requests == 1:
             body = {"error": {"message": "too many requests", "type": "requests"}}
             headers = {"Retry-After": str(self.RETRY_AFTER)}
             return JSONResponse(body, status_code=429, headers=headers)
-        stall = (await request.json())["prompt"].endswith("stall")
+        stall = self.bodies[-1]["prompt"].endswith("stall")
         return StreamingResponse(self.events(stall), media_type="text/event-stream")
 
     async def events(self, stall: bool) -> AsyncIterator[str]:
@@ -364,19 +344,63 @@ class FlakyBackend:
         yield "data: [DONE]\n\n"
 
 
-@pytest.fixture
-def flaky_backend() -> Iterator[tuple[str, FlakyBackend]]:
-    flaky = FlakyBackend()
+@contextlib.contextmanager
+def serving(backend: FlakyBackend) -> Iterator[str]:
+    """`backend` on a free loopback port, for as long as the block runs; yields its URL."""
     sock = bind("127.0.0.1", 0)
-    config = uvicorn.Config(flaky.app, log_config=None, timeout_graceful_shutdown=1)
+    config = uvicorn.Config(backend.app, log_config=None, timeout_graceful_shutdown=1)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     while not server.started and thread.is_alive():
         thread.join(0.05)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}", flaky
-    server.should_exit = True
-    thread.join(15)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
+
+
+@pytest.fixture
+def flaky_backend() -> Iterator[tuple[str, FlakyBackend]]:
+    flaky = FlakyBackend()
+    with serving(flaky) as url:
+        yield url, flaky
+
+
+@session_loop
+async def test_requests_name_every_sampling_field(tiny_model_dir: Path) -> None:
+    """A server fills in each sampling option a request leaves out (llama.cpp a repeat
+    penalty of 1.1, vLLM the model's generation config), so every request names them all: as
+    the user set them or turned off; `--backend-fields` and the `backendFields` setting go
+    over them."""
+    backend = FlakyBackend(busy=False)
+    fields = json.dumps({"repeat_penalty": 1.1, "cache_prompt": True})
+    with serving(backend) as url:
+        lsp = await remote_client(tiny_model_dir, "--backend-url", url, "--backend-fields", fields)
+        try:
+            uri = "file:///work/fields.txt"
+            open_document(lsp, uri, "answer", language="plaintext")
+            assert completion_text(await complete(lsp, uri, 0, 6)) == " = 42"
+            greedy = backend.bodies[-1]
+            assert (greedy["temperature"], greedy["top_k"], greedy["top_p"]) == (0, 1, 1)
+            neutral = {**NEUTRAL_FIELDS, "repeat_penalty": 1.1, "cache_prompt": True}
+            assert {name: greedy[name] for name in neutral} == neutral
+            assert greedy["stream"] is True and greedy["prompt"] == "answer"
+
+            configure(lsp, topK=40, temperature=0.5, backendFields={"mirostat": 2})
+            assert completion_text(await complete(lsp, uri, 0, 6)) == " = 42"
+            sampled = backend.bodies[-1]
+            assert (sampled["temperature"], sampled["top_k"], sampled["top_p"]) == (0.5, 40, 1)
+            assert {name: sampled[name] for name in neutral} == {**neutral, "mirostat": 2}
+
+            configure(lsp, topK=100_000, temperature=0.5, backendFields={})
+            assert completion_text(await complete(lsp, uri, 0, 6)) == " = 42"
+            every = backend.bodies[-1]
+            assert every["top_k"] == 0  # every token, as the servers read 0
+            assert {name: every[name] for name in neutral} == neutral
+        finally:
+            await stop_client(lsp)
 
 
 @session_loop

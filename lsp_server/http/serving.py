@@ -90,9 +90,9 @@ def make_job(
     room = context - len(prompt_ids)
     wanted = max_tokens or (defaults.max_new_tokens if defaults.max_new_tokens > 0 else room)
     temperature = defaults.temperature if request.temperature is None else request.temperature
-    if request.top_k is not None:
+    if request.top_k:
         top_k = request.top_k
-    elif request.temperature and defaults.top_k == 1:
+    elif request.top_k == 0 or (request.temperature and defaults.top_k == 1):
         top_k = engine.tokenizer.vocab_size
     else:
         top_k = defaults.top_k

@@ -50,8 +50,10 @@ def report_backend(server: CompletionServer) -> None:
 
 
 def apply_backend_settings(server: CompletionServer, before: Settings) -> None:
-    """Acts on a change of `backendUrl` or `backendModel`."""
+    """Acts on a change of `backendUrl`, `backendModel` or `backendFields`."""
     after = server.settings
+    if after.backend_fields != before.backend_fields:
+        server.resident.use_backend_fields(after.backend_fields)
     if (after.backend_url, after.backend_model) == (before.backend_url, before.backend_model):
         return
     message = server.resident.use_backend(after.backend_url, after.backend_model or None)

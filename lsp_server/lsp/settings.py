@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
+from lsp_server.request_fields import checked_extra_fields
 from model.sampling import SamplingParams
 
 SECTION = "replitLsp"
@@ -35,6 +36,8 @@ class Settings:
     speculation: bool = True
     backend_url: str = ""  # empty: the command line's model (local, or --backend-url)
     backend_model: str = ""  # empty: the backend's first model
+    # Added to each request to the backend, over the command line's --backend-fields.
+    backend_fields: Mapping[str, Any] = field(default_factory=dict)
     invoked_max_new_tokens: int = 128  # for a suggestion the user asked for
     # The longest a request waits for its completion: then it is answered empty and the
     # generation stops, so no state of the workers can leave a request unanswered.
@@ -116,6 +119,13 @@ def _string(value: object) -> str | None:
     return value.strip() if isinstance(value, str) else None
 
 
+def _request_fields(value: object) -> dict[str, Any] | None:
+    try:
+        return checked_extra_fields(value)
+    except ValueError:
+        return None
+
+
 # setting name -> (field, parser returning None for an invalid value, what a valid value is)
 _FIELDS: dict[str, tuple[str, Callable[[object], Any], str]] = {
     "maxNewTokens": ("max_new_tokens", _positive_int, "an integer >= 1"),
@@ -130,6 +140,12 @@ _FIELDS: dict[str, tuple[str, Callable[[object], Any], str]] = {
     "speculation": ("speculation", _boolean, "true or false"),
     "backendUrl": ("backend_url", _url, "an http:// or https:// URL, or empty"),
     "backendModel": ("backend_model", _string, "a model name, or empty"),
+    "backendFields": (
+        "backend_fields",
+        _request_fields,
+        "an object of request fields other than prompt, stream, stream_options, model and "
+        "max_tokens",
+    ),
     "answerTimeoutSeconds": ("answer_timeout_seconds", _positive_number, "a number > 0"),
     "contextTokens": ("context_tokens", _non_negative_int, "an integer >= 0"),
     "contextOpenDocuments": ("context_open_documents", _boolean, "true or false"),

@@ -18,6 +18,7 @@ export const SERVER_SETTING_KEYS = [
   "prependFilePath",
   "backendUrl",
   "backendModel",
+  "backendFields",
 ] as const;
 
 /** Settings that decide how the server process starts: changing one restarts it. */

@@ -155,6 +155,7 @@ describe("activation", () => {
         prependFilePath: false,
         backendUrl: "",
         backendModel: "",
+        backendFields: {},
       },
     });
   });
