@@ -11,7 +11,7 @@ import collections
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import asdict, dataclass
 
 from lsprotocol import types
@@ -121,11 +121,16 @@ class DocumentMemory:
         self.shown: ShownSuggestion | None = None
         self.command: types.Command | None = None  # what reports the shown one accepted
         self.context: ContextBlock | None = None
+        self.context_sources: Hashable = None  # what the context was chosen from
         self.last_request = -math.inf  # time.monotonic() of the document's last request
 
-    def context_due(self, now: float, idle_seconds: float) -> bool:
-        """Whether the context may be chosen again: never yet, or after a pause."""
-        return self.context is None or now - self.last_request >= idle_seconds
+    def context_due(self, now: float, idle_seconds: float, sources: Hashable) -> bool:
+        """Whether the context is to be chosen again: never chosen yet, or after a pause
+        when what it is chosen from has changed (other documents, the cursor's region, the
+        settings). Choosing again for nothing would only cost the prompt's cached front."""
+        if self.context is None:
+            return True
+        return now - self.last_request >= idle_seconds and sources != self.context_sources
 
     def rest_of_suggestion(self, text_before: str) -> str | None:
         """The answer with no model run, when the user is typing the shown suggestion."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Hashable
 from pathlib import Path
 
 from pygls.uris import to_fs_path
@@ -27,11 +28,29 @@ log = logging.getLogger("replit_lsp.lsp")
 
 # The longest a request waits for its workspace context to be chosen.
 CONTEXT_WAIT_SECONDS = 2.0
+# The cursor moving into another stretch of this many lines is a new place to choose for.
+CONTEXT_REGION_LINES = 40
 
 
 def source_text(document: Document) -> SourceText:
     path = to_fs_path(document.uri) if document.uri.startswith("file:") else None
     return SourceText(document.uri, Path(path) if path else None, document.source)
+
+
+def context_sources(
+    document: Document, open_documents: list[Document], line: int, settings: Settings
+) -> Hashable:
+    """What a document's context is chosen from: the other documents as they are now, the
+    region of the file the cursor is in, and the context's settings."""
+    others = frozenset((d.uri, d.version) for d in open_documents if d.uri != document.uri)
+    options = (
+        settings.context_tokens,
+        settings.context_open_documents,
+        settings.context_recent_documents,
+        settings.context_definitions,
+        settings.context_exclude,
+    )
+    return others, line // CONTEXT_REGION_LINES, options
 
 
 def workspace_roots(workspace: LspWorkspace) -> list[Path]:

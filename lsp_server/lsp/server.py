@@ -38,7 +38,12 @@ from lsp_server.lsp.completion import (
     finish_of,
     generate_completion,
 )
-from lsp_server.lsp.context import choose_context, source_text, workspace_roots
+from lsp_server.lsp.context import (
+    choose_context,
+    context_sources,
+    source_text,
+    workspace_roots,
+)
 from lsp_server.lsp.framing import serve_stdio, serve_tcp
 from lsp_server.lsp.loading import report_loading
 from lsp_server.lsp.prompt import path_header, resolve_cursor
@@ -174,14 +179,17 @@ class CompletionServer(LanguageServer):
             log.debug("completion at %s: nothing before the cursor", uri)
             return EMPTY
         now = time.monotonic()
-        if memory.context_due(now, settings.context_idle_ms / 1000):
+        open_documents = self.protocol.documents.all()
+        sources = context_sources(document, open_documents, position.line, settings)
+        if memory.context_due(now, settings.context_idle_ms / 1000, sources):
+            memory.context_sources = sources
             header = ""
             if settings.prepend_file_path:
                 header = path_header(self._display_path(document), document.language_id or "")
             memory.context = await choose_context(
                 self.context,
                 document,
-                self.protocol.documents.all(),
+                open_documents,
                 snapshot.text_before,
                 settings,
                 engine,
