@@ -14,9 +14,10 @@ import itertools
 import logging
 import threading
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lsprotocol import types
+if TYPE_CHECKING:
+    from lsprotocol import types
 
 log = logging.getLogger("replit_lsp.lsp")
 
@@ -44,6 +45,10 @@ class Feedback:
     def shown_item(self, latency_seconds: float) -> types.Command:
         """Records a suggestion sent to the editor; returns the command that reports its
         acceptance."""
+        # Imported here: only the language server shows items, and lsprotocol's types are a
+        # large part of the imports of every start, `replit-lsp --prompt`'s included.
+        from lsprotocol import types
+
         with self._lock:
             suggestion_id = str(next(self._ids))
             self.shown += 1

@@ -240,16 +240,14 @@ class Engine:
             cache_dir=options.cache_dir,
             progress=progress,
         )
-        # On the CPU, MAX reads the weights where they lie. Mapped from the page cache they sit
-        # in 4 KiB pages; NumPy advises its own allocations of this size as transparent huge
-        # pages, which a decode step reads about 7% faster (4-layer full-width slice, float32:
-        # 91 -> 85 ms a step), so the CPU engine owns its copy.
+        # On the CPU, MAX reads the weights where they lie: in the file's mapping, so that a
+        # restart finds them in the page cache instead of copying gigabytes into memory that
+        # the process must first be given (bench/results/restart).
         weights, self.weights_source = load_quantized_weights(
             options.model_dir,
             self.config,
             options.quantization_encoding,
             options.cache_dir or default_cache_dir(),
-            owned=isinstance(self.device, CPU),
             progress=progress,
         )
         if graph_options.block_format is not None:

@@ -120,7 +120,6 @@ def load_quantized_weights(
     encoding: str,
     cache_dir: Path,
     *,
-    owned: bool = False,
     progress: ProgressCallback = ignore_progress,
 ) -> tuple[dict[str, np.ndarray], str]:
     """`load_weights`, reading the blocks a float checkpoint was quantized to at an earlier
@@ -129,7 +128,7 @@ def load_quantized_weights(
     Returns the weights and where they came from: FROM_CHECKPOINT, QUANTIZED_NOW or FROM_CACHE.
     """
     if encoding not in BLOCK_FORMATS:
-        weights = load_weights(model_dir, config, encoding, owned=owned, progress=progress)
+        weights = load_weights(model_dir, config, encoding, progress=progress)
         return weights, FROM_CHECKPOINT
     facts = _file_facts(weight_files(Path(model_dir)))
     entry = Path(cache_dir) / f"{_key(facts, encoding)}.{encoding}"
@@ -137,7 +136,7 @@ def load_quantized_weights(
         message = f"reading the {encoding} weights quantized at an earlier start: {entry}"
         progress(LoadProgress(READING, message))
         try:
-            weights = load_weights(entry, config, encoding, owned=owned, progress=progress)
+            weights = load_weights(entry, config, encoding, progress=progress)
         except WeightsError as error:
             progress(LoadProgress(READING, f"quantizing again: unreadable {entry} ({error})"))
             shutil.rmtree(entry, ignore_errors=True)
@@ -145,9 +144,7 @@ def load_quantized_weights(
             os.utime(entry)  # most recently used
             return weights, FROM_CACHE
     quantized: list[str] = []
-    weights = load_weights(
-        model_dir, config, encoding, owned=owned, progress=progress, quantized=quantized
-    )
+    weights = load_weights(model_dir, config, encoding, progress=progress, quantized=quantized)
     if not quantized:  # a GGUF in the encoding's blocks: read as it lies, nothing to keep
         return weights, FROM_CHECKPOINT
     progress(LoadProgress(READING, f"saving the {encoding} weights for the next start: {entry}"))

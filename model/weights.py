@@ -70,22 +70,8 @@ _SAFETENSORS_DTYPES = {
 }
 
 
-def read_range(path: Path, offset: int, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
-    """A tensor read with plain file reads into memory of its own, not through a mapping.
-
-    Copying out of a mapping leaves the mapped pages counted in the process's resident memory
-    until the whole mapping goes, which doubled the peak while loading; a read does not.
-    """
-    array = np.empty(shape, dtype=dtype)
-    with path.open("rb") as f:
-        f.seek(offset)
-        if f.readinto(memoryview(array).cast("B")) != array.nbytes:
-            raise WeightsError(f"{path}: truncated at offset {offset}")
-    return array
-
-
-def _read_safetensors(path: Path, owned: bool) -> Iterator[tuple[str, np.ndarray, str]]:
-    """Yields (name, array, FLOAT or BFLOAT16), mapped or `owned`, validating every offset."""
+def _read_safetensors(path: Path) -> Iterator[tuple[str, np.ndarray, str]]:
+    """Yields (name, array, FLOAT or BFLOAT16) mapped from the file, validating every offset."""
     size = path.stat().st_size
     with path.open("rb") as f:
         prefix = f.read(8)
@@ -99,7 +85,9 @@ def _read_safetensors(path: Path, owned: bool) -> Iterator[tuple[str, np.ndarray
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise WeightsError(f"{path}: corrupt safetensors header ({error})") from None
     data_start = 8 + header_len
-    data = np.memmap(path, dtype=np.uint8, mode="r")
+    # Copy-on-write: the arrays are writable views of the page cache, which MAX binds as
+    # they lie (it copies a read-only array); nothing writes to weights.
+    data = np.memmap(path, dtype=np.uint8, mode="c")
     for name, info in header.items():
         if name == "__metadata__":
             continue
@@ -111,10 +99,7 @@ def _read_safetensors(path: Path, owned: bool) -> Iterator[tuple[str, np.ndarray
         expected = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
         if end - begin != expected or data_start + end > size:
             raise WeightsError(f"{path}: tensor {name} is truncated or corrupt")
-        if owned:
-            array = read_range(path, data_start + begin, np.dtype(dtype), shape)
-        else:
-            array = data[data_start + begin : data_start + end].view(dtype).reshape(shape)
+        array = data[data_start + begin : data_start + end].view(dtype).reshape(shape)
         yield name, array, BFLOAT16 if info["dtype"] == "BF16" else FLOAT
 
 
@@ -140,12 +125,12 @@ def _checkpoint_files(model_dir: Path, index_name: str, pattern: str) -> list[Pa
 # ----------------------------------------------------------------------- GGUF
 
 
-def _read_gguf(path: Path, owned: bool) -> Iterator[tuple[str, np.ndarray, str]]:
+def _read_gguf(path: Path) -> Iterator[tuple[str, np.ndarray, str]]:
     """Yields (name, array, what it holds): plain tensors as they lie, Q8_0 and Q4_0 as their
     uint8 block rows, other quantizations dequantized to float32 (their GGUF type's name)."""
     blocks = {kind: name for name, kind in GGML_TYPES.items()}
     try:
-        reader = gguf.GGUFReader(str(path))
+        reader = gguf.GGUFReader(str(path), mode="c")  # writable views, as for safetensors
     except Exception as error:  # the reader raises assorted errors on corrupt files
         raise WeightsError(f"{path}: not a readable GGUF file ({error})") from None
     for tensor in reader.tensors:
@@ -163,10 +148,7 @@ def _read_gguf(path: Path, owned: bool) -> Iterator[tuple[str, np.ndarray, str]]
             dtype = np.dtype(plain.get(kind, np.uint8))
             if kind in blocks:
                 shape = (math.prod(shape[:-1]), int(tensor.n_bytes) // math.prod(shape[:-1]))
-            if owned:
-                array = read_range(path, tensor.data_offset, dtype, shape)
-            else:
-                array = np.asarray(tensor.data).view(dtype).reshape(shape)
+            array = np.asarray(tensor.data).view(dtype).reshape(shape)
             holds = blocks.get(kind, BFLOAT16 if kind == gguf.GGMLQuantizationType.BF16 else FLOAT)
         else:
             array, holds = dequantize(tensor.data, kind).reshape(shape), kind.name
@@ -176,8 +158,8 @@ def _read_gguf(path: Path, owned: bool) -> Iterator[tuple[str, np.ndarray, str]]
 # ------------------------------------------------------------------ torch .bin
 
 
-def _read_torch_bin(path: Path, owned: bool) -> list[tuple[str, np.ndarray, str]]:
-    """Views of the zip's stored tensors: `load_weights` copies them when they must be owned."""
+def _read_torch_bin(path: Path) -> list[tuple[str, np.ndarray, str]]:
+    """Views of the zip's stored tensors."""
     try:
         return [
             (name, array, BFLOAT16 if is_bf16 else FLOAT)
@@ -207,12 +189,12 @@ def weight_files(model_dir: Path) -> list[Path]:
     )
 
 
-def _tensors(model_dir: Path, owned: bool) -> Iterator[tuple[str, np.ndarray, str, Path]]:
+def _tensors(model_dir: Path) -> Iterator[tuple[str, np.ndarray, str, Path]]:
     files = weight_files(model_dir)
     readers = {".gguf": _read_gguf, ".bin": _read_torch_bin}
     reader = readers.get(files[0].suffix, _read_safetensors)
     for file in files:
-        for name, array, holds in reader(file, owned):
+        for name, array, holds in reader(file):
             yield name, array, holds, file
 
 
@@ -261,17 +243,17 @@ def load_weights(
     config: ModelConfig,
     encoding: str = "float32",
     *,
-    owned: bool = False,
     progress: ProgressCallback = ignore_progress,
     quantized: list[str] | None = None,
 ) -> dict[str, np.ndarray]:
     """Returns every tensor the graph needs, cast to `encoding` (bfloat16 as uint16 bits; in a
     block encoding, matrices as uint8 block rows of `stored_shapes` and norms as float32).
 
-    With `owned`, every array owns its memory: tensors are read from the files rather than
-    mapped (those a format only maps are copied), so the engine holds the weights once. The
-    names of the tensors quantized as they loaded are appended to `quantized` (whether the
-    blocks are worth keeping is known only once the tensors' types are).
+    A tensor that the file holds in `encoding` already is a writable copy-on-write view of the
+    file's mapping: bound as it lies, the weights a restart finds in the page cache are neither
+    copied nor held twice. The names of the tensors quantized as they loaded are appended to
+    `quantized` (whether the blocks are worth keeping is known only once the tensors' types
+    are).
     """
     if encoding not in ENCODINGS:
         raise WeightsError(f"unsupported quantization encoding {encoding!r}; use {ENCODINGS}")
@@ -287,7 +269,7 @@ def load_weights(
             raise WeightsError(
                 f"{model_dir}: cannot store the weights as {encoding}: {error}"
             ) from None
-    for name, array, holds, file in _tensors(Path(model_dir), owned):
+    for name, array, holds, file in _tensors(Path(model_dir)):
         done += array.nbytes
         if name not in expected:
             continue  # e.g. wpe, unused with ALiBi
@@ -301,7 +283,7 @@ def load_weights(
             converted = _convert(array, holds, encoding, shape)
         except ValueError as error:
             raise WeightsError(f"{file}: tensor {name} {error}") from None
-        found[name] = converted.copy() if owned and not converted.flags.owndata else converted
+        found[name] = converted
         if quantized is not None and _quantizes(holds, encoding, shape):
             quantized.append(name)
         source[name] = file

@@ -292,14 +292,16 @@ def test_pytorch_bin_loads_with_torch_not_importable(tiny_model_dir, tmp_path):
         assert_same_weights(load_weights(tiny_model_dir, config), dict(loaded))
 
 
-def test_owned_weights_are_copies_of_the_file_not_views(tiny_model_dir):
-    """The CPU engine asks for weights it owns: read once from the file, then unmapped."""
+def test_weights_as_the_file_holds_them_are_writable_views_of_its_mapping(tiny_model_dir):
+    """MAX binds a writable array where it lies and copies a read-only one: the views of the
+    file's pages are copy-on-write, so a restart copies nothing and the file stays as it is."""
     config = load_config(tiny_model_dir)
-    mapped = load_weights(tiny_model_dir, config)
-    assert any(not array.flags.owndata for array in mapped.values())
-    owned = load_weights(tiny_model_dir, config, owned=True)
-    assert all(array.flags.owndata for array in owned.values())
-    assert all(np.array_equal(owned[name], mapped[name]) for name in mapped)
+    weights = load_weights(tiny_model_dir, config)
+    assert all(not array.flags.owndata and array.flags.writeable for array in weights.values())
+    name = next(iter(weights))
+    before = (tiny_model_dir / "model.safetensors").read_bytes()
+    weights[name][...] = 0
+    assert (tiny_model_dir / "model.safetensors").read_bytes() == before
 
 
 def test_reading_reports_percentages_up_to_all_of_the_file(tiny_model_dir):
@@ -329,9 +331,8 @@ def test_block_layouts_are_those_gguf_writes_and_reads(tiny_model_dir, tmp_path,
     kinds = {t.name: t.tensor_type for t in reader.tensors}
     assert kinds["token_embd.weight"] == kinds["blk.0.ffn_down.weight"] == GGML_TYPES[encoding]
     assert kinds["output_norm.weight"] == gguf.GGMLQuantizationType.F32
-    for owned in (False, True):
-        from_gguf = load_weights(gguf_dir, config, encoding, owned=owned)
-        assert all(np.array_equal(loaded[n], from_gguf[n]) for n in loaded)
+    from_gguf = load_weights(gguf_dir, config, encoding)
+    assert all(np.array_equal(loaded[n], from_gguf[n]) for n in loaded)
     widened = load_weights(gguf_dir, config, "float32")
     for n, blocks in loaded.items():
         if blocks.ndim == 2:
