@@ -35,6 +35,7 @@ from testkit.backend_cases import (
     LONG_CURSOR,
     LONG_DOCUMENT,
     LONG_TOKENS,
+    assert_suggestion_is_the_local_engines,
     text_before,
 )
 from testkit.checkpoints import TINY_MAX_LENGTH
@@ -108,11 +109,9 @@ def server_text(server: ServerProcess, prompt: str, **fields: object) -> str:
 async def test_suggestions_equal_the_local_engine(
     client: LanguageClient, demo_engine: Engine, document: str, line: int, character: int
 ) -> None:
-    uri = f"file:///work/llama_{line}_{character}.py"
-    open_document(client, uri, document)
-    result = await complete(client, uri, line, character)
-    assert completion_text(result) == engine_completion(demo_engine, document, line, character)
-    assert (await status(client)).state == "ready"
+    await assert_suggestion_is_the_local_engines(
+        client, demo_engine, "llama", document, line, character
+    )
 
 
 def test_the_server_defaults_would_change_the_suggestions(llama_server: ServerProcess) -> None:

@@ -29,6 +29,7 @@ from testkit.backend_cases import (
     LONG_CURSOR,
     LONG_DOCUMENT,
     LONG_TOKENS,
+    assert_suggestion_is_the_local_engines,
 )
 from testkit.checkpoints import TINY_MAX_LENGTH
 from testkit.lsp_client import (
@@ -37,12 +38,9 @@ from testkit.lsp_client import (
     complete,
     completion_count,
     completion_stats,
-    completion_text,
     configure,
-    engine_completion,
     open_document,
     remote_client,
-    status,
     stop_client,
 )
 from testkit.servers import ServerProcess, start_vllm_server
@@ -95,11 +93,9 @@ async def client(vllm_server: ServerProcess) -> AsyncIterator[LanguageClient]:
 async def test_suggestions_equal_the_local_engine(
     client: LanguageClient, demo_engine: Engine, document: str, line: int, character: int
 ) -> None:
-    uri = f"file:///work/vllm_{line}_{character}.py"
-    open_document(client, uri, document)
-    result = await complete(client, uri, line, character)
-    assert completion_text(result) == engine_completion(demo_engine, document, line, character)
-    assert (await status(client)).state == "ready"
+    await assert_suggestion_is_the_local_engines(
+        client, demo_engine, "vllm", document, line, character
+    )
 
 
 @session_loop
