@@ -68,9 +68,17 @@ CLIENT_LEFT = "Disconnected from client"
 
 @pytest.fixture(scope="module")
 def demo_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The README's command: `python -m model.gguf_export --model demo --out FILE`."""
+    """The README's command: `python -m model.weights.gguf_export --model demo --out FILE`."""
     out = tmp_path_factory.mktemp("gguf") / "replit-code-demo.gguf"
-    command = [sys.executable, "-m", "model.gguf_export", "--model", "demo", "--out", str(out)]
+    command = [
+        sys.executable,
+        "-m",
+        "model.weights.gguf_export",
+        "--model",
+        "demo",
+        "--out",
+        str(out),
+    ]
     subprocess.run(command, check=True, timeout=300, cwd=ROOT, env=SERVER_ENV)
     return out
 
