@@ -1,6 +1,6 @@
 """The language server over llama.cpp's own OpenAI-compatible server: llama-cpp-python's
 `python -m llama_cpp.server` (which `make test` builds and installs) serving the bundled demo
-model exported to GGUF by `model/gguf_export.py`, and a real `replit-lsp --stdio
+model exported to GGUF by `model/weights/gguf_export.py`, and a real `replit-lsp --stdio
 --backend-url` in front of it, as a team that already runs llama.cpp would use it.
 
 Suggestions must equal the local engine's on the same model (greedy), where the server's own

@@ -186,7 +186,9 @@ def test_sharded_pytorch_bin_equals_safetensors(tiny_model_dir, tmp_path):
         save_torch_bin(sharded / file, {n: tensors[n] for n in part})
         weight_map.update({n: file for n in part})
     (sharded / "pytorch_model.bin.index.json").write_text(json.dumps({"weight_map": weight_map}))
-    assert_same_weights(load_weights(tiny_model_dir, config).tensors, load_weights(sharded, config))
+    assert_same_weights(
+        load_weights(tiny_model_dir, config).tensors, load_weights(sharded, config).tensors
+    )
 
     (sharded / "pytorch_model-00002-of-00002.bin").unlink()
     with pytest.raises(WeightsError, match="shard pytorch_model-00002-of-00002.bin is missing"):
@@ -245,7 +247,9 @@ def test_pytorch_bin_cannot_change_what_the_loader_hands_it(tiny_model_dir, tmp_
 
     good = copy_meta(tiny_model_dir, tmp_path / "good")
     save_torch_bin(good / "pytorch_model.bin", read_tensors(tiny_model_dir))
-    assert_same_weights(load_weights(tiny_model_dir, config).tensors, load_weights(good, config))
+    assert_same_weights(
+        load_weights(tiny_model_dir, config).tensors, load_weights(good, config).tensors
+    )
 
 
 def test_damaged_or_unsupported_pytorch_bin_names_the_file(tiny_model_dir, tmp_path):
