@@ -19,7 +19,7 @@ import numpy as np
 
 from bench.runners import engine_decode_seconds
 from model.engine import Engine, EngineOptions
-from model.graph import GraphOptions
+from model.graph.options import GraphOptions
 from testkit.checkpoints import full_width_slice, make_random_checkpoint, weight_bytes
 
 

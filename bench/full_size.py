@@ -40,11 +40,11 @@ from bench.runners import RemoteRunner, Suggestion
 from bench.startup import first_completion
 from bench.suite import WORK_DIR, machine
 from bench.throughput_table import llama_cpp_available
-from model.checkpoint import BLOCK_FORMATS
 from model.config import load_config
-from model.gguf_export import export_gguf, export_gguf_dir
 from model.hub import resolve_model_dir
-from model.weights import weight_files
+from model.weights.files import weight_files
+from model.weights.gguf_export import export_gguf, export_gguf_dir
+from model.weights.tensors import BLOCK_FORMATS
 from testkit.checkpoints import REAL_LAYERS, full_width_slice, make_random_checkpoint, weight_bytes
 
 ENCODINGS = ("bfloat16", "float32", *BLOCK_FORMATS)

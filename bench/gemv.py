@@ -22,8 +22,8 @@ from max.dtype import DType
 from max.engine import InferenceSession
 from max.graph import DeviceRef, Graph, Module, TensorType, Weight, ops
 
-from model.kernel_ops import KERNELS_DIR, gemv
-from model.weights import bfloat16_bits_to_float32, float32_to_bfloat16_bits
+from model.graph.kernel_ops import KERNELS_DIR, gemv
+from model.weights.encodings import bfloat16_bits_to_float32, float32_to_bfloat16_bits
 
 SHAPES = ((3072, 3072), (5120, 3072), (12288, 3072), (32768, 3072), (3072, 12288))  # (N, K)
 DTYPES = (DType.float32, DType.bfloat16)

@@ -33,11 +33,11 @@ from max.dtype import DType
 from max.graph import DeviceRef, Graph, Module, TensorType, Weight, ops
 
 from bench.gemv import compile_kernel_module
-from model.block_layout import group_rows, grouped_shape
-from model.checkpoint import BLOCK_FORMATS, block_tensor_shape
-from model.graph import cpu_has_bf16_dot
-from model.kernel_ops import KERNELS_DIR, matmul, quantized_matmul
-from model.weights import GGML_TYPES, bfloat16_bits_to_float32, float32_to_bfloat16_bits
+from model.graph.block_layout import group_rows, grouped_shape
+from model.graph.kernel_ops import KERNELS_DIR, matmul, quantized_matmul
+from model.graph.options import cpu_has_bf16_dot
+from model.weights.encodings import GGML_TYPES, bfloat16_bits_to_float32, float32_to_bfloat16_bits
+from model.weights.tensors import BLOCK_FORMATS, block_tensor_shape
 from testkit.reference import dequantize_blocks
 
 # (N, K): Wqkv, out_proj, up_proj, down_proj of the 3B model.

@@ -23,11 +23,11 @@ from max.graph import DeviceRef, Graph, Module, TensorType, Weight
 
 from bench.bandwidth import measure_in_fresh_process
 from bench.gemv import ROTATION_BYTES, compile_kernel_module, parse_arguments
-from model.block_layout import group_rows, grouped_shape
-from model.checkpoint import BLOCK_FORMATS, block_tensor_shape
-from model.graph import DEFAULT_GRAPH
-from model.kernel_ops import KERNELS_DIR, gemv, matmul, quantized_gemv
-from model.weights import GGML_TYPES, bfloat16_bits_to_float32, float32_to_bfloat16_bits
+from model.graph.block_layout import group_rows, grouped_shape
+from model.graph.kernel_ops import KERNELS_DIR, gemv, matmul, quantized_gemv
+from model.graph.options import DEFAULT_GRAPH
+from model.weights.encodings import GGML_TYPES, bfloat16_bits_to_float32, float32_to_bfloat16_bits
+from model.weights.tensors import BLOCK_FORMATS, block_tensor_shape
 from testkit.reference import dequantize_blocks
 
 KINDS = ("bfloat16", *BLOCK_FORMATS)

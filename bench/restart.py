@@ -24,7 +24,8 @@ from pathlib import Path
 from bench.full_size import warm_page_cache
 from bench.startup import first_completion
 from bench.suite import WORK_DIR, machine
-from model.weights import ENCODINGS, weight_files
+from model.weights.encodings import ENCODINGS
+from model.weights.files import weight_files
 
 # A one-minute load average above this on the 2-core machine here means other work shared
 # the cores during a restart.

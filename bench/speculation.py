@@ -44,7 +44,8 @@ from bench.keystroke import TRACE_FILE, percentile, start_for_context, suggest, 
 from bench.suite import WORK_DIR
 from model.config import load_config, parse_config
 from model.engine import SPECULATIVE_TOKENS, Engine, EngineOptions
-from model.graph import DEFAULT_GRAPH, build_graph
+from model.graph.builder import build_graph
+from model.graph.options import DEFAULT_GRAPH
 from model.hub import resolve_model_dir
 from testkit.checkpoints import full_width_config, full_width_slice
 

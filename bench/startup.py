@@ -1,7 +1,7 @@
 """Process start to first completed token of `replit-lsp --prompt`, four ways.
 
 - first run: every cache empty, MAX's own included (a fresh XDG_CACHE_HOME), so MAX builds
-  its kernels and the Mojo package of `model/kernels/` before compiling the graph;
+  its kernels and the Mojo package of `model/graph/kernels/` before compiling the graph;
 - cold compile: an empty compiled-model cache with MAX's caches warm (a new model or version);
 - warm cache: the same compiled-model cache again, the compiled model read from it;
 - serialized: `--serialized-model-path` with an empty cache, which must not compile at all.

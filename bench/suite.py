@@ -25,7 +25,7 @@ from bench.report import markdown, write_report
 from bench.startup import measure_startup
 from bench.throughput_table import llama_cpp_available, measure_checkpoint
 from model.hub import resolve_model_dir
-from model.weights import ENCODINGS
+from model.weights.encodings import ENCODINGS
 from testkit.checkpoints import full_width_slice, make_random_checkpoint, weight_bytes
 
 WORK_DIR = Path.home() / ".cache" / "replit-lsp" / "bench"

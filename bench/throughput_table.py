@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from bench.runners import RemoteRunner, Runner
-from model.checkpoint import BLOCK_FORMATS
 from model.config import load_config
-from model.gguf_export import export_gguf, export_gguf_dir
+from model.weights.gguf_export import export_gguf, export_gguf_dir
+from model.weights.tensors import BLOCK_FORMATS
 
 # Cache positions left over beyond the longest prompt and its decoded tokens.
 SPARE_TOKENS = 8

@@ -19,7 +19,7 @@ from model.config import ConfigError
 from model.engine import EngineError, EngineOptions, OptionError
 from model.hub import DEFAULT_MODEL, ModelNotFoundError, local_model_dir, resolve_model_dir
 from model.sampling import SamplingParams
-from model.weights import ENCODINGS
+from model.weights.encodings import ENCODINGS
 
 log = logging.getLogger("replit_lsp")
 

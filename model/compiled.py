@@ -36,13 +36,9 @@ from max.engine import CompiledModel, InferenceSession, read
 from max.graph import DeviceRef
 
 from model.config import ModelConfig
-from model.graph import (
-    DEFAULT_GRAPH,
-    GRAPH_VERSION,
-    GraphOptions,
-    build_graphs,
-)
-from model.kernel_ops import kernels_digest
+from model.graph.builder import GRAPH_VERSION, build_graphs
+from model.graph.kernel_ops import kernels_digest
+from model.graph.options import DEFAULT_GRAPH, GraphOptions
 from model.progress import (
     COMPILING,
     LOADING_COMPILED,

@@ -25,27 +25,22 @@ from max.driver import CPU, Accelerator, Buffer, Device, accelerator_count
 from max.dtype import DType
 from max.engine import InferenceSession, Model
 
-from model.block_layout import group_rows
-from model.checkpoint import BLOCK_FORMATS, stored_shapes
 from model.compiled import default_cache_dir, obtain_compiled
 from model.config import ModelConfig, load_config
 from model.drafting import draft
 from model.generation import NoStop, StopRule, TextStream
-from model.graph import (
-    DECODE_GRAPH,
-    DEFAULT_GRAPH,
-    PREFILL_GRAPH,
-    VERIFY_GRAPH,
-    GraphOptions,
-    decodes_whole_blocks,
-    encoding_graph,
-)
+from model.graph.block_layout import group_rows
+from model.graph.builder import DECODE_GRAPH, PREFILL_GRAPH, VERIFY_GRAPH
+from model.graph.ops import decodes_whole_blocks
+from model.graph.options import DEFAULT_GRAPH, GraphOptions, encoding_graph
 from model.hub import model_name
 from model.progress import BINDING, READY, LoadProgress, ProgressCallback, ignore_progress
-from model.quantized_cache import load_quantized_weights
 from model.sampling import Sampler, SamplingParams
 from model.tokenizer import Tokenizer
-from model.weights import ENCODINGS, weight_files
+from model.weights.encodings import ENCODINGS
+from model.weights.files import weight_files
+from model.weights.quantized_cache import load_quantized_weights
+from model.weights.tensors import BLOCK_FORMATS, stored_shapes
 
 # Longest run of prompt tokens sent through the graph at once: bounds the attention score
 # tensor (heads x chunk x context) and lets other requests interleave with a long prefill.

@@ -16,11 +16,11 @@ import numpy as np
 from safetensors.numpy import save_file
 from tokenizers import Tokenizer
 
-from model.checkpoint import BLOCK_FORMATS, stored_shapes, weight_shapes
 from model.config import load_config, mpt_config_dict, parse_config
 from model.training.bpe import train_byte_level_bpe
 from model.training.export import save_bfloat16_safetensors, save_checkpoint, save_metadata
-from model.weights import float32_to_bfloat16_bits
+from model.weights.encodings import float32_to_bfloat16_bits
+from model.weights.tensors import BLOCK_FORMATS, stored_shapes, weight_shapes
 
 # The context length the tests run the tiny random checkpoint with.
 TINY_MAX_LENGTH = 256

@@ -8,9 +8,9 @@ import pytest
 
 from model.compiled import CompileError, SerializedModelError
 from model.engine import Engine, EngineOptions, relative_positions
-from model.gguf_export import export_gguf
-from model.graph import GraphOptions
+from model.graph.options import GraphOptions
 from model.sampling import SamplingParams
+from model.weights.gguf_export import export_gguf
 from testkit.checkpoints import TINY_MAX_LENGTH, make_random_checkpoint
 from testkit.reference import ReferenceMPT
 

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from model.config import ConfigError, load_config
-from model.gguf_export import export_gguf
 from model.tokenizer import Tokenizer, TokenizerError
-from model.weights import load_weights, weight_files
+from model.weights.files import weight_files
+from model.weights.gguf_export import export_gguf
+from model.weights.loading import load_weights
 
 
 def stdlib_source(lines: int = 400) -> str:
@@ -68,8 +69,8 @@ def test_gguf_alone_gives_the_tokenizer_of_tokenizer_json(tiny_model_dir, gguf_o
 def test_gguf_alone_gives_the_weights_of_safetensors(tiny_model_dir, gguf_only_dir):
     config = load_config(gguf_only_dir)
     for encoding in ("float32", "bfloat16"):
-        a = load_weights(tiny_model_dir, config, encoding)
-        b = load_weights(gguf_only_dir, config, encoding)
+        a = load_weights(tiny_model_dir, config, encoding).tensors
+        b = load_weights(gguf_only_dir, config, encoding).tensors
         assert all(np.array_equal(a[n], b[n]) for n in a), encoding
 
 

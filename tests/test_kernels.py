@@ -10,7 +10,7 @@ layouts of the test, demo and real models, at positions on both sides of the att
 blocks, and with products and caches large enough to be split across cores, against attention
 and the block written out in float64. The Q8_0 and Q4_0 kernels (`replit_qgemv`,
 `replit_qmatmul`, `replit_dequantize`), given GGUF's blocks regrouped as the engine binds
-them (`model.block_layout`), on ragged and real-width shapes against NumPy on the weights
+them (`model.graph.block_layout`), on ragged and real-width shapes against NumPy on the weights
 widened from the blocks' definition (`testkit.reference.dequantize_blocks`), within the error
 their two-part int8 activations allow.
 """
@@ -30,12 +30,11 @@ from max.dtype import DType
 from max.engine import InferenceSession, Model
 from max.graph import DeviceRef, Graph, Module, TensorType, TensorValue
 
-from model.block_layout import group_rows, grouped_rows
-from model.checkpoint import BLOCK_FORMATS, BLOCK_WEIGHTS, weight_shapes
 from model.compiled import graph_key
 from model.config import ModelConfig, load_config
-from model.graph import GraphOptions, cache_type
-from model.kernel_ops import (
+from model.graph.block_layout import group_rows, grouped_rows
+from model.graph.builder import cache_type
+from model.graph.kernel_ops import (
     KERNELS_DIR,
     decode_attention,
     decode_layer,
@@ -45,7 +44,9 @@ from model.kernel_ops import (
     quantized_gemv,
     quantized_matmul,
 )
-from model.weights import GGML_TYPES, bfloat16_bits_to_float32, float32_to_bfloat16_bits
+from model.graph.options import GraphOptions
+from model.weights.encodings import GGML_TYPES, bfloat16_bits_to_float32, float32_to_bfloat16_bits
+from model.weights.tensors import BLOCK_FORMATS, BLOCK_WEIGHTS, weight_shapes
 from testkit.reference import dequantize_blocks, gelu, layer_norm
 
 # (M, N, K): tiny, ragged, one SIMD vector plus one, a real-model row width, and weights over
@@ -188,7 +189,7 @@ def test_the_kernel_source_and_fusion_are_part_of_the_compiled_model_key(
     shutil.copytree(KERNELS_DIR, changed)
     with (changed / "gemv.mojo").open("a") as source:
         source.write("\n# changed\n")
-    monkeypatch.setattr("model.kernel_ops.KERNELS_DIR", changed)
+    monkeypatch.setattr("model.graph.kernel_ops.KERNELS_DIR", changed)
     changed_key = graph_key(config, DType.float32, CPU())
     assert changed_key != key
     unfused = GraphOptions(fused_block_bytes=0)  # which blocks are one kernel

@@ -1,6 +1,6 @@
 """The language server over llama.cpp's own OpenAI-compatible server: llama-cpp-python's
 `python -m llama_cpp.server` (which `make test` builds and installs) serving the bundled demo
-model exported to GGUF by `model/gguf_export.py`, and a real `replit-lsp --stdio
+model exported to GGUF by `model/weights/gguf_export.py`, and a real `replit-lsp --stdio
 --backend-url` in front of it, as a team that already runs llama.cpp would use it.
 
 Suggestions must equal the local engine's on the same model (greedy), where the server's own
@@ -68,9 +68,17 @@ CLIENT_LEFT = "Disconnected from client"
 
 @pytest.fixture(scope="module")
 def demo_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The README's command: `python -m model.gguf_export --model demo --out FILE`."""
+    """The README's command: `python -m model.weights.gguf_export --model demo --out FILE`."""
     out = tmp_path_factory.mktemp("gguf") / "replit-code-demo.gguf"
-    command = [sys.executable, "-m", "model.gguf_export", "--model", "demo", "--out", str(out)]
+    command = [
+        sys.executable,
+        "-m",
+        "model.weights.gguf_export",
+        "--model",
+        "demo",
+        "--out",
+        str(out),
+    ]
     subprocess.run(command, check=True, timeout=300, cwd=ROOT, env=SERVER_ENV)
     return out
 

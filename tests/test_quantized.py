@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from model.engine import Engine, EngineOptions, OptionError
-from model.gguf_export import export_gguf
-from model.quantized_cache import FROM_CACHE, FROM_CHECKPOINT, QUANTIZED_NOW
 from model.sampling import SamplingParams
-from model.weights import ENCODINGS
+from model.weights.encodings import ENCODINGS
+from model.weights.gguf_export import export_gguf
+from model.weights.quantized_cache import FROM_CACHE, FROM_CHECKPOINT, QUANTIZED_NOW
 from testkit.checkpoints import TINY_MAX_LENGTH, make_random_checkpoint
 from testkit.reference import ReferenceMPT
 from tests.test_engine import PROMPTS, relative_error

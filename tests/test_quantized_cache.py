@@ -13,8 +13,9 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from model.config import load_config
-from model.gguf_export import export_gguf_dir
-from model.quantized_cache import (
+from model.weights.gguf_export import export_gguf_dir
+from model.weights.loading import load_weights
+from model.weights.quantized_cache import (
     ABANDONED_SECONDS,
     FROM_CACHE,
     FROM_CHECKPOINT,
@@ -23,7 +24,6 @@ from model.quantized_cache import (
     WEIGHTS_FILE,
     load_quantized_weights,
 )
-from model.weights import load_weights
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ def test_a_float_checkpoint_is_quantized_once_and_read_back_after(checkpoint, tm
     assert len(entries(cache)) == 1
     again, source = load(checkpoint, cache, encoding)
     assert source == FROM_CACHE
-    direct = load_weights(checkpoint, load_config(checkpoint), encoding)
+    direct = load_weights(checkpoint, load_config(checkpoint), encoding).tensors
     assert_same_weights(first, direct)
     assert_same_weights(again, direct)
 
@@ -71,7 +71,7 @@ def test_a_changed_checkpoint_is_quantized_again_and_its_old_entry_dropped(check
     save_file(tensors, weights_file)
     changed, source = load(checkpoint, cache)
     assert source == QUANTIZED_NOW
-    assert_same_weights(changed, load_weights(checkpoint, load_config(checkpoint), "q8_0"))
+    assert_same_weights(changed, load_weights(checkpoint, load_config(checkpoint), "q8_0").tensors)
     assert len(entries(cache)) == 1 and entries(cache) != [old_entry]
 
 
@@ -92,7 +92,7 @@ def test_a_cache_that_cannot_be_written_costs_only_the_time(checkpoint, tmp_path
     not_a_directory.write_text("a file where the cache directory would be")
     weights, source = load(checkpoint, not_a_directory)
     assert source == QUANTIZED_NOW
-    assert_same_weights(weights, load_weights(checkpoint, load_config(checkpoint), "q8_0"))
+    assert_same_weights(weights, load_weights(checkpoint, load_config(checkpoint), "q8_0").tensors)
 
 
 def test_gguf_blocks_load_as_they_lie_and_a_float_gguf_is_cached(tiny_model_dir, tmp_path):

@@ -14,16 +14,16 @@ from gguf.quants import dequantize, quantize
 from safetensors.numpy import save_file
 
 from model.config import load_config
-from model.gguf_export import export_gguf
 from model.training.export import save_bfloat16_safetensors
-from model.weights import (
+from model.weights.encodings import (
     ENCODINGS,
     GGML_TYPES,
-    WeightsError,
     bfloat16_bits_to_float32,
     float32_to_bfloat16_bits,
-    load_weights,
 )
+from model.weights.files import WeightsError
+from model.weights.gguf_export import export_gguf
+from model.weights.loading import load_weights
 from testkit.checkpoints import make_random_checkpoint
 from testkit.reference import dequantize_blocks
 
@@ -64,8 +64,8 @@ def test_sharded_safetensors_equal_the_single_file(tiny_model_dir, tmp_path):
         save_file({n: tensors[n] for n in part}, str(sharded / file))
         weight_map.update({n: file for n in part})
     (sharded / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
-    single = load_weights(tiny_model_dir, config)
-    split = load_weights(sharded, config)
+    single = load_weights(tiny_model_dir, config).tensors
+    split = load_weights(sharded, config).tensors
     assert all(np.array_equal(single[n], split[n]) for n in single)
 
     (sharded / "model-00002-of-00002.safetensors").unlink()
@@ -78,8 +78,8 @@ def test_gguf_gives_the_same_tensors_as_safetensors(tiny_model_dir, tmp_path):
     gguf_dir = copy_meta(tiny_model_dir, tmp_path / "gguf")
     export_gguf(tiny_model_dir, gguf_dir / "model.gguf")
     for encoding in ("float32", "bfloat16"):
-        a = load_weights(tiny_model_dir, config, encoding)
-        b = load_weights(gguf_dir, config, encoding)
+        a = load_weights(tiny_model_dir, config, encoding).tensors
+        b = load_weights(gguf_dir, config, encoding).tensors
         assert all(np.array_equal(a[n], b[n]) for n in a), encoding
 
 
@@ -89,8 +89,8 @@ def test_bfloat16_checkpoints_load_in_both_encodings(tiny_model_dir, tmp_path):
     bf16_dir = copy_meta(tiny_model_dir, tmp_path / "bf16")
     bits = {n: float32_to_bfloat16_bits(v) for n, v in tensors.items()}
     save_bfloat16_safetensors(bf16_dir / "model.safetensors", bits)
-    as_bf16 = load_weights(bf16_dir, config, "bfloat16")
-    as_f32 = load_weights(bf16_dir, config, "float32")
+    as_bf16 = load_weights(bf16_dir, config, "bfloat16").tensors
+    as_f32 = load_weights(bf16_dir, config, "float32").tensors
     name = "transformer.blocks.0.attn.Wqkv.weight"
     assert np.array_equal(as_bf16[name], bits[name])
     assert np.array_equal(as_f32[name], bfloat16_bits_to_float32(bits[name]))
@@ -158,7 +158,8 @@ def test_pytorch_bin_equals_safetensors_in_float32_and_bfloat16(tiny_model_dir, 
     save_torch_bin(bin_dir / "pytorch_model.bin", tensors)
     for encoding in ENCODINGS:
         assert_same_weights(
-            load_weights(tiny_model_dir, config, encoding), load_weights(bin_dir, config, encoding)
+            load_weights(tiny_model_dir, config, encoding).tensors,
+            load_weights(bin_dir, config, encoding).tensors,
         )
 
     bf16_dir = copy_meta(tiny_model_dir, tmp_path / "bf16")
@@ -169,7 +170,8 @@ def test_pytorch_bin_equals_safetensors_in_float32_and_bfloat16(tiny_model_dir, 
     save_torch_bin(bf16_bin_dir / "pytorch_model.bin", tensors, "bfloat16")
     for encoding in ENCODINGS:
         assert_same_weights(
-            load_weights(bf16_dir, config, encoding), load_weights(bf16_bin_dir, config, encoding)
+            load_weights(bf16_dir, config, encoding).tensors,
+            load_weights(bf16_bin_dir, config, encoding).tensors,
         )
 
 
@@ -184,7 +186,9 @@ def test_sharded_pytorch_bin_equals_safetensors(tiny_model_dir, tmp_path):
         save_torch_bin(sharded / file, {n: tensors[n] for n in part})
         weight_map.update({n: file for n in part})
     (sharded / "pytorch_model.bin.index.json").write_text(json.dumps({"weight_map": weight_map}))
-    assert_same_weights(load_weights(tiny_model_dir, config), load_weights(sharded, config))
+    assert_same_weights(
+        load_weights(tiny_model_dir, config).tensors, load_weights(sharded, config).tensors
+    )
 
     (sharded / "pytorch_model-00002-of-00002.bin").unlink()
     with pytest.raises(WeightsError, match="shard pytorch_model-00002-of-00002.bin is missing"):
@@ -243,7 +247,9 @@ def test_pytorch_bin_cannot_change_what_the_loader_hands_it(tiny_model_dir, tmp_
 
     good = copy_meta(tiny_model_dir, tmp_path / "good")
     save_torch_bin(good / "pytorch_model.bin", read_tensors(tiny_model_dir))
-    assert_same_weights(load_weights(tiny_model_dir, config), load_weights(good, config))
+    assert_same_weights(
+        load_weights(tiny_model_dir, config).tensors, load_weights(good, config).tensors
+    )
 
 
 def test_damaged_or_unsupported_pytorch_bin_names_the_file(tiny_model_dir, tmp_path):
@@ -281,22 +287,22 @@ def test_pytorch_bin_loads_with_torch_not_importable(tiny_model_dir, tmp_path):
         "sys.modules['torch'] = None  # any import of torch now fails\n"
         "import numpy as np\n"
         "from model.config import load_config\n"
-        "from model.weights import load_weights\n"
+        "from model.weights.loading import load_weights\n"
         f"d = {str(bin_dir)!r}\n"
-        f"np.savez({str(out)!r}, **load_weights(d, load_config(d)))\n"
+        f"np.savez({str(out)!r}, **load_weights(d, load_config(d)).tensors)\n"
     )
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": str(root)}
     subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=120)
     with np.load(out) as loaded:
-        assert_same_weights(load_weights(tiny_model_dir, config), dict(loaded))
+        assert_same_weights(load_weights(tiny_model_dir, config).tensors, dict(loaded))
 
 
 def test_weights_as_the_file_holds_them_are_writable_views_of_its_mapping(tiny_model_dir):
     """MAX binds a writable array where it lies and copies a read-only one: the views of the
     file's pages are copy-on-write, so a restart copies nothing and the file stays as it is."""
     config = load_config(tiny_model_dir)
-    weights = load_weights(tiny_model_dir, config)
+    weights = load_weights(tiny_model_dir, config).tensors
     assert all(not array.flags.owndata and array.flags.writeable for array in weights.values())
     name = next(iter(weights))
     before = (tiny_model_dir / "model.safetensors").read_bytes()
@@ -320,7 +326,7 @@ def test_block_layouts_are_those_gguf_writes_and_reads(tiny_model_dir, tmp_path,
     format's definition, equals the gguf package's."""
     config = load_config(tiny_model_dir)
     tensors = read_tensors(tiny_model_dir)
-    loaded = load_weights(tiny_model_dir, config, encoding)
+    loaded = load_weights(tiny_model_dir, config, encoding).tensors
     name = "transformer.blocks.1.ffn.down_proj.weight"
     assert loaded[name].dtype == np.uint8
     assert np.array_equal(loaded[name], quantize(tensors[name], GGML_TYPES[encoding]))
@@ -331,9 +337,9 @@ def test_block_layouts_are_those_gguf_writes_and_reads(tiny_model_dir, tmp_path,
     kinds = {t.name: t.tensor_type for t in reader.tensors}
     assert kinds["token_embd.weight"] == kinds["blk.0.ffn_down.weight"] == GGML_TYPES[encoding]
     assert kinds["output_norm.weight"] == gguf.GGMLQuantizationType.F32
-    from_gguf = load_weights(gguf_dir, config, encoding)
+    from_gguf = load_weights(gguf_dir, config, encoding).tensors
     assert all(np.array_equal(loaded[n], from_gguf[n]) for n in loaded)
-    widened = load_weights(gguf_dir, config, "float32")
+    widened = load_weights(gguf_dir, config, "float32").tensors
     for n, blocks in loaded.items():
         if blocks.ndim == 2:
             expected = dequantize(blocks, GGML_TYPES[encoding]).reshape(widened[n].shape)

@@ -1,66 +1,34 @@
-"""The Replit Code (MPT) forward pass as one MAX Graph, with an in-place KV cache.
+"""How a graph is traced: one set of ops per path, chosen once by `graph_ops`.
 
-One graph serves both prefill and decode: `seq_len` (new tokens), `total_len` (cached plus new
-tokens) and the cache capacity are symbolic, so a single compiled model runs any prompt length
-and any context length. Each layer's K and V live in preallocated buffers that the graph writes
-at `[start, start + seq_len)` and reads back as `[0, total_len)`; nothing is concatenated or
-copied back to the host between steps. Only the last position's logits leave the graph.
-
-On the CPU a second graph, fixed to one new token, serves decode with the kernels of
-`model/kernels/`: every `x @ W.T` there is a one-row product, which MAX's built-in matmul runs
-far below memory bandwidth, so they call `replit_gemv` (or, for bfloat16 weights on a CPU
-with AVX-512 BF16, `replit_matmul`, whose bfloat16 dot products stream them faster), and each
-layer's attention is one
-`replit_decode_attention` call instead of about ten small ops. A small model's block is one
-`replit_decode_layer` call instead (its products, attention, layer norms and GELU), since
+The GPU, and the CPU with its kernels off, trace with MAX's built-in ops only. On the CPU
+the decode graph, fixed to one new token, uses the kernels of `model/graph/kernels/`: every
+`x @ W.T` there is a one-row product, which MAX's built-in matmul runs far below memory
+bandwidth, so they call `replit_gemv` (or, for bfloat16 weights on a CPU with AVX-512 BF16,
+`replit_matmul`, whose bfloat16 dot products stream them faster), and each layer's attention
+is one `replit_decode_attention` call instead of about ten small ops. A small model's block is
+one `replit_decode_layer` call instead (its products, attention, layer norms and GELU), since
 launching an op costs about as much as its arithmetic. Prefill keeps the built-in ops (faster
 for many rows) except for the one-row logits head and, with bfloat16 weights, the products,
-which `replit_matmul` computes from the weights as they lie. Both graphs live in one `Module`,
-compiled together and bound to the same weights. Weights in llama.cpp's Q8_0 or Q4_0 blocks
-(`GraphOptions.block_format`) take the kernels of `model/kernels/quantized.mojo` for every
-product and the embedding's rows, in both graphs.
-
-A third graph, VERIFY_GRAPH, checks a speculative draft: the last accepted token and up to a
-few drafted ones go through the cache as in prefill, and it returns the logits of every row,
-so one run tells how many drafted tokens the model would have chosen itself. On the CPU its
-products are all `replit_matmul`, which reads each weight once for all rows: a run of a few
-rows then costs about one decode step.
+which `replit_matmul` computes from the weights as they lie. Weights in llama.cpp's Q8_0 or
+Q4_0 blocks (`GraphOptions.block_format`) take the kernels of
+`model/graph/kernels/quantized.mojo` for every product and the embedding's rows, in every
+graph. The verify graph's products are all `replit_matmul`, which reads each weight once for
+all rows: a run of a few rows then costs about one decode step.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from max.driver import Device
 from max.dtype import DType
-from max.graph import (
-    BufferType,
-    BufferValue,
-    DeviceRef,
-    Graph,
-    Module,
-    TensorType,
-    TensorValue,
-    Weight,
-    ops,
-)
+from max.graph import BufferValue, DeviceRef, TensorValue, Weight, ops
 
-from model.block_layout import grouped_rows, grouped_shape
-from model.checkpoint import (
-    BLOCK_FORMATS,
-    BLOCK_WEIGHTS,
-    EMBEDDING,
-    FINAL_NORM,
-    BlockFormat,
-    block_shapes,
-    block_tensor_name,
-    stored_shapes,
-    weight_shapes,
-)
 from model.config import ModelConfig
-from model.kernel_ops import (
+from model.graph.block_layout import grouped_rows, grouped_shape
+from model.graph.kernel_ops import (
     KERNEL_HEAD_DIM_MULTIPLE,
     KERNELS_DIR,
     decode_attention,
@@ -71,66 +39,17 @@ from model.kernel_ops import (
     quantized_gemv,
     quantized_matmul,
 )
-
-# Bump when the graph below changes in a way the compiled-model cache must notice.
-GRAPH_VERSION = 12
-
-# Blocks up to this size (the last-level cache here) run as one `replit_decode_layer` call:
-# the demo model's decode graph went from 1.46 to 0.97 ms a step so, where its ops' launches
-# had cost about as much as its arithmetic. A full-width block (hundreds of MB) measured
-# slower as one call (bfloat16 slice step 44.7 -> 48.9 ms), so it keeps one op per product.
-FUSED_BLOCK_BYTES = 32 << 20
-PREFILL_GRAPH = "replit_mpt"
-DECODE_GRAPH = "replit_mpt_decode"
-VERIFY_GRAPH = "replit_mpt_verify"
-
-
-def cpu_has_bf16_dot() -> bool:
-    """Whether this CPU has AVX-512 BF16, where `replit_matmul` runs bfloat16 weights at about
-    twice the float32 rate and one-row products faster than `replit_gemv`; elsewhere it widens
-    them in registers (about MAX's float32 rate).
-    """
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            return any(
-                line.startswith("flags") and "avx512_bf16" in line.split() for line in cpuinfo
-            )
-    except OSError:
-        return False
-
-
-@dataclass(frozen=True)
-class GraphOptions:
-    """The choices that shape the compiled graphs beyond the config, dtype and device.
-
-    They are part of the compiled-model key, so that models built with other choices (for
-    comparison, or to test each decode path on a small model) never share a cache entry.
-    """
-
-    cpu_kernels: bool = True  # the Mojo kernels of KERNELS_DIR on the CPU; else built-in ops
-    fused_block_bytes: int = FUSED_BLOCK_BYTES  # decode blocks up to this size as one kernel
-    # One-row products of bfloat16 weights by `replit_matmul`'s `vdpbf16ps` tiles rather than
-    # `replit_gemv`: 3B shapes, 4 copies each, alternating: 23-28 -> 30-32 GB/s.
-    bfloat16_dot: bool = field(default_factory=cpu_has_bf16_dot)
-    # The weight matrices in these llama.cpp blocks (a key of BLOCK_FORMATS), the norms in
-    # float32; None: every weight in the graph's dtype.
-    block_format: str | None = None
-
-
-DEFAULT_GRAPH = GraphOptions()
-
-
-def encoding_graph(encoding: str, options: GraphOptions) -> tuple[DType, GraphOptions]:
-    """The graph dtype and options for weights in `encoding` (one of model.weights.ENCODINGS):
-    a block encoding keeps its float tensors (the norms) in float32."""
-    if encoding in BLOCK_FORMATS:
-        return DType.float32, replace(options, block_format=encoding)
-    return (DType.bfloat16 if encoding == "bfloat16" else DType.float32), options
-
-
-def cache_type(config: ModelConfig, device: DeviceRef) -> BufferType:
-    """One layer's K or V cache: [kv_n_heads, capacity, head_dim] float32, capacity symbolic."""
-    return BufferType(DType.float32, [config.kv_n_heads, "capacity", config.head_dim], device)
+from model.graph.options import GraphOptions
+from model.weights.tensors import (
+    BLOCK_FORMATS,
+    BLOCK_WEIGHTS,
+    EMBEDDING,
+    BlockFormat,
+    block_shapes,
+    block_tensor_name,
+    stored_shapes,
+    weight_shapes,
+)
 
 
 @dataclass(frozen=True)
@@ -264,8 +183,8 @@ class KernelProductOps(BuiltinOps):
             return x @ w.T
         # bfloat16 weights as they lie: about twice MAX's float32 matmul where the CPU has
         # AVX-512 BF16 (3B shapes, 128-512 rows). Widening the weights with `ops.cast`
-        # instead let MAX fold a float32 copy of every weight at load (19.3 GB resident for
-        # the 6.6 GB model).
+        # instead let MAX fold a float32 copy of every weight at load, three times the
+        # bfloat16 model's memory.
         return matmul(x, w)
 
 
@@ -319,7 +238,7 @@ def decodes_whole_blocks(
 
 class QuantizedKernelOps(KernelProductOps):
     """The CPU graphs of weights in Q8_0 or Q4_0 blocks (uint8 tensors of `stored_shapes`, in
-    the kernels' groups of 16 rows: `model.block_layout`).
+    the kernels' groups of 16 rows: `model.graph.block_layout`).
 
     Every product reads the blocks as they lie: `replit_qgemv` for one row, `replit_qmatmul`
     for many (it unpacks one panel of rows per core at a time, so no widened copy of a weight
@@ -399,79 +318,5 @@ def graph_ops(
 
 
 def module_extensions(device: DeviceRef, options: GraphOptions) -> list[Path]:
-    """The kernel packages that `build_module` uses; `session.compile` needs them too."""
+    """The kernel packages that `build_graphs` uses; `session.compile` needs them too."""
     return [KERNELS_DIR] if options.cpu_kernels and device.is_cpu() else []
-
-
-def build_graphs(
-    config: ModelConfig, dtype: DType, device: DeviceRef, options: GraphOptions
-) -> Graph:
-    """The graphs to compile together: PREFILL_GRAPH and VERIFY_GRAPH always, DECODE_GRAPH
-    on the CPU.
-
-    Returns the last graph built, whose `module` holds them all: `session.compile` of that
-    graph compiles the module with the kernel declarations the graphs already loaded, so the
-    compiler does not load every kernel package again (about a third of a small module's
-    compile time here). On a GPU (or with `cpu_kernels` off) the prefill graph serves decode
-    too. Call it on the thread that imported MAX: MLIR's current context is per thread, and
-    `Module` (unlike `Graph`) does not enter MAX's default context on other threads.
-    """
-    module = Module()
-    build_graph(config, dtype, device, options, module=module)
-    if module_extensions(device, options):
-        build_graph(config, dtype, device, options, module=module, decode=True)
-    return build_graph(config, dtype, device, options, module=module, verify=True)
-
-
-def build_graph(
-    config: ModelConfig,
-    dtype: DType,
-    device: DeviceRef,
-    options: GraphOptions,
-    *,
-    module: Module | None = None,
-    decode: bool = False,
-    verify: bool = False,
-) -> Graph:
-    """Traces the model for `config` with weights in `dtype` on `device`.
-
-    Inputs: `tokens` [seq_len] int64; `start` (host scalar) the cache position of the first new
-    token; `rel_pos` [seq_len, total_len] float32 (key minus query position, -inf when masked);
-    then the K and V cache buffers of each layer, [kv_n_heads, capacity, head_dim] float32.
-    Output: float32 logits [vocab_size] of the last new token. With `decode`, seq_len is 1 and
-    the graph is named DECODE_GRAPH (whose `rel_pos` the kernel path leaves unread). With
-    `verify`, it is VERIFY_GRAPH and outputs the logits of every new token, [seq_len,
-    vocab_size]. Which ops trace it is `graph_ops`'s choice.
-    """
-    b = graph_ops(config, dtype, device, options, decode=decode, verify=verify)
-    seq_len: int | str = 1 if decode else "seq_len"
-    name = DECODE_GRAPH if decode else VERIFY_GRAPH if verify else PREFILL_GRAPH
-    input_types = [
-        TensorType(DType.int64, [seq_len], device),
-        TensorType(DType.int64, [1], DeviceRef.CPU()),
-        TensorType(DType.float32, [seq_len, "total_len"], device),
-        *[cache_type(config, device)] * (2 * config.n_layers),
-    ]
-    with Graph(
-        name,
-        input_types=input_types,
-        custom_extensions=module_extensions(device, options),
-        module=module,
-    ) as graph:
-        tokens, start, rel_pos, *caches = graph.inputs
-        tokens, start, rel_pos = tokens.tensor, start.tensor, rel_pos.tensor
-        end = start + ops.shape_to_tensor([tokens.shape[0]])
-        start, end = start.reshape([]), end.reshape([])
-
-        h = b.embed(tokens)
-        for n in range(config.n_layers):
-            cache = LayerCache(start, end, rel_pos, caches[2 * n].buffer, caches[2 * n + 1].buffer)
-            h = b.block(h, n, cache)
-
-        if verify:
-            logits = b.linear(b.layer_norm(h, FINAL_NORM), EMBEDDING)
-        else:
-            last = b.layer_norm(h[(slice(-1, None), 1), :], FINAL_NORM)
-            logits = b.linear(last, EMBEDDING, one_row=True).reshape([config.vocab_size])
-        graph.output(logits)
-    return graph

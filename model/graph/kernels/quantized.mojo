@@ -8,7 +8,7 @@ A block is 32 consecutive weights of a row: a float16 scale d, then its quants. 
 values q, weight q * d. Q4_0: 16 bytes, byte j holding weight j in its low nibble and weight
 j + 16 in its high nibble, each an unsigned 4-bit n with weight (n - 8) * d. GGUF stores a
 matrix W[N, K] as each row's K / 32 blocks in order; the kernels take the same bytes
-interleaved in groups of GROUP_ROWS (16) rows (`model/block_layout.py` lays them out as
+interleaved in groups of GROUP_ROWS (16) rows (`model/graph/block_layout.py` lays them out as
 weights load): for each group and each block of its rows, the 16 rows' scales, then for each
 4 bytes of a block's quants the 16 rows' 4 bytes side by side (64 bytes: Q8_0 has 8 such
 vectors a block, Q4_0 4). A uint8 tensor [N rounded up to 16, K / 32 * block bytes], the

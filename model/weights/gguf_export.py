@@ -1,7 +1,7 @@
 """Writes a checkpoint as GGUF in the MPT layout that llama.cpp loads.
 
 Used to run llama.cpp on exactly the weights this project runs (benchmarks, and a team's
-llama.cpp server: `python -m model.gguf_export --model demo --out demo.gguf`), and to test
+llama.cpp server: `python -m model.weights.gguf_export --model demo --out demo.gguf`), and to test
 the GGUF loader against the safetensors one.
 """
 
@@ -16,11 +16,12 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from model.checkpoint import gguf_name
 from model.config import load_config
 from model.hub import DEFAULT_MODEL, resolve_model_dir
 from model.tokenizer import Tokenizer
-from model.weights import GGML_TYPES, bfloat16_bits_to_float32, load_weights
+from model.weights.encodings import GGML_TYPES, bfloat16_bits_to_float32
+from model.weights.loading import load_weights
+from model.weights.tensors import gguf_name
 
 FILE_TYPES = {
     "float32": gguf.LlamaFileType.ALL_F32,
@@ -82,7 +83,7 @@ def export_gguf(model_dir: Path, out_path: Path, encoding: str = "float32") -> P
     float32."""
     model_dir, out_path = Path(model_dir), Path(out_path)
     config = load_config(model_dir)
-    weights = load_weights(model_dir, config, encoding)
+    weights = load_weights(model_dir, config, encoding).tensors
     writer = gguf.GGUFWriter(str(out_path), "mpt")
     writer.add_name(model_dir.name)
     writer.add_context_length(config.max_seq_len)
@@ -122,7 +123,7 @@ def export_gguf_dir(model_dir: Path, out_dir: Path, encoding: str) -> Path:
 def main(argv: list[str] | None = None) -> int:
     """The command line: a checkpoint named as `replit-lsp` names it, written as one GGUF."""
     parser = argparse.ArgumentParser(
-        prog="python -m model.gguf_export",
+        prog="python -m model.weights.gguf_export",
         description="Write a checkpoint as the GGUF file that llama.cpp's servers load.",
     )
     parser.add_argument("--weight-path", help="model directory in Hugging Face layout, or repo id")

@@ -29,11 +29,12 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from model.checkpoint import BLOCK_FORMATS
 from model.config import ModelConfig
-from model.gguf_export import add_tensors
 from model.progress import READING, LoadProgress, ProgressCallback, ignore_progress
-from model.weights import WeightsError, load_weights, weight_files
+from model.weights.files import WeightsError, weight_files
+from model.weights.gguf_export import add_tensors
+from model.weights.loading import load_weights
+from model.weights.tensors import BLOCK_FORMATS
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ def load_quantized_weights(
     Returns the weights and where they came from: FROM_CHECKPOINT, QUANTIZED_NOW or FROM_CACHE.
     """
     if encoding not in BLOCK_FORMATS:
-        weights = load_weights(model_dir, config, encoding, progress=progress)
+        weights = load_weights(model_dir, config, encoding, progress=progress).tensors
         return weights, FROM_CHECKPOINT
     facts = _file_facts(weight_files(Path(model_dir)))
     entry = Path(cache_dir) / f"{_key(facts, encoding)}.{encoding}"
@@ -136,21 +137,20 @@ def load_quantized_weights(
         message = f"reading the {encoding} weights quantized at an earlier start: {entry}"
         progress(LoadProgress(READING, message))
         try:
-            weights = load_weights(entry, config, encoding, progress=progress)
+            weights = load_weights(entry, config, encoding, progress=progress).tensors
         except WeightsError as error:
             progress(LoadProgress(READING, f"quantizing again: unreadable {entry} ({error})"))
             shutil.rmtree(entry, ignore_errors=True)
         else:
             os.utime(entry)  # most recently used
             return weights, FROM_CACHE
-    quantized: list[str] = []
-    weights = load_weights(model_dir, config, encoding, progress=progress, quantized=quantized)
-    if not quantized:  # a GGUF in the encoding's blocks: read as it lies, nothing to keep
-        return weights, FROM_CHECKPOINT
+    loaded = load_weights(model_dir, config, encoding, progress=progress)
+    if not loaded.quantized:  # a GGUF in the encoding's blocks: read as it lies, nothing to keep
+        return loaded.tensors, FROM_CHECKPOINT
     progress(LoadProgress(READING, f"saving the {encoding} weights for the next start: {entry}"))
     try:
-        _save(entry, weights, encoding, facts)
+        _save(entry, loaded.tensors, encoding, facts)
         _prune(entry.parent, keep=entry)
     except OSError as error:
         log.warning("could not keep the %s weights in %s: %s", encoding, entry, error)
-    return weights, QUANTIZED_NOW
+    return loaded.tensors, QUANTIZED_NOW

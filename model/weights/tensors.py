@@ -96,7 +96,8 @@ QUANT_BLOCK = 32
 @dataclass(frozen=True)
 class BlockFormat:
     """A llama.cpp block quantization the kernels read: 32 weights a block, a float16 scale
-    first, then the quants of `bits` bits each (`model/kernels/quantized.mojo` has the layout).
+    first, then the quants of `bits` bits each (`model/graph/kernels/quantized.mojo` has the
+    layout).
     """
 
     name: str  # the encoding's name, GGUF's type name in lower case

@@ -1,4 +1,4 @@
-"""The Mojo kernels of `model/kernels/` as MAX graph ops, for the CPU graphs.
+"""The Mojo kernels of `model/graph/kernels/` as MAX graph ops, for the CPU graphs.
 
 A graph that calls any of them must list KERNELS_DIR in its `custom_extensions`; MAX builds
 the sources into a package when the graph is compiled.
@@ -38,7 +38,7 @@ def gemv(x: TensorValue, w: TensorValue) -> TensorValue:
     return ops.custom("replit_gemv", x.device, [x, w], [out_type])[0].tensor
 
 
-# What `replit_matmul`'s scratch adds to each row of x (ROW_PAD in model/kernels/matmul.mojo).
+# What `replit_matmul`'s scratch adds to each row of x (ROW_PAD in model/graph/kernels/matmul.mojo).
 MATMUL_ROW_PAD = 32
 
 
@@ -119,7 +119,7 @@ def _block_product(kernel: str, x: TensorValue, w: TensorValue, bits: int) -> Te
 def quantized_gemv(x: TensorValue, w: TensorValue, bits: int) -> TensorValue:
     """x[M, K] @ W.T in float32 by `replit_qgemv`, W uint8 [N, K / 32 * block bytes] in Q8_0
     (`bits` 8) or Q4_0 (`bits` 4) blocks, in the kernels' groups of 16 rows
-    (`model.block_layout`): [M, N] with N a multiple of 16. Built for M == 1; the graph
+    (`model.graph.block_layout`): [M, N] with N a multiple of 16. Built for M == 1; the graph
     calling it must list KERNELS_DIR in its `custom_extensions`.
     """
     return _block_product("replit_qgemv", x, w, bits)

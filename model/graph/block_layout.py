@@ -5,7 +5,7 @@ of W at a time, one per int32 lane of an AVX-512 `vpdpbusd`, so they take the sa
 regrouped: for each group of 16 rows and each block index, the 16 rows' float16 scales, then
 for each 4 bytes of the block's quants the 16 rows' 4 bytes side by side. A vector load then
 holds 16 rows' products with 4 values of x, and a block's scaling is one vector op for 16 rows
-(`model/kernels/quantized.mojo` reads it). The rows are padded with zero blocks to a multiple
+(`model/graph/kernels/quantized.mojo` reads it). The rows are padded with zero blocks to a multiple
 of 16, so a product's result has that many columns; the bytes are the same in number
 otherwise. Regrouping is a copy as the weights are bound, 1.0-2.3 GB/s here (1-3 s for the 3B
 model; moved a byte at a time and a whole matrix per copy it was 0.4 GB/s); GGUF's own layout
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from model.checkpoint import BlockFormat
+from model.weights.tensors import BlockFormat
 
 GROUP_ROWS = 16
 # Bytes of quants that one lane of a vector holds: `vpdpbusd` sums four products per lane.
