@@ -49,7 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="replit-lsp",
         description="Inline code completions from a local Replit Code v1.5 model on MAX.",
     )
-    mode = parser.add_argument_group("what to run")
+    mode = parser.add_argument_group(
+        "what to run",
+        "--prompt alone; or the language server (--stdio or --tcp, port 2087), "
+        "the HTTP endpoint (--serve, port 8000), or one of each sharing one model",
+    )
     mode.add_argument("--prompt", help="complete this text once, stream it to stdout and exit")
     mode.add_argument("--stdio", action="store_true", help="language server over stdin/stdout")
     mode.add_argument("--tcp", action="store_true", help="language server over TCP")
@@ -273,13 +277,23 @@ def run(args: argparse.Namespace) -> int:
             host=args.host,
             port=lsp_port,
         )
-    assert http is not None
-    http.serve_forever()
+    elif http is not None:
+        http.serve_forever()
     return 0
 
 
+def check_modes(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuses modes that cannot run together, instead of silently picking one."""
+    if args.stdio and args.tcp:
+        parser.error("--stdio and --tcp cannot be combined: the language server has one transport")
+    if args.prompt is not None and (args.stdio or args.tcp or args.serve):
+        parser.error("--prompt completes once and exits: give it without --stdio, --tcp or --serve")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_modes(parser, args)
     logging.basicConfig(
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),
         stream=sys.stderr,

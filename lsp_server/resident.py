@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from lsp_server.feedback import Feedback
@@ -31,6 +33,27 @@ def build_generator(options: Options, progress: ProgressCallback) -> TextGenerat
     if isinstance(options, RemoteOptions):
         return RemoteEngine(options, progress)
     return Engine(options, progress)
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    """The resident model's state as every front door's status answer gives it, built in one
+    place so that `replitLsp/status` and `/health` cannot disagree."""
+
+    state: str
+    message: str
+    stage: str
+    percent: int | None
+    pid: int
+    loads: int
+    engine_id: int | None  # the same in every front door: they share one engine
+    suggestions: dict[str, Any]
+    counters: dict[str, Any]  # what the engine has computed; empty until it is loaded
+
+    def fields(self) -> dict[str, Any]:
+        """The status as JSON fields, the engine's counters among them."""
+        fields = asdict(self)
+        return fields | fields.pop("counters")
 
 
 class ResidentModel:
@@ -81,6 +104,20 @@ class ResidentModel:
         """What the model is doing, or why a loaded one cannot generate now."""
         problem = self.engine.problem if self.engine is not None else None
         return problem or self.progress.message
+
+    def status(self) -> ModelStatus:
+        engine = self.engine
+        return ModelStatus(
+            state=self.state,
+            message=self.last_message,
+            stage=self.progress.stage,
+            percent=self.progress.percent,
+            pid=os.getpid(),
+            loads=self.loads,
+            engine_id=None if engine is None else id(engine),
+            suggestions=self.feedback.snapshot(),
+            counters={} if engine is None else asdict(engine.counters),
+        )
 
     def use_backend(self, url: str, model: str | None) -> str | None:
         """Sends completions to the server at `url`, as an editor setting asks: before loading

@@ -115,3 +115,18 @@ def test_bad_backend_fields_are_refused_by_the_parser(fields, message):
     assert result.returncode == 2
     assert f"argument --backend-fields: {message}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--stdio", "--tcp"], "--stdio and --tcp cannot be combined"),
+        (["--prompt", PROMPT, "--stdio"], "--prompt completes once and exits"),
+        (["--prompt", PROMPT, "--serve"], "--prompt completes once and exits"),
+    ],
+)
+def test_conflicting_modes_are_refused_by_the_parser(args, message):
+    result = run_cli(*args, timeout=120)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr

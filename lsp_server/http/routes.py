@@ -4,10 +4,8 @@ shared prelude, and its result back through the endpoint's response shapes."""
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import asdict
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -97,22 +95,13 @@ def create_app(service: Service, api_key: str | None, max_body_bytes: int) -> Fa
     async def health() -> JSONResponse:
         resident = service.resident
         engine = resident.engine
-        body: dict[str, Any] = {
-            "state": resident.state,
-            "message": resident.last_message,
-            "stage": resident.progress.stage,
-            "percent": resident.progress.percent,
-            "pid": os.getpid(),
-            "loads": resident.loads,
-            "suggestions": resident.feedback.snapshot(),
-        }
+        body = resident.status().fields()
         if engine is None:
             return JSONResponse(body, status_code=503, headers=RETRY)
         gate = service.admission(engine)
         counters = service.counters
         body |= {
             "model": engine.model_name,
-            "engine_id": id(engine),
             "compile_source": engine.compile_source,
             "weights_source": engine.weights_source,
             "load_seconds": round(engine.load_seconds, 3),
@@ -123,7 +112,6 @@ def create_app(service: Service, api_key: str | None, max_body_bytes: int) -> Fa
             "rejected": counters.rejected,
             "disconnected": counters.disconnected,
             "generated_tokens": counters.generated_tokens,
-            **asdict(engine.counters),
         }
         # A proxy whose backend is down is not a healthy server.
         return JSONResponse(body, status_code=200 if resident.state == "ready" else 503)

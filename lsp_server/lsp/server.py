@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from lsprotocol import types
@@ -357,24 +357,12 @@ class CompletionServer(LanguageServer):
     def status(self, params: Any = None) -> dict[str, Any]:
         """The model's state; with `{"textDocument": {"uri": ...}}`, also that document's
         digest (null when it is not open), so a client can check both copies agree."""
-        engine = self.resident.engine
         document: dict[str, Any] = {}
         uri = getattr(getattr(params, "textDocument", None), "uri", None)
         if isinstance(uri, str):
             open_document = self.protocol.documents.get(uri)
             document["document"] = open_document.digest() if open_document else None
-        return {
-            **document,
-            "state": self.resident.state,
-            "message": self.resident.last_message,
-            "stage": self.resident.progress.stage,
-            "percent": self.resident.progress.percent,
-            "engine_id": id(engine) if engine is not None else None,
-            "pid": os.getpid(),
-            "completions": self.completions.count,
-            "suggestions": self.resident.feedback.snapshot(),
-            **(asdict(engine.counters) if engine is not None else {}),
-        }
+        return document | self.resident.status().fields() | {"completions": self.completions.count}
 
 
 def build_server(
