@@ -20,8 +20,9 @@ import torch
 from tokenizers import Tokenizer
 
 from model.training.bpe import EOS_TOKEN
+from model.training.corpus import stdlib_sources
 from model.training.mpt_torch import MPTForCausalLM, load_model
-from model.training.train_demo import split_sources, stdlib_sources, token_stream
+from model.training.train_demo import split_sources, token_stream
 
 SAMPLE_PROMPTS = [
     "def fibonacci(n):",

@@ -20,7 +20,6 @@ import json
 import math
 import os
 import sys
-import sysconfig
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,11 +31,10 @@ from tokenizers import Tokenizer
 
 from model.config import mpt_config_dict, parse_config
 from model.training.bpe import EOS_TOKEN, train_byte_level_bpe
+from model.training.corpus import stdlib_sources
 from model.training.export import save_checkpoint
 from model.training.mpt_torch import MPTForCausalLM, count_parameters
 
-EXCLUDED_DIRS = {"test", "tests", "idle_test", "site-packages", "__pycache__"}
-MAX_FILE_BYTES = 256 * 1024  # only pydoc_data/topics.py is larger: prose, not code
 VALIDATION_FRACTION = 20  # one file in 20 is held out
 
 
@@ -59,24 +57,6 @@ class TrainArgs:
     eval_every: int = 100
     eval_chunks: int = 32
     bf16: bool = True
-
-
-def stdlib_sources(root: Path | None = None) -> list[tuple[str, str]]:
-    """(relative path, text) of the standard library's .py files, sorted so every run sees the
-    same corpus in the same order."""
-    root = Path(root or sysconfig.get_paths()["stdlib"])
-    sources = []
-    for path in sorted(root.rglob("*.py")):
-        rel = path.relative_to(root)
-        if EXCLUDED_DIRS.intersection(rel.parts[:-1]) or path.stat().st_size > MAX_FILE_BYTES:
-            continue
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (UnicodeDecodeError, OSError):
-            continue
-        if text.strip():
-            sources.append((rel.as_posix(), text))
-    return sources
 
 
 def is_validation(rel_path: str) -> bool:
