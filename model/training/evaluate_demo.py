@@ -75,10 +75,32 @@ def next_line_cases(
         line_start = sum(len(line) for line in text.splitlines(keepends=True)[:number])
         line = text.splitlines()[number]
         code_start = line_start + len(line) - len(line.lstrip())
-        offsets = tokenizer.encode(text, add_special_tokens=False).offsets
-        cut = max((end for _, end in offsets if end <= code_start), default=0)
+        cut = prompt_cut(tokenizer.encode(text, add_special_tokens=False).offsets, code_start)
         cases.append((text[:cut], text[cut : line_start + len(line)]))
     return cases
+
+
+def prompt_cut(offsets: list[tuple[int, int]], code_start: int) -> int:
+    """The last token boundary at or before the line's first code character: where an editor's
+    prompt ends once the tokenizer has merged the newline with the indentation before it."""
+    return max((end for _, end in offsets if end <= code_start), default=0)
+
+
+def edit_similarity(completion: str, target: str) -> float:
+    """1 - Levenshtein distance / the longer length, over characters, trailing whitespace
+    ignored: 1.0 for an exact line, near 0 for an unrelated one."""
+    a, b = completion.rstrip(), target.rstrip()
+    if not a and not b:
+        return 1.0
+    previous = list(range(len(b) + 1))
+    for i, char in enumerate(a, 1):
+        current = [i]
+        for j, other in enumerate(b, 1):
+            current.append(
+                min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char != other))
+            )
+        previous = current
+    return 1.0 - previous[-1] / max(len(a), len(b))
 
 
 def greedy_text(
