@@ -1,9 +1,11 @@
-"""Measures the demo model on standard library files it never saw, and prints Markdown.
+"""Measures the demo model on code it never saw (CPython's Lib/test and the corpus's held-out
+packages), and prints Markdown.
 
     python -m model.training.evaluate_demo model/assets/replit-code-demo
 
 Three views of quality: mean held-out loss (comparable across runs with the same tokenizer),
-next-line exact match inside functions (the product's actual use: complete the current line),
+next-line exact match and edit similarity inside functions (the product's actual use: complete
+the current line),
 and a few greedy completions to read. Everything is deterministic.
 """
 
@@ -11,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import math
 import random
 from pathlib import Path
 
@@ -20,8 +21,9 @@ import torch
 from tokenizers import Tokenizer
 
 from model.training.bpe import EOS_TOKEN
+from model.training.corpus import load_split, stdlib_test_sources
 from model.training.mpt_torch import MPTForCausalLM, load_model
-from model.training.train_demo import split_sources, stdlib_sources, token_stream
+from model.training.train_demo import token_stream
 
 SAMPLE_PROMPTS = [
     "def fibonacci(n):",
@@ -74,10 +76,32 @@ def next_line_cases(
         line_start = sum(len(line) for line in text.splitlines(keepends=True)[:number])
         line = text.splitlines()[number]
         code_start = line_start + len(line) - len(line.lstrip())
-        offsets = tokenizer.encode(text, add_special_tokens=False).offsets
-        cut = max((end for _, end in offsets if end <= code_start), default=0)
+        cut = prompt_cut(tokenizer.encode(text, add_special_tokens=False).offsets, code_start)
         cases.append((text[:cut], text[cut : line_start + len(line)]))
     return cases
+
+
+def prompt_cut(offsets: list[tuple[int, int]], code_start: int) -> int:
+    """The last token boundary at or before the line's first code character: where an editor's
+    prompt ends once the tokenizer has merged the newline with the indentation before it."""
+    return max((end for _, end in offsets if end <= code_start), default=0)
+
+
+def edit_similarity(completion: str, target: str) -> float:
+    """1 - Levenshtein distance / the longer length, over characters, trailing whitespace
+    ignored: 1.0 for an exact line, near 0 for an unrelated one."""
+    a, b = completion.rstrip(), target.rstrip()
+    if not a and not b:
+        return 1.0
+    previous = list(range(len(b) + 1))
+    for i, char in enumerate(a, 1):
+        current = [i]
+        for j, other in enumerate(b, 1):
+            current.append(
+                min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char != other))
+            )
+        previous = current
+    return 1.0 - previous[-1] / max(len(a), len(b))
 
 
 def greedy_text(
@@ -104,28 +128,44 @@ def greedy_text(
     return text.split("\n")[0] if one_line else text
 
 
-def evaluate(model_dir: Path, lines: int, window: int, prompt_tokens: int) -> str:
+def line_scores(
+    model: MPTForCausalLM, tokenizer: Tokenizer, cases: list[tuple[str, str]], window: int
+) -> tuple[int, float]:
+    """(exact matches, mean edit similarity) of greedy one-line completions."""
+    hits, similarity = 0, 0.0
+    for prompt, target in cases:
+        line = greedy_text(model, tokenizer, prompt, window, 48, one_line=True)
+        hits += line.rstrip() == target.rstrip()
+        similarity += edit_similarity(line, target)
+    return hits, similarity / len(cases)
+
+
+def evaluate(
+    model_dir: Path, corpus_dir: Path, lines: int, window: int, prompt_tokens: int, windows: int
+) -> str:
     torch.set_num_threads(1)
     model = load_model(model_dir)
     tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-    _, held_out = split_sources(stdlib_sources())
-
-    loss, scored = mean_loss(model, token_stream(tokenizer, [t for _, t in held_out]), window)
-    cases = next_line_cases(held_out, tokenizer, lines)
-    hits = 0
-    for prompt, target in cases:
-        line = greedy_text(model, tokenizer, prompt, prompt_tokens, 48, one_line=True)
-        if line.rstrip() == target.rstrip():
-            hits += 1
-
+    held_out = [(path, text) for _, path, text in load_split(corpus_dir, "held_out")]
+    stream = token_stream(tokenizer, [text for _, text in held_out])
+    scores = [mean_loss(model, chunk, window) for chunk in evenly_spaced(stream, window, windows)]
+    scored = sum(count for _, count in scores)
+    loss = sum(value * count for value, count in scores) / scored
     out = [
-        f"Held out: {len(held_out)} standard library files ({scored:,} tokens), "
-        "never seen in training (tokenizer included).",
-        "",
-        f"- Mean loss: {loss:.3f} nats/token (perplexity {math.exp(loss):.2f}), "
-        f"{window}-token windows",
-        f"- Next-line exact match inside functions: {hits}/{len(cases)} "
-        f"({100 * hits / len(cases):.1f}%), greedy, up to {prompt_tokens} tokens of prompt",
+        f"- Held-out packages, {windows} evenly spaced {window}-token windows ({scored:,} "
+        f"tokens): {loss:.3f} nats/token",
+    ]
+    for name, files in (
+        ("CPython Lib/test", stdlib_test_sources()),
+        ("held-out packages", held_out),
+    ):
+        cases = next_line_cases(files, tokenizer, lines)
+        hits, similarity = line_scores(model, tokenizer, cases, prompt_tokens)
+        out.append(
+            f"- Next line in functions, {name}: exact {hits}/{len(cases)} "
+            f"({100 * hits / len(cases):.1f}%), mean edit similarity {similarity:.3f}"
+        )
+    out += [
         "",
         "Greedy completions (64 tokens at most, unedited; each block starts with its prompt):",
         "",
@@ -136,16 +176,35 @@ def evaluate(model_dir: Path, lines: int, window: int, prompt_tokens: int) -> st
     return "\n".join(out)
 
 
+def evenly_spaced(stream: np.ndarray, window: int, count: int) -> list[np.ndarray]:
+    """`count` windows of `window` + 1 tokens spread over the stream, so the loss reads every
+    part of the held-out code in bounded time."""
+    n = (len(stream) - 1) // window
+    picks = np.linspace(0, n - 1, num=min(count, n)).astype(int)
+    return [stream[p * window : p * window + window + 1] for p in picks]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model_dir", type=Path)
-    parser.add_argument("--lines", type=int, default=200, help="next-line cases to sample")
+    parser.add_argument("--corpus-dir", type=Path, default=Path("training-runs/corpus"))
+    parser.add_argument("--lines", type=int, default=60, help="next-line cases per set")
+    parser.add_argument("--windows", type=int, default=64, help="loss windows")
     parser.add_argument("--window", type=int, default=512, help="tokens per loss window")
     parser.add_argument(
         "--prompt-tokens", type=int, default=256, help="context kept when generating"
     )
     args = parser.parse_args(argv)
-    print(evaluate(args.model_dir, args.lines, args.window, args.prompt_tokens))
+    print(
+        evaluate(
+            args.model_dir,
+            args.corpus_dir,
+            args.lines,
+            args.window,
+            args.prompt_tokens,
+            args.windows,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ import json
 import math
 import os
 import sys
-import sysconfig
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,11 +31,17 @@ from tokenizers import Tokenizer
 
 from model.config import mpt_config_dict, parse_config
 from model.training.bpe import EOS_TOKEN, train_byte_level_bpe
+from model.training.corpus import (
+    build_corpus,
+    corpus_manifest,
+    load_sources,
+    load_split,
+    stdlib_sources,
+    write_manifest,
+)
 from model.training.export import save_checkpoint
 from model.training.mpt_torch import MPTForCausalLM, count_parameters
 
-EXCLUDED_DIRS = {"test", "tests", "idle_test", "site-packages", "__pycache__"}
-MAX_FILE_BYTES = 256 * 1024  # only pydoc_data/topics.py is larger: prose, not code
 VALIDATION_FRACTION = 20  # one file in 20 is held out
 
 
@@ -59,24 +64,7 @@ class TrainArgs:
     eval_every: int = 100
     eval_chunks: int = 32
     bf16: bool = True
-
-
-def stdlib_sources(root: Path | None = None) -> list[tuple[str, str]]:
-    """(relative path, text) of the standard library's .py files, sorted so every run sees the
-    same corpus in the same order."""
-    root = Path(root or sysconfig.get_paths()["stdlib"])
-    sources = []
-    for path in sorted(root.rglob("*.py")):
-        rel = path.relative_to(root)
-        if EXCLUDED_DIRS.intersection(rel.parts[:-1]) or path.stat().st_size > MAX_FILE_BYTES:
-            continue
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (UnicodeDecodeError, OSError):
-            continue
-        if text.strip():
-            sources.append((rel.as_posix(), text))
-    return sources
+    corpus: str = "packages"  # or "stdlib", the standard library alone (the bundled model)
 
 
 def is_validation(rel_path: str) -> bool:
@@ -145,12 +133,20 @@ def make_optimizer(model: MPTForCausalLM, args: TrainArgs) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.95), eps=1e-8)
 
 
-def autocast(args: TrainArgs) -> torch.autocast:
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16)
+def has_bf16_matmul(device: str) -> bool:
+    """Whether bfloat16 matrix products run in hardware; elsewhere they are emulated and far
+    slower than float32, so autocast would only cost time."""
+    if device == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+
+
+def autocast(args: TrainArgs, device: str) -> torch.autocast:
+    return torch.autocast(device, dtype=torch.bfloat16, enabled=args.bf16)
 
 
 @torch.no_grad()
-def held_out_loss(model: MPTForCausalLM, valid: np.ndarray, args: TrainArgs) -> float:
+def held_out_loss(model: MPTForCausalLM, valid: np.ndarray, args: TrainArgs, device: str) -> float:
     """Mean loss over a fixed set of held-out chunks, evenly spaced through the held-out files."""
     n_chunks = (len(valid) - 1) // args.seq_len
     picks = np.linspace(0, n_chunks - 1, num=min(args.eval_chunks, n_chunks)).astype(int)
@@ -158,8 +154,8 @@ def held_out_loss(model: MPTForCausalLM, valid: np.ndarray, args: TrainArgs) -> 
     total = 0.0
     for i in range(0, len(picks), args.batch_size):
         starts = torch.tensor(picks[i : i + args.batch_size] * args.seq_len)
-        x, y = chunk_batch(valid, starts, args.seq_len)
-        with autocast(args):
+        x, y = (t.to(device) for t in chunk_batch(valid, starts, args.seq_len))
+        with autocast(args, device):
             total += float(model.loss(x, y)) * len(starts)
     model.train()
     return total / len(picks)
@@ -169,7 +165,25 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def prepare_data(work: Path, args: TrainArgs) -> tuple[Tokenizer, np.ndarray, np.ndarray]:
+def training_texts(args: TrainArgs, corpus_dir: Path) -> tuple[list[str], list[str]]:
+    """(training texts, held-out texts): the standard library split one file in 20, or the
+    corpus (built first if it is not there) with its held-out packages."""
+    if args.corpus == "stdlib":
+        sources = stdlib_sources()
+        train, valid = split_sources(sources)
+        log(f"{len(sources)} stdlib files: {len(train)} train, {len(valid)} held out")
+        return [text for _, text in train], [text for _, text in valid]
+    if not (corpus_dir / "manifest.json").exists():
+        build_corpus(corpus_dir, corpus_dir.parent / "pypi-cache")
+    train_texts = [text for _, _, text in load_split(corpus_dir, "train")]
+    valid_texts = [text for _, _, text in load_split(corpus_dir, "held_out")]
+    log(f"corpus {corpus_dir}: {len(train_texts)} train files, {len(valid_texts)} held out")
+    return train_texts, valid_texts
+
+
+def prepare_data(
+    work: Path, args: TrainArgs, corpus_dir: Path
+) -> tuple[Tokenizer, np.ndarray, np.ndarray]:
     """Trains the tokenizer and tokenizes once; later runs (and resumes) reuse the files."""
     tok_path, train_path, valid_path = (
         work / "tokenizer.json",
@@ -178,12 +192,10 @@ def prepare_data(work: Path, args: TrainArgs) -> tuple[Tokenizer, np.ndarray, np
     )
     if tok_path.exists() and train_path.exists() and valid_path.exists():
         return Tokenizer.from_file(str(tok_path)), np.load(train_path), np.load(valid_path)
-    sources = stdlib_sources()
-    train, valid = split_sources(sources)
-    log(f"{len(sources)} stdlib files: {len(train)} train, {len(valid)} held out")
-    tokenizer = train_byte_level_bpe([text for _, text in train], args.vocab_size)
-    train_ids = token_stream(tokenizer, [text for _, text in train])
-    valid_ids = token_stream(tokenizer, [text for _, text in valid])
+    train, valid = training_texts(args, corpus_dir)
+    tokenizer = train_byte_level_bpe(train, args.vocab_size)
+    train_ids = token_stream(tokenizer, train)
+    valid_ids = token_stream(tokenizer, valid)
     work.mkdir(parents=True, exist_ok=True)
     tokenizer.save(str(tok_path))
     np.save(train_path, train_ids)
@@ -217,21 +229,25 @@ def train(
     minutes: float | None,
     steps: int | None,
     resume: bool,
+    corpus_dir: Path,
+    device: str = "cpu",
+    threads: int | None = None,
     save_every_s: float = 300.0,
 ) -> None:
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads or os.cpu_count() or 1)
     state_path = work / "train_state.pt"
     state: dict[str, Any] | None = None
     if resume and state_path.exists():
-        state = torch.load(state_path, weights_only=False)
+        state = torch.load(state_path, weights_only=False, map_location=device)
         args = TrainArgs(**state["args"])
         log(f"resuming from step {state['step']} of {state['total_steps']}")
 
-    tokenizer, train_ids, valid_ids = prepare_data(work, args)
+    tokenizer, train_ids, valid_ids = prepare_data(work, args, corpus_dir)
     config = model_config(args, tokenizer)
     torch.manual_seed(args.seed)
     model = MPTForCausalLM(parse_config(config))
     model.init_weights(args.seed)
+    model.to(device)
     optimizer = make_optimizer(model, args)
     step, elapsed, total_steps = 0, 0.0, steps
     if state is not None:
@@ -262,13 +278,14 @@ def train(
     while total_steps is None or step < total_steps:
         if step % args.eval_every == 0:
             t0 = time.monotonic()
-            log(f"step {step}: held-out loss {held_out_loss(model, valid_ids, args):.4f}")
+            log(f"step {step}: held-out loss {held_out_loss(model, valid_ids, args, device):.4f}")
             eval_time = time.monotonic() - t0
         lr = learning_rate(step, total_steps or 10**9, args)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        x, y = chunk_batch(train_ids, batch_starts(step, args, n_chunks), args.seq_len)
-        with autocast(args):
+        batch = chunk_batch(train_ids, batch_starts(step, args, n_chunks), args.seq_len)
+        x, y = (t.to(device) for t in batch)
+        with autocast(args, device):
             loss = model.loss(x, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -303,16 +320,32 @@ def train(
             )
             last_save = now
 
-    log(f"step {step}: final held-out loss {held_out_loss(model, valid_ids, args):.4f}")
-    tensors = {name: t.detach().float().numpy() for name, t in model.state_dict().items()}
+    log(f"step {step}: final held-out loss {held_out_loss(model, valid_ids, args, device):.4f}")
+    tensors = {name: t.detach().float().cpu().numpy() for name, t in model.state_dict().items()}
     save_checkpoint(out, config, tensors, tokenizer)
+    if args.corpus != "stdlib":
+        write_model_manifest(out, corpus_dir, tokenizer)
     log(f"exported to {out} after {(time.monotonic() - started) / 60:.1f} minutes")
+
+
+def write_model_manifest(out: Path, corpus_dir: Path, tokenizer: Tokenizer) -> None:
+    """The corpus manifest beside the exported model, its token counts in the model's own
+    tokenizer."""
+    built = json.loads((corpus_dir / "manifest.json").read_text())
+    counts = {key: built[key] for key in ("duplicates_dropped", "lib_test_copies_dropped")}
+    manifest = corpus_manifest(
+        load_sources(corpus_dir), tokenizer, "tokenizer.json beside it", counts
+    )
+    write_manifest(out / "corpus-manifest.json", manifest)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="model directory to export")
-    parser.add_argument("--work", type=Path, default=Path("training-runs/demo"))
+    parser.add_argument("--work", type=Path, help="default: training-runs/demo-<corpus>")
+    parser.add_argument("--corpus-dir", type=Path, default=Path("training-runs/corpus"))
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
     parser.add_argument("--minutes", type=float, help="training time budget")
     parser.add_argument("--steps", type=int, help="exact number of optimizer steps")
     parser.add_argument("--resume", action="store_true", help="continue from --work's state")
@@ -320,6 +353,14 @@ def main(argv: list[str] | None = None) -> None:
     for name, value in asdict(defaults).items():
         if name == "seed":
             parser.add_argument("--seed", type=int, default=value)
+        elif name == "bf16":
+            parser.add_argument(
+                "--bf16",
+                action=argparse.BooleanOptionalAction,
+                help="bfloat16 autocast (default: where the device multiplies bfloat16 natively)",
+            )
+        elif name == "corpus":
+            parser.add_argument("--corpus", choices=("packages", "stdlib"), default=value)
         elif isinstance(value, bool):
             parser.add_argument(
                 f"--{name.replace('_', '-')}", action=argparse.BooleanOptionalAction, default=value
@@ -329,8 +370,11 @@ def main(argv: list[str] | None = None) -> None:
     ns = parser.parse_args(argv)
     if ns.minutes is None and ns.steps is None and not ns.resume:
         parser.error("give --minutes or --steps")
+    if ns.bf16 is None:
+        ns.bf16 = has_bf16_matmul(ns.device)
     args = TrainArgs(**{name: getattr(ns, name) for name in asdict(defaults)})
-    train(ns.out, ns.work, args, ns.minutes, ns.steps, ns.resume)
+    work = ns.work or Path(f"training-runs/demo-{args.corpus}")
+    train(ns.out, work, args, ns.minutes, ns.steps, ns.resume, ns.corpus_dir, ns.device, ns.threads)
 
 
 if __name__ == "__main__":
