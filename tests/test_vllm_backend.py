@@ -6,7 +6,7 @@ Suggestions must equal the local engine's (greedy), keystrokes must be served fr
 prefix cache (its usage reports the cached tokens, shown as reused), and a cancel must close
 the stream (vLLM logs the request aborted).
 
-No CPU build of vLLM 0.10.0 runs on the development machines (the README says why), so this
+No CPU build of vLLM 0.10.0 runs on the development machines (`docs/teams.md` says why), so this
 runs where vLLM 0.10.0 is installed, e.g. a GPU machine: `pip install vllm==0.10.0`, then
 `pytest tests/test_vllm_backend.py`.
 """

@@ -1,7 +1,7 @@
 """The Replit Code v1.5 (MPT) forward pass in PyTorch, for training the bundled demo model.
 
 Parameter names are the Hugging Face ones, so `state_dict()` is the checkpoint as the product
-loads it; nothing is renamed on export. The math is the graph's (`model/graph.py`), and it
+loads it; nothing is renamed on export. The math is the graph's (`model/graph/`), and it
 deliberately supports only what that model uses (no biases, weight-only LayerNorm, ALiBi,
 grouped-query attention, tied embeddings).
 """
