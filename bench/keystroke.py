@@ -25,11 +25,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lsp_server.remote import RemoteEngine, RemoteOptions
+from lsp_server.generation.local import LocalGenerator
+from lsp_server.generation.protocol import TextGenerator
+from lsp_server.generation.remote.engine import RemoteEngine
+from lsp_server.generation.remote.options import RemoteOptions
+from lsp_server.generation.sampling import GenerationParams
+from lsp_server.generation.stream import GenerationStats
 from model.engine import Engine, EngineOptions
-from model.generation import GenerationStats, TextGenerator
 from model.hub import resolve_model_dir
-from model.sampling import SamplingParams
 from testkit.servers import start_server
 
 TRACE_FILE = Path(sysconfig.get_paths()["stdlib"]) / "textwrap.py"
@@ -54,7 +57,7 @@ def suggest(
     started = time.perf_counter()
     first = None
     ids = generator.tokenizer.encode(prefix)[-(generator.max_length - new_tokens) :]
-    params = SamplingParams(max_new_tokens=new_tokens, top_k=1)
+    params = GenerationParams(max_new_tokens=new_tokens, top_k=1)
     pieces = []
     with generator.stream_text(ids, params, **options) as stream:
         for piece in stream:
@@ -124,7 +127,7 @@ def measure_keystrokes(
 ) -> list[dict]:
     """One row per context: p50/p95 milliseconds with reuse and with recompute."""
 
-    def engine(reuse: bool) -> Engine:
+    def engine(reuse: bool) -> LocalGenerator:
         options = EngineOptions(
             model_dir=model_dir,
             max_length=max(contexts) + new_tokens + 64,
@@ -133,7 +136,7 @@ def measure_keystrokes(
             prefix_reuse=reuse,
             use_gpu=use_gpu,
         )
-        return Engine(options)
+        return LocalGenerator(Engine(options))
 
     return replay(
         {"reuse": engine(True), "recompute": engine(False)},
@@ -158,7 +161,9 @@ def measure_remote_keystrokes(
 ) -> list[dict]:
     """One row per context: p50/p95 milliseconds, local and through the loopback."""
     max_length = max(contexts) + new_tokens + 64
-    local = Engine(EngineOptions(model_dir, max_length=max_length, max_cache_batch_size=1))
+    local = LocalGenerator(
+        Engine(EngineOptions(model_dir, max_length=max_length, max_cache_batch_size=1))
+    )
     with tempfile.TemporaryDirectory() as logs:
         server = start_server(
             model_dir, Path(logs), "--max-cache-batch-size", "1", max_length=max_length

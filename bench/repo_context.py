@@ -36,12 +36,13 @@ from pathlib import Path
 from lsp_server.context.provider import ContextOptions, SourceText, WorkspaceContext
 from lsp_server.context.snippets import IDENTIFIER
 from lsp_server.context.workspace import imported_files
+from lsp_server.generation.local import LocalGenerator
+from lsp_server.generation.sampling import GenerationParams
+from lsp_server.generation.stops import StopStrings
 from lsp_server.lsp.completion import prompt_budget
 from lsp_server.lsp.prompt import build_prompt
 from model.engine import Engine, EngineOptions
-from model.generation import StopStrings
 from model.hub import resolve_model_dir
-from model.sampling import SamplingParams
 
 SITE = Path(sysconfig.get_paths()["purelib"])
 PACKAGES = ["httpx", "starlette", "anyio", "h11", "click", "pygls", "cattrs", "uvicorn", "_pytest"]
@@ -123,15 +124,17 @@ class Completer:
     """Prompts as the language server builds them, completed by one engine."""
 
     def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+        self.generator = LocalGenerator(engine)
         self.budget = prompt_budget(engine.max_length, MAX_NEW_TOKENS)
 
     def prompt(self, text_before: str, header: str) -> list[int]:
-        return build_prompt(text_before, self.engine.tokenizer, self.budget, header).ids
+        return build_prompt(text_before, self.generator.tokenizer, self.budget, header).ids
 
     def next_line(self, ids: list[int]) -> str:
-        params = SamplingParams(max_new_tokens=MAX_NEW_TOKENS, top_k=1)
-        with self.engine.stream_text(ids, params, stop=StopStrings(["\n"])) as stream:
+        params = GenerationParams(max_new_tokens=MAX_NEW_TOKENS, top_k=1)
+        with LocalGenerator(self.engine).stream_text(
+            ids, params, stop=StopStrings(["\n"])
+        ) as stream:
             return stream.text()
 
 

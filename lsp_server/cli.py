@@ -10,15 +10,21 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lsp_server.generation.errors import GenerationError
+from lsp_server.generation.remote.options import API_KEY_ENV, RemoteOptions
+from lsp_server.generation.remote.request_fields import parse_extra_fields
+from lsp_server.generation.sampling import (
+    AS_MUCH_AS_FITS,
+    GenerationParams,
+    TokenLimit,
+    token_limit,
+)
 from lsp_server.lsp.settings import Settings
-from lsp_server.remote import API_KEY_ENV, BackendError, RemoteOptions
-from lsp_server.request_fields import parse_extra_fields
 from lsp_server.resident import Options, ResidentModel, build_generator
 from model.compiled import CompileError
 from model.config import ConfigError
 from model.engine import EngineError, EngineOptions, OptionError
 from model.hub import DEFAULT_MODEL, ModelNotFoundError, local_model_dir, resolve_model_dir
-from model.sampling import SamplingParams
 from model.weights.encodings import ENCODINGS
 
 log = logging.getLogger("replit_lsp")
@@ -30,7 +36,7 @@ USER_ERRORS = (
     EngineError,
     ModelNotFoundError,
     CompileError,
-    BackendError,
+    GenerationError,
     ValueError,
     OSError,
 )
@@ -170,19 +176,21 @@ def generator_options(args: argparse.Namespace) -> Options:
     return engine_options(args)
 
 
-def sampling_params(args: argparse.Namespace) -> SamplingParams:
-    return SamplingParams(
-        max_new_tokens=args.max_new_tokens,
+def sampling_params(args: argparse.Namespace) -> GenerationParams:
+    return GenerationParams(
+        max_new_tokens=token_limit(args.max_new_tokens),
         top_k=args.top_k,
         temperature=args.temperature,
         seed=args.seed,
     )
 
 
-def trim_for_completion(tokens: list[int], max_length: int, max_new_tokens: int) -> list[int]:
+def trim_for_completion(
+    tokens: list[int], max_length: int, max_new_tokens: TokenLimit
+) -> list[int]:
     """Cuts the prompt from the front so the completion has room: `max_new_tokens` of it, or a
     quarter of `max_length` when the completion may run to the end."""
-    room = max_new_tokens if max_new_tokens > 0 else max(1, max_length // 4)
+    room = max(1, max_length // 4) if max_new_tokens is AS_MUCH_AS_FITS else max_new_tokens
     keep = max(1, max_length - min(room, max_length - 1))
     return tokens[-keep:]
 

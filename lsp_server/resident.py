@@ -3,8 +3,8 @@
 The language server must answer `initialize` at once and the HTTP server must bind its port
 at once, while loading and compiling take seconds to minutes: so the engine is built on a
 worker thread, and each request awaits `ready` (up to its own limit) on its own event loop.
-The engine is the local one, or a remote server's client (`lsp_server/remote.py`) when the
-options say so: the front doors see the same surface either way.
+The generator is the local engine, or a remote server's client (`lsp_server/generation/remote/`)
+when the options say so: the front doors see the same surface either way.
 """
 
 from __future__ import annotations
@@ -19,9 +19,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from lsp_server.feedback import Feedback
-from lsp_server.remote import RemoteEngine, RemoteOptions
+from lsp_server.generation.local import LocalGenerator
+from lsp_server.generation.protocol import TextGenerator
+from lsp_server.generation.remote.engine import RemoteEngine
+from lsp_server.generation.remote.options import RemoteOptions
 from model.engine import Engine, EngineOptions
-from model.generation import TextGenerator
 from model.progress import FAILED, LoadProgress, ProgressCallback
 
 log = logging.getLogger("replit_lsp")
@@ -32,7 +34,7 @@ Options = EngineOptions | RemoteOptions
 def build_generator(options: Options, progress: ProgressCallback) -> TextGenerator:
     if isinstance(options, RemoteOptions):
         return RemoteEngine(options, progress)
-    return Engine(options, progress)
+    return LocalGenerator(Engine(options, progress))
 
 
 @dataclass(frozen=True)
@@ -130,19 +132,19 @@ class ResidentModel:
                     remote = self._remote
                     self._options = lambda: remote(url, model)
                 return None
-        engine = self.engine
-        if isinstance(engine, RemoteEngine) and url:
-            engine.reconfigure(url, model)
-            return f"completions now go to {engine.options.url}"
+        backend = self.engine.backend if self.engine is not None else None
+        if backend is not None and url:
+            backend.reconfigure(url, model)
+            return f"completions now go to {backend.url}"
         return "the backend setting takes effect when the server restarts"
 
     def use_backend_fields(self, fields: Mapping[str, Any]) -> None:
         """Adds `fields` (an editor setting) to each request to a remote server, over the
         command line's: at once when one is loaded, else when it is."""
         self._backend_fields = fields
-        engine = self.engine
-        if isinstance(engine, RemoteEngine):
-            engine.use_fields(fields)
+        backend = self.engine.backend if self.engine is not None else None
+        if backend is not None:
+            backend.use_fields(fields)
 
     def add_listener(self, listener: ProgressCallback) -> None:
         with self._lock:
@@ -171,8 +173,8 @@ class ResidentModel:
             engine = build_generator(self._options(), self._progress)
             self.loads += 1
             self.engine = engine
-            if isinstance(engine, RemoteEngine):
-                engine.use_fields(self._backend_fields)
+            if engine.backend is not None:
+                engine.backend.use_fields(self._backend_fields)
         except BaseException as error:  # reported to every waiter and listener
             self.error = error
             self._progress(LoadProgress(FAILED, f"model failed to load: {self.error_message}"))

@@ -28,14 +28,13 @@ from max.engine import InferenceSession, Model
 from model.compiled import default_cache_dir, obtain_compiled
 from model.config import ModelConfig, load_config
 from model.drafting import draft
-from model.generation import NoStop, StopRule, TextStream
 from model.graph.block_layout import group_rows
 from model.graph.builder import DECODE_GRAPH, PREFILL_GRAPH, VERIFY_GRAPH
 from model.graph.ops import decodes_whole_blocks
 from model.graph.options import DEFAULT_GRAPH, GraphOptions, encoding_graph
 from model.hub import model_name
 from model.progress import BINDING, READY, LoadProgress, ProgressCallback, ignore_progress
-from model.sampling import Sampler, SamplingParams
+from model.sampling import Sampler, SamplingParams, check_prompt_fits
 from model.tokenizer import Tokenizer
 from model.weights.encodings import ENCODINGS
 from model.weights.files import weight_files
@@ -292,12 +291,6 @@ class Engine:
         """The name clients know the model by (a hub repo id where there is one)."""
         return model_name(self.options.model_dir)
 
-    @property
-    def problem(self) -> str | None:
-        """Always None: a local engine that has loaded can always generate (a remote
-        generator's server may be down)."""
-        return None
-
     # ------------------------------------------------------------------ slots
 
     def _new_slot(self) -> _Slot:
@@ -420,13 +413,7 @@ class Engine:
         suggestion at this spot.
         """
         prompt = list(prompt)
-        if not prompt:
-            raise ValueError("the prompt must contain at least one token")
-        if len(prompt) >= self.max_length:
-            raise ValueError(
-                f"the prompt has {len(prompt)} tokens; at most {self.max_length - 1} fit "
-                f"in a context of {self.max_length}"
-            )
+        check_prompt_fits(len(prompt), self.max_length)
         # Drafts are checked against the greedy choice only: sampled tokens would need the
         # speculative acceptance rule to keep their distribution.
         draft_limit = self.speculative_tokens if speculate and params.greedy else 0
@@ -445,8 +432,8 @@ class Engine:
         draft_limit: int,
         draft_context: list[int],
     ) -> Iterator[int]:
-        room = self.max_length - len(prompt)
-        budget = room if params.max_new_tokens == -1 else min(params.max_new_tokens, room)
+        # The caller's limit, and the cache's: a slot holds `max_length` tokens.
+        budget = min(params.max_new_tokens, self.max_length - len(prompt))
         sample = Sampler(params)
         slot = self._acquire(prompt)
         try:
@@ -518,26 +505,3 @@ class Engine:
             return self._run(slot, prompt[-1:])
         finally:
             self._release(slot)
-
-    def stream_text(
-        self,
-        prompt: Sequence[int],
-        params: SamplingParams,
-        *,
-        cancelled: Callable[[], bool] = lambda: False,
-        stop: StopRule | None = None,
-        speculate: bool = True,
-        draft_context: Sequence[int] = (),
-    ) -> TextStream:
-        """A completion of `prompt` (token ids) as final text pieces: what every front door
-        runs. `stop` decides when it is over and holds back text that may not be sent;
-        `speculate` and `draft_context` are `generate`'s."""
-        tokens = self.generate(
-            prompt, params, cancelled, speculate=speculate, draft_context=draft_context
-        )
-        return TextStream(tokens, self.tokenizer.stream(), stop or NoStop())
-
-    def complete_text(self, text: str, params: SamplingParams) -> str:
-        """Convenience for one-shot use: the decoded completion of `text`."""
-        with self.stream_text(self.tokenizer.encode(text), params) as stream:
-            return stream.text()

@@ -16,10 +16,11 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pytest_lsp import LanguageClient, client_capabilities, make_test_lsp_client
 
+from lsp_server.generation.local import LocalGenerator
+from lsp_server.generation.protocol import TextTokenizer
+from lsp_server.generation.sampling import GenerationParams
 from lsp_server.lsp.completion import CompletionRecord
 from lsp_server.lsp.postprocess import CompletionContext, detect_indentation, postprocess
-from model.generation import TextTokenizer
-from model.sampling import SamplingParams
 from model.tokenizer import Tokenizer
 from testkit.reference import ReferenceMPT
 from testkit.servers import lsp_server_command
@@ -212,8 +213,8 @@ def engine_completion(
     """The same as `expected_completion`, with the prompt continued by a local engine."""
 
     def continuation(prompt: list[int]) -> str:
-        params = SamplingParams(max_new_tokens=max_new_tokens, top_k=1)
-        with engine.stream_text(prompt, params) as stream:
+        params = GenerationParams(max_new_tokens=max_new_tokens, top_k=1)
+        with LocalGenerator(engine).stream_text(prompt, params) as stream:
             return "".join(stream)
 
     return postprocessed(engine.tokenizer, continuation, text, line, index, max_lines)

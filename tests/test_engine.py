@@ -188,14 +188,14 @@ def test_cancellation_stops_at_the_next_token(tiny_engine):
 
 def test_prompts_that_do_not_fit_are_refused(tiny_engine):
     with pytest.raises(ValueError, match="at least one token"):
-        tiny_engine.generate([], SamplingParams())
+        tiny_engine.generate([], SamplingParams(max_new_tokens=1))
     with pytest.raises(ValueError, match=f"at most {TINY_MAX_LENGTH - 1} fit"):
-        tiny_engine.generate([5] * TINY_MAX_LENGTH, SamplingParams())
+        tiny_engine.generate([5] * TINY_MAX_LENGTH, SamplingParams(max_new_tokens=1))
 
 
 def test_generation_stops_at_the_context_length(tiny_engine):
     ids = tiny_engine.tokenizer.encode("x = 1\n" * 200)[: TINY_MAX_LENGTH - 4]
-    with tiny_engine.generate(ids, SamplingParams()) as generation:
+    with tiny_engine.generate(ids, SamplingParams(max_new_tokens=TINY_MAX_LENGTH)) as generation:
         tokens = list(generation)
     assert len(tokens) <= 4
     assert generation.finish_reason in ("length", "stop")

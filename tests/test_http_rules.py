@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from lsp_server.generation.stops import StopStrings
 from lsp_server.http.admission import AdmissionGate, QueueFull
 from lsp_server.http.chat_prompt import chat_prompt
 from lsp_server.http.schemas import ChatMessage
-from model.generation import StopStrings
 from model.hub import model_name
 
 

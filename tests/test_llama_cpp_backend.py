@@ -25,7 +25,7 @@ import pytest
 import pytest_asyncio
 from pytest_lsp import LanguageClient
 
-from lsp_server.request_fields import NEUTRAL_FIELDS
+from lsp_server.generation.remote.request_fields import NEUTRAL_FIELDS
 from model.engine import Engine
 from model.hub import DEMO_DIR
 from model.tokenizer import Tokenizer

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import pytest
 
+from lsp_server.generation.sampling import AS_MUCH_AS_FITS, GenerationParams
 from lsp_server.lsp.settings import Settings, apply_settings
-from model.sampling import SamplingParams
 
 
 def test_defaults_come_from_the_command_line() -> None:
-    settings = Settings.from_defaults(SamplingParams(max_new_tokens=-1, top_k=5, temperature=0.2))
+    settings = Settings.from_defaults(
+        GenerationParams(max_new_tokens=AS_MUCH_AS_FITS, top_k=5, temperature=0.2)
+    )
     assert (settings.max_new_tokens, settings.top_k, settings.temperature) == (64, 5, 0.2)
-    assert Settings.from_defaults(SamplingParams(max_new_tokens=16)).max_new_tokens == 16
+    assert Settings.from_defaults(GenerationParams(max_new_tokens=16)).max_new_tokens == 16
 
 
 @pytest.mark.parametrize(

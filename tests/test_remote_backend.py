@@ -26,10 +26,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pytest_lsp import LanguageClient
 
+from lsp_server.generation.remote.character_budget import CHARS_PER_TOKEN, CharacterBudget
+from lsp_server.generation.remote.request_fields import NEUTRAL_FIELDS
 from lsp_server.http.server import bind
 from lsp_server.lsp.completion import CompletionRecord
-from lsp_server.remote import CHARS_PER_TOKEN, CharacterBudget
-from lsp_server.request_fields import NEUTRAL_FIELDS
 from model.tokenizer import Tokenizer
 from testkit.lsp_client import (
     FIBONACCI,

@@ -23,11 +23,11 @@ from fastapi import FastAPI
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, status_code_conformance
 
+from lsp_server.generation.sampling import GenerationParams
 from lsp_server.http.errors import CatchUnexpected
 from lsp_server.http.server import HttpServer
 from lsp_server.resident import ResidentModel
 from model.engine import EngineOptions
-from model.sampling import SamplingParams
 from testkit.robustness import robustness
 from testkit.servers import ServerProcess, free_port, start_server
 
@@ -61,7 +61,7 @@ def served_schema() -> dict:
     """The schema the endpoint serves, from the same app factory (no model is loaded for it):
     pytest collects the generated tests before any server runs."""
     resident = ResidentModel(lambda: EngineOptions(model_dir=Path("unused")))
-    return HttpServer(resident, SamplingParams()).app.openapi()
+    return HttpServer(resident, GenerationParams()).app.openapi()
 
 
 schema = schemathesis.openapi.from_dict(served_schema())

@@ -8,6 +8,8 @@ the cache. Graph runs are counted by the engine's counters, never timed.
 import numpy as np
 import pytest
 
+from lsp_server.generation.local import LocalGenerator
+from lsp_server.generation.sampling import GenerationParams
 from model.drafting import draft
 from model.engine import Engine, EngineOptions, OptionError
 from model.sampling import SamplingParams
@@ -164,8 +166,8 @@ def test_counters_and_stats_count_verify_runs_and_accepted_tokens(tiny_engine, t
     prompt = tiny_engine.tokenizer.encode(REPEATING)
     expected = tiny_reference.greedy(prompt, 16, tiny_engine.eos_id)
     before = tiny_engine.counters
-    stream = tiny_engine.stream_text(
-        prompt, SamplingParams(max_new_tokens=16), draft_context=agreeing_draft(prompt, expected)
+    stream = LocalGenerator(tiny_engine).stream_text(
+        prompt, GenerationParams(max_new_tokens=16), draft_context=agreeing_draft(prompt, expected)
     )
     with stream:
         stream.text()

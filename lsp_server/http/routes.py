@@ -13,6 +13,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from lsp_server.generation.errors import Busy, GenerationError, Refused
+from lsp_server.generation.protocol import TextGenerator
 from lsp_server.http import schemas as oa
 from lsp_server.http.chat_prompt import chat_prompt
 from lsp_server.http.errors import (
@@ -32,8 +34,6 @@ from lsp_server.http.serving import (
     make_job,
 )
 from lsp_server.http.streaming import CHAT, TEXT, respond
-from lsp_server.remote import BackendError
-from model.generation import TextGenerator
 
 
 def create_app(service: Service, api_key: str | None, max_body_bytes: int) -> FastAPI:
@@ -58,31 +58,11 @@ def create_app(service: Service, api_key: str | None, max_body_bytes: int) -> Fa
         kind = "invalid_request_error" if error.status_code < 500 else "server_error"
         return error_response(oa.ApiError(error.status_code, str(error.detail), type=kind))
 
-    @app.exception_handler(BackendError)
-    async def on_backend_error(request: Request, error: BackendError) -> JSONResponse:
-        """A proxy's backend that failed: its client may retry a busy one, not the rest."""
-        busy = error.http_status == 429
-        kind = (
-            "requests"
-            if busy
-            else "invalid_request_error"
-            if error.http_status < 500
-            else "server_error"
-        )
-        retry = (
-            None
-            if error.retry_after is None
-            else {"Retry-After": str(math.ceil(error.retry_after))}
-        )
-        return error_response(
-            oa.ApiError(
-                error.http_status,
-                error.message,
-                type=kind,
-                code="rate_limit_exceeded" if busy else None,
-                headers=retry,
-            )
-        )
+    @app.exception_handler(GenerationError)
+    async def on_generation_error(request: Request, error: GenerationError) -> JSONResponse:
+        """A completion the generator could not give (a proxy's backend that failed): its
+        client may retry a busy one after the time asked, not the rest."""
+        return error_response(api_error(error))
 
     async def served(body: oa.SamplingRequest) -> tuple[TextGenerator, str]:
         """What every generation route checks first: one choice, a ready model, its name."""
@@ -154,3 +134,16 @@ def create_app(service: Service, api_key: str | None, max_body_bytes: int) -> Fa
     app.add_middleware(CatchUnexpected)
     app.openapi = without_unsent_statuses(app)  # type: ignore[method-assign]
     return app
+
+
+def api_error(error: GenerationError) -> oa.ApiError:
+    """The OpenAI error answer for a generator's error: 429 with Retry-After for a busy one,
+    400 for a refused request, 502 for a generator that is unavailable."""
+    if isinstance(error, Busy):
+        retry = {"Retry-After": str(math.ceil(error.retry_after))}
+        return oa.ApiError(
+            429, error.message, type="requests", code="rate_limit_exceeded", headers=retry
+        )
+    if isinstance(error, Refused):
+        return oa.ApiError(400, error.message, type="invalid_request_error")
+    return oa.ApiError(502, error.message, type="server_error")

@@ -13,10 +13,10 @@ import threading
 
 import uvicorn
 
+from lsp_server.generation.sampling import GenerationParams
 from lsp_server.http.routes import create_app
 from lsp_server.http.serving import Service
 from lsp_server.resident import ResidentModel
-from model.sampling import SamplingParams
 
 log = logging.getLogger("replit_lsp.http")
 
@@ -47,7 +47,7 @@ class HttpServer:
     def __init__(
         self,
         resident: ResidentModel,
-        defaults: SamplingParams,
+        defaults: GenerationParams,
         *,
         host: str = "127.0.0.1",
         port: int = 8000,

@@ -14,11 +14,16 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 
+from lsp_server.generation.protocol import TextGenerator
+from lsp_server.generation.sampling import (
+    WHOLE_VOCABULARY,
+    GenerationParams,
+    TopK,
+)
+from lsp_server.generation.stops import StopStrings
 from lsp_server.http import schemas as oa
 from lsp_server.http.admission import AdmissionGate, QueueFull
 from lsp_server.resident import ResidentModel
-from model.generation import StopStrings, TextGenerator
-from model.sampling import SamplingParams
 
 log = logging.getLogger("replit_lsp.http")
 
@@ -33,7 +38,7 @@ class GenerationJob:
     """What one HTTP request asks the engine to generate."""
 
     prompt_ids: list[int]
-    params: SamplingParams
+    params: GenerationParams
     stops: list[str]
 
 
@@ -54,7 +59,7 @@ def check_single_choice(request: oa.SamplingRequest) -> None:
 
 def make_job(
     engine: TextGenerator,
-    defaults: SamplingParams,
+    defaults: GenerationParams,
     request: oa.SamplingRequest,
     prompt_ids: list[int],
     max_tokens: int | None,
@@ -87,18 +92,17 @@ def make_job(
             param="max_tokens",
             code="context_length_exceeded",
         )
-    room = context - len(prompt_ids)
-    wanted = max_tokens or (defaults.max_new_tokens if defaults.max_new_tokens > 0 else room)
     temperature = defaults.temperature if request.temperature is None else request.temperature
+    top_k: TopK
     if request.top_k:
         top_k = request.top_k
     elif request.top_k == 0 or (request.temperature and defaults.top_k == 1):
-        top_k = engine.tokenizer.vocab_size
+        top_k = WHOLE_VOCABULARY
     else:
         top_k = defaults.top_k
     try:
-        params = SamplingParams(
-            max_new_tokens=min(wanted, room),
+        params = GenerationParams(
+            max_new_tokens=max_tokens or defaults.max_new_tokens,
             top_k=top_k,
             temperature=temperature,
             top_p=defaults.top_p if request.top_p is None else request.top_p,
@@ -203,7 +207,7 @@ class Service:
     """What the routes share: the resident model, the defaults and the admission state."""
 
     resident: ResidentModel
-    defaults: SamplingParams
+    defaults: GenerationParams
     max_queue: int
     load_timeout: float
     counters: Counters = field(default_factory=Counters)

@@ -12,21 +12,18 @@ from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
+from lsp_server.generation.backend import BackendState, BackendStatus
 from lsp_server.lsp.settings import Settings
-from lsp_server.remote import OVERLOADED, READY_STATE, UNREACHABLE, BackendStatus, RemoteEngine
 
 if TYPE_CHECKING:
     from lsp_server.lsp.server import CompletionServer
 
-# States that may pass by themselves; the others need the user to change something.
-_TRANSIENT = (UNREACHABLE, OVERLOADED)
-
 
 def show_status(server: CompletionServer, status: BackendStatus) -> None:
     """A `window/showMessage` for `status`, from any thread."""
-    if status.state == READY_STATE:
+    if status.state is BackendState.READY:
         kind = types.MessageType.Info
-    elif status.state in _TRANSIENT:
+    elif status.state.transient:
         kind = types.MessageType.Warning
     else:
         kind = types.MessageType.Error
@@ -42,11 +39,12 @@ def report_backend(server: CompletionServer) -> None:
     """Once the model is ready: when it is a remote server, reports its state now if that
     is a problem, and every change from then on."""
     engine = server.resident.engine
-    if not isinstance(engine, RemoteEngine):
+    backend = engine.backend if engine is not None else None
+    if backend is None:
         return
-    engine.add_listener(lambda status: show_status(server, status))
+    backend.add_listener(lambda status: show_status(server, status))
     if engine.problem:
-        show_status(server, engine.status)
+        show_status(server, backend.status)
 
 
 def apply_backend_settings(server: CompletionServer, before: Settings) -> None:

@@ -17,6 +17,9 @@ from dataclasses import asdict, dataclass
 from lsprotocol import types
 
 from lsp_server.context.provider import ContextBlock
+from lsp_server.generation.protocol import TextGenerator
+from lsp_server.generation.sampling import GenerationParams
+from lsp_server.generation.stream import GenerationStats
 from lsp_server.lsp.postprocess import (
     CompletionContext,
     detect_indentation,
@@ -25,8 +28,6 @@ from lsp_server.lsp.postprocess import (
 )
 from lsp_server.lsp.prompt import Cursor, build_prompt, text_after
 from lsp_server.lsp.settings import Settings
-from model.generation import GenerationStats, TextGenerator
-from model.sampling import SamplingParams
 
 # How many completions' statistics `replitLsp/completions` can return.
 RECENT_COMPLETIONS = 512
@@ -184,7 +185,7 @@ def generate_completion(
         """Cancelled, or out of time: the engine checks between prefill chunks and tokens."""
         return cancelled() or (deadline is not None and clock() >= deadline)
 
-    params = SamplingParams(
+    params = GenerationParams(
         max_new_tokens=max_new_tokens,
         top_k=snapshot.settings.top_k,
         temperature=snapshot.settings.temperature,

@@ -19,10 +19,10 @@ from lsp_server.context.provider import (
     SourceText,
     WorkspaceContext,
 )
+from lsp_server.generation.protocol import TextGenerator
 from lsp_server.lsp.completion import prompt_budget
 from lsp_server.lsp.documents import Document
 from lsp_server.lsp.settings import Settings
-from model.generation import TextGenerator
 
 log = logging.getLogger("replit_lsp.lsp")
 

@@ -26,6 +26,8 @@ from pygls.lsp.server import LanguageServer
 
 from lsp_server.context.provider import NO_CONTEXT, WorkspaceContext
 from lsp_server.feedback import ACCEPT_COMMAND, PARTIAL_ACCEPT_COMMAND
+from lsp_server.generation.errors import GenerationError
+from lsp_server.generation.protocol import TextGenerator
 from lsp_server.lsp.backend import apply_backend_settings, report_backend
 from lsp_server.lsp.client_log import ClientLogHandler
 from lsp_server.lsp.completion import (
@@ -49,9 +51,7 @@ from lsp_server.lsp.loading import report_loading
 from lsp_server.lsp.prompt import path_header, resolve_cursor
 from lsp_server.lsp.rpc import ServerProtocol
 from lsp_server.lsp.settings import Settings, apply_settings
-from lsp_server.remote import BackendError
 from lsp_server.resident import ResidentModel
-from model.generation import TextGenerator
 
 log = logging.getLogger("replit_lsp.lsp")
 
@@ -224,7 +224,7 @@ class CompletionServer(LanguageServer):
         )
         try:
             outcome = await self._outcome(pending, settings.answer_timeout_seconds)
-        except BackendError as error:  # the editor hears of the backend's state changes
+        except GenerationError as error:  # the editor hears of the backend's state changes
             log.debug("completion at %s: %s", uri, error)
             return EMPTY
         if outcome is None:

@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from lsp_server.request_fields import checked_extra_fields
-from model.sampling import SamplingParams
+from lsp_server.generation.remote.request_fields import checked_extra_fields
+from lsp_server.generation.sampling import AS_MUCH_AS_FITS, GenerationParams
 
 SECTION = "replitLsp"
 
@@ -53,11 +53,13 @@ class Settings:
     context_idle_ms: int = 1000
 
     @classmethod
-    def from_defaults(cls, defaults: SamplingParams, **options: Any) -> Settings:
+    def from_defaults(cls, defaults: GenerationParams, **options: Any) -> Settings:
         """Starts from the command line's options, which the client may override:
         the sampling defaults and any of this class's fields in `options`."""
         return cls(
-            max_new_tokens=defaults.max_new_tokens if defaults.max_new_tokens > 0 else 64,
+            max_new_tokens=64
+            if defaults.max_new_tokens is AS_MUCH_AS_FITS
+            else defaults.max_new_tokens,
             top_k=defaults.top_k,
             temperature=defaults.temperature,
             **options,

@@ -18,7 +18,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from model.sampling import SamplingParams
+from lsp_server.generation.sampling import WHOLE_VOCABULARY, GenerationParams
 
 # The fields that turn off what a server would otherwise apply on its own.
 NEUTRAL_FIELDS: dict[str, Any] = {
@@ -46,15 +46,15 @@ ALL_TOKENS = 0
 OWN_FIELDS = frozenset({"prompt", "stream", "stream_options", "model", "max_tokens"})
 
 
-def sampling_fields(params: SamplingParams, vocab_size: int) -> dict[str, Any]:
+def sampling_fields(params: GenerationParams) -> dict[str, Any]:
     """The request fields that make a server sample as `params` say, and apply nothing else.
 
     Greedy is temperature 0 and top-k 1, which every server reads as the most likely token;
-    sampled, top-k is the user's (every token when it covers the vocabulary) and top-p too."""
+    sampled, top-k is the user's (every token for the whole vocabulary) and top-p too."""
     if params.greedy:
         chosen: dict[str, Any] = {"temperature": 0.0, "top_k": 1, "top_p": 1.0}
     else:
-        top_k = params.top_k if params.top_k < vocab_size else ALL_TOKENS
+        top_k = ALL_TOKENS if params.top_k is WHOLE_VOCABULARY else params.top_k
         chosen = {"temperature": params.temperature, "top_k": top_k, "top_p": params.top_p}
     if params.seed is not None:
         chosen["seed"] = params.seed
