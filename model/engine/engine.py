@@ -149,8 +149,3 @@ class Engine:
             prompt, params, cancelled, speculate=speculate, draft_context=draft_context
         )
         return TextStream(tokens, self.tokenizer.stream(), stop or NoStop())
-
-    def complete_text(self, text: str, params: SamplingParams) -> str:
-        """Convenience for one-shot use: the decoded completion of `text`."""
-        with self.stream_text(self.tokenizer.encode(text), params) as stream:
-            return stream.text()
