@@ -35,7 +35,8 @@ from lsp_server.lsp.completion import (
 )
 from lsp_server.lsp.prompt import resolve_cursor
 from lsp_server.lsp.settings import Settings
-from model.engine import Engine, EngineOptions
+from model.engine.engine import Engine
+from model.engine.options import EngineOptions
 from model.hub import resolve_model_dir
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])

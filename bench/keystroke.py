@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from lsp_server.remote import RemoteEngine, RemoteOptions
-from model.engine import Engine, EngineOptions
+from model.engine.engine import Engine
+from model.engine.options import EngineOptions
 from model.generation import GenerationStats, TextGenerator
 from model.hub import resolve_model_dir
 from model.sampling import SamplingParams

@@ -38,7 +38,8 @@ from lsp_server.context.snippets import IDENTIFIER
 from lsp_server.context.workspace import imported_files
 from lsp_server.lsp.completion import prompt_budget
 from lsp_server.lsp.prompt import build_prompt
-from model.engine import Engine, EngineOptions
+from model.engine.engine import Engine
+from model.engine.options import EngineOptions
 from model.generation import StopStrings
 from model.hub import resolve_model_dir
 from model.sampling import SamplingParams

@@ -14,9 +14,9 @@ from lsp_server.lsp.settings import Settings
 from lsp_server.remote import API_KEY_ENV, BackendError, RemoteOptions
 from lsp_server.request_fields import parse_extra_fields
 from lsp_server.resident import Options, ResidentModel, build_generator
-from model.compiled import CompileError
 from model.config import ConfigError
-from model.engine import EngineError, EngineOptions, OptionError
+from model.engine.compiled import CompileError
+from model.engine.options import EngineError, EngineOptions, OptionError
 from model.hub import DEFAULT_MODEL, ModelNotFoundError, local_model_dir, resolve_model_dir
 from model.sampling import SamplingParams
 from model.weights.encodings import ENCODINGS

@@ -20,7 +20,8 @@ from typing import Any
 
 from lsp_server.feedback import Feedback
 from lsp_server.remote import RemoteEngine, RemoteOptions
-from model.engine import Engine, EngineOptions
+from model.engine.engine import Engine
+from model.engine.options import EngineOptions
 from model.generation import TextGenerator
 from model.progress import FAILED, LoadProgress, ProgressCallback
 

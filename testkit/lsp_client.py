@@ -25,7 +25,7 @@ from testkit.reference import ReferenceMPT
 from testkit.servers import lsp_server_command
 
 if TYPE_CHECKING:
-    from model.engine import Engine
+    from model.engine.engine import Engine
 
 MAX_NEW_TOKENS = 24  # the tests' completion length, short enough for many requests
 SERVER_ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}

@@ -16,7 +16,9 @@ from tokenizers import Tokenizer
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from model.engine import SPECULATIVE_TOKENS, Engine, EngineOptions  # noqa: E402
+from model.engine.engine import Engine  # noqa: E402
+from model.engine.options import EngineOptions  # noqa: E402
+from model.engine.speculation import SPECULATIVE_TOKENS  # noqa: E402
 from model.hub import DEMO_DIR  # noqa: E402
 from testkit.checkpoints import TINY_MAX_LENGTH, make_random_checkpoint
 from testkit.reference import Expected, ReferenceMPT, greedy_answers

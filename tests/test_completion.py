@@ -13,7 +13,7 @@ from lsp_server.lsp.completion import (
 )
 from lsp_server.lsp.postprocess import CompletionContext
 from lsp_server.lsp.settings import Settings
-from model.engine import Engine
+from model.engine.engine import Engine
 
 
 @pytest.mark.parametrize(

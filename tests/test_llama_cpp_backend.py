@@ -26,7 +26,7 @@ import pytest_asyncio
 from pytest_lsp import LanguageClient
 
 from lsp_server.request_fields import NEUTRAL_FIELDS
-from model.engine import Engine
+from model.engine.engine import Engine
 from model.hub import DEMO_DIR
 from model.tokenizer import Tokenizer
 from testkit.backend_cases import (

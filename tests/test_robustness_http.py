@@ -26,7 +26,7 @@ from schemathesis.specs.openapi.checks import content_type_conformance, status_c
 from lsp_server.http.errors import CatchUnexpected
 from lsp_server.http.server import HttpServer
 from lsp_server.resident import ResidentModel
-from model.engine import EngineOptions
+from model.engine.options import EngineOptions
 from model.sampling import SamplingParams
 from testkit.robustness import robustness
 from testkit.servers import ServerProcess, free_port, start_server

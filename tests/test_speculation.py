@@ -8,8 +8,9 @@ the cache. Graph runs are counted by the engine's counters, never timed.
 import numpy as np
 import pytest
 
-from model.drafting import draft
-from model.engine import Engine, EngineOptions, OptionError
+from model.engine.drafting import draft
+from model.engine.engine import Engine
+from model.engine.options import EngineOptions, OptionError
 from model.sampling import SamplingParams
 from testkit.checkpoints import TINY_MAX_LENGTH
 
