@@ -16,7 +16,7 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pytest_lsp import LanguageClient, client_capabilities, make_test_lsp_client
 
-from lsp_server.lsp.completion import CompletionRecord
+from lsp_server.lsp.completion_log import CompletionRecord
 from lsp_server.lsp.postprocess import CompletionContext, detect_indentation, postprocess
 from model.generation import TextTokenizer
 from model.sampling import SamplingParams

@@ -22,7 +22,7 @@ from pygls.exceptions import JsonRpcException
 from pytest_lsp import LanguageClient, client_capabilities
 
 from lsp_server.feedback import ACCEPT_COMMAND, PARTIAL_ACCEPT_COMMAND
-from lsp_server.lsp.completion import CompletionRecord
+from lsp_server.lsp.completion_log import CompletionRecord
 from testkit.checkpoints import TINY_MAX_LENGTH
 from testkit.lsp_client import (
     FIBONACCI,
