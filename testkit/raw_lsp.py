@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from testkit.lsp_client import SERVER_ENV
+from testkit.environment import SERVER_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 

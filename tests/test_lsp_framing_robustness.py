@@ -23,7 +23,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from testkit.lsp_client import FIBONACCI, MAX_NEW_TOKENS, SERVER_ENV, expected_completion
+from testkit.environment import SERVER_ENV
+from testkit.lsp_client import FIBONACCI, MAX_NEW_TOKENS, expected_completion
 from testkit.raw_lsp import ROOT, RawLsp, completion_text, frame, inline_params, open_document
 from testkit.reference import ReferenceMPT
 from testkit.robustness import EXAMPLES, robustness

@@ -31,10 +31,10 @@ from lsp_server.lsp.completion_log import CompletionRecord
 from lsp_server.remote import CHARS_PER_TOKEN, CharacterBudget
 from lsp_server.request_fields import NEUTRAL_FIELDS
 from model.tokenizer import Tokenizer
+from testkit.environment import SERVER_ENV
 from testkit.lsp_client import (
     FIBONACCI,
     MAX_NEW_TOKENS,
-    SERVER_ENV,
     cancelled_mid_stream,
     complete,
     completion_count,
