@@ -39,9 +39,9 @@ from testkit.backend_cases import (
     text_before,
 )
 from testkit.checkpoints import TINY_MAX_LENGTH
+from testkit.environment import SERVER_ENV
 from testkit.lsp_client import (
     MAX_NEW_TOKENS,
-    SERVER_ENV,
     cancelled_mid_stream,
     complete,
     completion_count,

@@ -27,14 +27,14 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pytest_lsp import LanguageClient
 
 from lsp_server.http.server import bind
-from lsp_server.lsp.completion import CompletionRecord
+from lsp_server.lsp.completion_log import CompletionRecord
 from lsp_server.remote import CHARS_PER_TOKEN, CharacterBudget
 from lsp_server.request_fields import NEUTRAL_FIELDS
 from model.tokenizer import Tokenizer
+from testkit.environment import SERVER_ENV
 from testkit.lsp_client import (
     FIBONACCI,
     MAX_NEW_TOKENS,
-    SERVER_ENV,
     cancelled_mid_stream,
     complete,
     completion_count,

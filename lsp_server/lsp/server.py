@@ -28,27 +28,20 @@ from lsp_server.context.provider import NO_CONTEXT, WorkspaceContext
 from lsp_server.feedback import ACCEPT_COMMAND, PARTIAL_ACCEPT_COMMAND
 from lsp_server.lsp.backend import apply_backend_settings, report_backend
 from lsp_server.lsp.client_log import ClientLogHandler
-from lsp_server.lsp.completion import (
-    CompletionLog,
-    CompletionOutcome,
-    CompletionRecord,
-    CursorSnapshot,
-    DocumentMemory,
-    cursor_snapshot,
-    finish_of,
-    generate_completion,
-)
+from lsp_server.lsp.completion import CompletionOutcome, generate_completion
+from lsp_server.lsp.completion_log import CompletionLog, CompletionRecord, finish_of
 from lsp_server.lsp.context import (
     choose_context,
     context_sources,
     source_text,
     workspace_roots,
 )
+from lsp_server.lsp.document_memory import DocumentMemory
 from lsp_server.lsp.framing import serve_stdio, serve_tcp
 from lsp_server.lsp.loading import report_loading
-from lsp_server.lsp.prompt import path_header, resolve_cursor
 from lsp_server.lsp.rpc import ServerProtocol
 from lsp_server.lsp.settings import Settings, apply_settings
+from lsp_server.lsp.snapshot import snapshot_at
 from lsp_server.remote import BackendError
 from lsp_server.resident import ResidentModel
 from model.generation import TextGenerator
@@ -174,7 +167,18 @@ class CompletionServer(LanguageServer):
             # A suggestion the user asked for may be longer than one that comes while typing.
             settings = dataclasses.replace(settings, max_new_tokens=settings.invoked_max_new_tokens)
         memory = self._documents.setdefault(uri, DocumentMemory())
-        snapshot, position = self._snapshot(document, params.position, settings, deadline, memory)
+        display_path = self._display_path(document) if settings.prepend_file_path else None
+        snapshot, position = snapshot_at(
+            document,
+            params.position,
+            self.protocol.encoding,
+            settings,
+            self.seed,
+            display_path,
+            memory.window_start,
+            memory.shown_text,
+            deadline,
+        )
         if snapshot is None:
             log.debug("completion at %s: nothing before the cursor", uri)
             return EMPTY
@@ -183,9 +187,6 @@ class CompletionServer(LanguageServer):
         sources = context_sources(document, open_documents, position.line, settings)
         if memory.context_due(now, settings.context_idle_ms / 1000, sources):
             memory.context_sources = sources
-            header = ""
-            if settings.prepend_file_path:
-                header = path_header(self._display_path(document), document.language_id or "")
             memory.context = await choose_context(
                 self.context,
                 document,
@@ -193,7 +194,7 @@ class CompletionServer(LanguageServer):
                 snapshot.text_before,
                 settings,
                 engine,
-                header,
+                snapshot.header,
             )
         memory.last_request = now
         rest = memory.rest_of_suggestion(snapshot.text_before)
@@ -306,32 +307,6 @@ class CompletionServer(LanguageServer):
             record.finish,
             record.milliseconds,
         )
-
-    def _snapshot(
-        self,
-        document: Any,
-        position: types.Position,
-        settings: Settings,
-        deadline: float | None,
-        memory: DocumentMemory,
-    ) -> tuple[CursorSnapshot | None, types.Position]:
-        """Resolves the (clamped) cursor in the current text; None when there is nothing
-        before the cursor to complete from. `memory` gives the window and the suggestion
-        shown so far."""
-        text = document.source
-        cursor = resolve_cursor(text, position.line, position.character, self.protocol.encoding)
-        clamped = types.Position(line=cursor.line, character=cursor.character)
-        text_before = text[: cursor.offset]
-        if not text_before:
-            return None, clamped
-        header = ""
-        if settings.prepend_file_path:
-            header = path_header(self._display_path(document), document.language_id or "")
-        shown = memory.shown.text if memory.shown is not None else ""
-        snapshot = cursor_snapshot(
-            text, cursor, settings, self.seed, header, memory.window_start, deadline, shown
-        )
-        return snapshot, clamped
 
     def _display_path(self, document: Any) -> str:
         """The document's path relative to the workspace root when inside it."""
