@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from lsp_server.http import schemas as oa
 from lsp_server.http.admission import AdmissionGate, QueueFull
+from lsp_server.options import flag
 from lsp_server.resident import ResidentModel
 from model.generation import StopStrings, TextGenerator
 from model.sampling import SamplingParams
@@ -248,7 +249,7 @@ class GenerationStream:
             raise oa.ApiError(
                 429,
                 f"the server is busy: {gate.active} generations are running and "
-                f"{gate.queued} are queued (--max-queue {gate.max_queue}); retry later",
+                f"{gate.queued} are queued ({flag('max_queue')} {gate.max_queue}); retry later",
                 type="requests",
                 code="rate_limit_exceeded",
                 headers=RETRY,

@@ -42,6 +42,7 @@ from lsp_server.lsp.loading import report_loading
 from lsp_server.lsp.rpc import ServerProtocol
 from lsp_server.lsp.settings import Settings, apply_settings
 from lsp_server.lsp.snapshot import snapshot_at
+from lsp_server.options import PACKAGE, option_named, package_version
 from lsp_server.remote import BackendError
 from lsp_server.resident import ResidentModel
 from model.generation import TextGenerator
@@ -51,7 +52,6 @@ log = logging.getLogger("replit_lsp.lsp")
 STATUS_METHOD = "replitLsp/status"
 # The statistics of recent completions: params {"since": N} gives those numbered after N.
 COMPLETIONS_METHOD = "replitLsp/completions"
-VERSION = "0.1.0"
 
 # How long a request waits for the superseded generation of its document to let go of its
 # cache slot (it stops at its next token; this only bounds a pathological case).
@@ -71,7 +71,7 @@ class PendingCompletion:
 class CompletionServer(LanguageServer):
     def __init__(self, resident: ResidentModel, settings: Settings, seed: int | None) -> None:
         """`settings` are the command line's, which the client may override."""
-        super().__init__("replit-lsp", VERSION, protocol_cls=ServerProtocol)
+        super().__init__(PACKAGE, package_version(), protocol_cls=ServerProtocol)
         self.protocol: ServerProtocol
         self.resident = resident
         self.settings = settings
@@ -407,8 +407,8 @@ def run_language_server(
     settings: Settings,
     seed: int | None = None,
     transport: str = "stdio",
-    host: str = "127.0.0.1",
-    port: int = 2087,
+    host: str = option_named("host").default,
+    port: int = option_named("lsp_port").default,
 ) -> NoReturn:
     """Serves one client until it exits, then ends the process: with status 0 after
     `shutdown` and `exit`, 1 after `exit` alone (as LSP says), 0 when the client hangs up.
