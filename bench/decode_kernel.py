@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.runners import engine_decode_seconds
-from model.engine import Engine, EngineOptions
+from model.engine.engine import Engine
+from model.engine.options import EngineOptions
 from model.graph.options import GraphOptions
 from testkit.checkpoints import full_width_slice, make_random_checkpoint, weight_bytes
 

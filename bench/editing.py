@@ -26,16 +26,13 @@ from pathlib import Path
 
 from bench.keystroke import percentile
 from lsp_server.context.provider import ContextOptions, SourceText, WorkspaceContext
-from lsp_server.lsp.completion import (
-    CompletionOutcome,
-    DocumentMemory,
-    cursor_snapshot,
-    generate_completion,
-    prompt_budget,
-)
-from lsp_server.lsp.prompt import resolve_cursor
+from lsp_server.lsp.completion import CompletionOutcome, generate_completion, prompt_budget
+from lsp_server.lsp.document_memory import DocumentMemory
+from lsp_server.lsp.positions import resolve_cursor
 from lsp_server.lsp.settings import Settings
-from model.engine import Engine, EngineOptions
+from lsp_server.lsp.snapshot import cursor_snapshot
+from model.engine.engine import Engine
+from model.engine.options import EngineOptions
 from model.hub import resolve_model_dir
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])

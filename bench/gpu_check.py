@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from model.engine import Engine, EngineOptions
+from model.engine.engine import Engine
+from model.engine.options import EngineOptions
 from model.sampling import SamplingParams
 from testkit.checkpoints import make_random_checkpoint
 from testkit.reference import ReferenceMPT

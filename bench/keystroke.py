@@ -31,7 +31,8 @@ from lsp_server.generation.remote.engine import RemoteEngine
 from lsp_server.generation.remote.options import RemoteOptions
 from lsp_server.generation.sampling import GenerationParams
 from lsp_server.generation.stream import GenerationStats
-from model.engine import Engine, EngineOptions
+from model.engine.engine import Engine
+from model.engine.options import EngineOptions
 from model.hub import resolve_model_dir
 from testkit.servers import start_server
 

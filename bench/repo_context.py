@@ -41,7 +41,8 @@ from lsp_server.generation.sampling import GenerationParams
 from lsp_server.generation.stops import StopStrings
 from lsp_server.lsp.completion import prompt_budget
 from lsp_server.lsp.prompt import build_prompt
-from model.engine import Engine, EngineOptions
+from model.engine.engine import Engine
+from model.engine.options import EngineOptions
 from model.hub import resolve_model_dir
 
 SITE = Path(sysconfig.get_paths()["purelib"])

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.full_size import kv_cache_bytes, memory
-from model.engine import Engine, EngineOptions
+from model.engine.engine import Engine
+from model.engine.options import EngineOptions
 from testkit.checkpoints import weight_bytes
 
 

@@ -21,7 +21,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from model.engine import Engine, EngineOptions, common_prefix_length
+from model.engine.engine import Engine
+from model.engine.options import EngineOptions
+from model.engine.slots import common_prefix_length
 from model.sampling import SamplingParams
 
 

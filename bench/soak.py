@@ -12,7 +12,10 @@ change. The server's resident memory (RSS) is sampled every few seconds.
 
 Usage:
     python -m bench.soak --model demo --minutes 30
-    python -m bench.soak --weight-path DIR --quantization-encoding q4_0 --minutes 10
+    python -m bench.soak --weight-path DIR --quantization-encoding q4_0 --minutes 10 \
+        --http-every 20
+The HTTP side's pace is the option `--http-every`: at full size on two cores one completion
+takes seconds, so the demo model's pace would leave the engine no time for the editor.
 Results: `bench/results/soak/<label>.json`, `.md` and `.png` (RSS over time).
 """
 
@@ -45,7 +48,6 @@ HTTP_PROMPTS = [KNOWN_TEXT, "import sys\n\n\ndef main():\n", "class Stack:\n    
 ANSWER_LIMIT = 120.0  # seconds: a request not answered by then counts as a hang
 KNOWN_EVERY = 60.0
 RSS_EVERY = 5.0
-HTTP_EVERY = 1.5
 
 
 @dataclass
@@ -174,8 +176,9 @@ class Session:
 class HttpClient(threading.Thread):
     """Completions over HTTP beside the editing, until `stop` is set."""
 
-    def __init__(self, url: str, stop: threading.Event, rng: random.Random) -> None:
+    def __init__(self, url: str, stop: threading.Event, rng: random.Random, every: float) -> None:
         super().__init__(name="http-client", daemon=True)
+        self.every = every
         self.client = openai.OpenAI(base_url=url + "/v1", api_key="none", timeout=ANSWER_LIMIT)
         self.stop = stop
         self.rng = rng
@@ -200,7 +203,7 @@ class HttpClient(threading.Thread):
 
     def run(self) -> None:
         model = self.client.models.list().data[0].id
-        while not self.stop.wait(HTTP_EVERY):
+        while not self.stop.wait(self.every):
             known = time.monotonic() - self.last_known >= KNOWN_EVERY
             prompt = HTTP_PROMPTS[0] if known else self.rng.choice(HTTP_PROMPTS[1:])
             stream = not known and self.rng.random() < 0.3
@@ -235,7 +238,7 @@ class MemorySampler(threading.Thread):
             self.sample()
 
 
-def soak(command: list[str], minutes: float, seed: int) -> dict:
+def soak(command: list[str], minutes: float, seed: int, http_every: float) -> dict:
     """Runs the session on the server `command` starts; returns what happened."""
     lsp = RawLsp(command)
     port = int(command[command.index("--http-port") + 1])
@@ -251,7 +254,7 @@ def soak(command: list[str], minutes: float, seed: int) -> dict:
         session.ask_known()
         memory = MemorySampler(lsp.process.pid, stop)
         memory.sample()
-        http = HttpClient(http_server.url, stop, random.Random(seed + 1))
+        http = HttpClient(http_server.url, stop, random.Random(seed + 1), http_every)
         memory.start()
         http.start()
         load_before = os.getloadavg()
@@ -277,6 +280,7 @@ def soak(command: list[str], minutes: float, seed: int) -> dict:
     return {
         "minutes": minutes,
         "seed": seed,
+        "http_every_s": http_every,
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
         "lsp": session.tally.summary()
@@ -339,6 +343,9 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--minutes", type=float, default=30)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--http-every", type=float, default=1.5, help="seconds between HTTP completions"
+    )
     parser.add_argument("--label")
     parser.add_argument("--out", type=Path, default=Path("bench/results/soak"))
     args = parser.parse_args()
@@ -356,7 +363,7 @@ def main() -> None:
         context_tokens=None,  # the editor's default
     )
     result = {"label": label, "machine": machine(os.cpu_count() or 1), "command": command[2:]}
-    result |= soak(command, args.minutes, args.seed)
+    result |= soak(command, args.minutes, args.seed, args.http_every)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{label}.json").write_text(json.dumps(result, indent=1) + "\n")
     (args.out / f"{label}.md").write_text(markdown(label, result))

@@ -43,7 +43,9 @@ from max.graph import DeviceRef, Module
 from bench.keystroke import TRACE_FILE, percentile, start_for_context, suggest, typing_trace
 from bench.suite import WORK_DIR
 from model.config import load_config, parse_config
-from model.engine import SPECULATIVE_TOKENS, Engine, EngineOptions
+from model.engine.engine import Engine
+from model.engine.options import EngineOptions
+from model.engine.speculation import SPECULATIVE_TOKENS
 from model.graph.builder import build_graph
 from model.graph.options import DEFAULT_GRAPH
 from model.hub import resolve_model_dir

@@ -23,7 +23,8 @@ from lsp_server.generation.local import LocalGenerator
 from lsp_server.generation.protocol import TextGenerator
 from lsp_server.generation.remote.engine import RemoteEngine
 from lsp_server.generation.remote.options import RemoteOptions
-from model.engine import Engine, EngineOptions
+from model.engine.engine import Engine
+from model.engine.options import EngineOptions
 from model.progress import FAILED, LoadProgress, ProgressCallback
 
 log = logging.getLogger("replit_lsp")

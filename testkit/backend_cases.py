@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pytest_lsp import LanguageClient
 
-from model.engine import Engine
+from model.engine.engine import Engine
 from testkit.lsp_client import (
     FIBONACCI,
     complete,

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,17 +19,17 @@ from pytest_lsp import LanguageClient, client_capabilities, make_test_lsp_client
 from lsp_server.generation.local import LocalGenerator
 from lsp_server.generation.protocol import TextTokenizer
 from lsp_server.generation.sampling import GenerationParams
-from lsp_server.lsp.completion import CompletionRecord
+from lsp_server.lsp.completion_log import CompletionRecord
 from lsp_server.lsp.postprocess import CompletionContext, detect_indentation, postprocess
 from model.tokenizer import Tokenizer
+from testkit.environment import SERVER_ENV
 from testkit.reference import ReferenceMPT
 from testkit.servers import lsp_server_command
 
 if TYPE_CHECKING:
-    from model.engine import Engine
+    from model.engine.engine import Engine
 
 MAX_NEW_TOKENS = 24  # the tests' completion length, short enough for many requests
-SERVER_ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 # A short Python document that the tests complete in.
 FIBONACCI = '''import os
@@ -41,6 +41,18 @@ def fibonacci(n):
         return n
     return fibonacci(n - 1) + fibonacci(n - 2)
 '''
+
+
+@dataclass(frozen=True)
+class ClientSetup:
+    """How a test module's language server is started: its extra command-line arguments, and
+    the capabilities and initialization options its client sends."""
+
+    args: tuple[str, ...] = ()
+    capabilities: types.ClientCapabilities = field(
+        default_factory=lambda: client_capabilities("neovim@v0.10.0")
+    )
+    options: Any = None
 
 
 async def start_client(

@@ -7,16 +7,18 @@ the server's messages off its stdout on a thread of its own.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import queue
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from testkit.lsp_client import SERVER_ENV
+from testkit.environment import SERVER_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -151,6 +153,19 @@ class RawLsp:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+@contextlib.contextmanager
+def loaded_server(command: list[str], options: dict[str, Any]) -> Iterator[RawLsp]:
+    """A server initialized with `options` and past loading, which must end with exit status
+    0 after `shutdown` and `exit` once the block is left."""
+    server = RawLsp(command)
+    server.initialize(options)
+    server.wait_until_loaded()
+    yield server
+    server.request("shutdown")
+    server.notify("exit")
+    assert server.wait() == 0
 
 
 def inline_params(uri: str, line: int, character: int) -> dict[str, Any]:

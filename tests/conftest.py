@@ -7,19 +7,26 @@ Compiling a graph takes a minute here, so every test that needs the model shares
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
+from pytest_lsp import LanguageClient
 from tokenizers import Tokenizer
 
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from testkit.environment import TEST_ENVIRONMENT
 
-from model.engine import SPECULATIVE_TOKENS, Engine, EngineOptions  # noqa: E402
+os.environ.update(TEST_ENVIRONMENT)  # before the model's modules read it
+
+from model.engine.engine import Engine  # noqa: E402
+from model.engine.options import EngineOptions  # noqa: E402
+from model.engine.speculation import SPECULATIVE_TOKENS  # noqa: E402
 from model.hub import DEMO_DIR  # noqa: E402
-from testkit.checkpoints import TINY_MAX_LENGTH, make_random_checkpoint
-from testkit.reference import Expected, ReferenceMPT, greedy_answers
+from testkit.checkpoints import TINY_MAX_LENGTH, make_random_checkpoint  # noqa: E402
+from testkit.lsp_client import ClientSetup, start_client, stop_client, wait_until_loaded  # noqa: E402
+from testkit.reference import Expected, ReferenceMPT, greedy_answers  # noqa: E402
+from testkit.servers import lsp_server_command  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -66,3 +73,25 @@ def expect(tiny_reference: ReferenceMPT, tokenizer: Tokenizer) -> Callable[[str,
 def model(tiny_model_dir: Path) -> str:
     """A model directory that is not a hub snapshot is served under the directory's name."""
     return tiny_model_dir.name
+
+
+@pytest.fixture(scope="module")
+def lsp_setup() -> ClientSetup:
+    """How the module's `lsp_client` is started; a module that needs other arguments,
+    capabilities or settings defines its own `lsp_setup`."""
+    return ClientSetup()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def lsp_client(tiny_model_dir: Path, lsp_setup: ClientSetup) -> AsyncIterator[LanguageClient]:
+    """`replit-lsp --stdio` on the tiny checkpoint, one per module: initialized as `lsp_setup`
+    says, its answer kept as `initialize_result`, and past loading."""
+    lsp, result = await start_client(
+        lsp_server_command(tiny_model_dir, *lsp_setup.args),
+        lsp_setup.capabilities,
+        lsp_setup.options,
+    )
+    lsp.initialize_result = result  # type: ignore[attr-defined]
+    await wait_until_loaded(lsp)
+    yield lsp
+    await stop_client(lsp)

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from lsp_server.lsp.completion import (
-    CursorSnapshot,
-    ShownSuggestion,
-    complete_lines,
-    generate_completion,
-)
+from lsp_server.lsp.completion import complete_lines, generate_completion
+from lsp_server.lsp.document_memory import ShownSuggestion
 from lsp_server.lsp.postprocess import CompletionContext
 from lsp_server.lsp.settings import Settings
-from model.engine import Engine
+from lsp_server.lsp.snapshot import CursorSnapshot
+from model.engine.engine import Engine
 
 
 @pytest.mark.parametrize(

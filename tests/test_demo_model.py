@@ -104,7 +104,8 @@ def test_demo_model_matches_reference() -> None:
 def test_max_graph_runs_the_demo_weights_as_trained() -> None:
     """The compiled MAX model and the training code give the same logits on held-out text, at
     every position (fed one token at a time through the KV cache), and the same greedy text."""
-    from model.engine import Engine, EngineOptions
+    from model.engine.engine import Engine
+    from model.engine.options import EngineOptions
     from model.sampling import SamplingParams
 
     engine = Engine(EngineOptions(model_dir=DEMO_DIR, max_length=512))

@@ -6,8 +6,10 @@ import threading
 import numpy as np
 import pytest
 
-from model.compiled import CompileError, SerializedModelError
-from model.engine import Engine, EngineOptions, relative_positions
+from model.engine.compiled import CompileError, SerializedModelError
+from model.engine.engine import Engine
+from model.engine.execution import relative_positions
+from model.engine.options import EngineOptions
 from model.graph.options import GraphOptions
 from model.sampling import SamplingParams
 from model.weights.gguf_export import export_gguf
@@ -265,7 +267,7 @@ def test_a_failed_compile_is_an_error_with_the_compilers_words(
 ):
     """The compiler runs in a child process: its failure reaches the caller as CompileError
     (which the front doors report) instead of ending the server."""
-    monkeypatch.setattr("model.compiled.sys.executable", shutil.which("false"))
+    monkeypatch.setattr("model.engine.compiled.sys.executable", shutil.which("false"))
     options = EngineOptions(model_dir=tiny_model_dir, max_length=64, cache_dir=tmp_path / "cache")
     with pytest.raises(CompileError, match=r"compiling the model graph failed \(exit code 1\)"):
         Engine(options)

@@ -20,7 +20,8 @@ from openai import OpenAI
 from pytest_lsp import LanguageClient, client_capabilities
 
 from testkit.checkpoints import make_random_checkpoint
-from testkit.lsp_client import SERVER_ENV, complete, open_document, start_client, wait_until_loaded
+from testkit.environment import SERVER_ENV
+from testkit.lsp_client import complete, open_document, start_client, wait_until_loaded
 from testkit.servers import ServerProcess, free_port, server_command
 
 ASYNC = pytest.mark.asyncio(loop_scope="session")

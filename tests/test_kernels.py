@@ -30,8 +30,8 @@ from max.dtype import DType
 from max.engine import InferenceSession, Model
 from max.graph import DeviceRef, Graph, Module, TensorType, TensorValue
 
-from model.compiled import graph_key
 from model.config import ModelConfig, load_config
+from model.engine.compiled import graph_key
 from model.graph.block_layout import group_rows, grouped_rows
 from model.graph.builder import cache_type
 from model.graph.kernel_ops import (
@@ -176,7 +176,7 @@ def test_matmul_matches_numpy(matmul_models, shape, case):
 
 
 def test_the_cpu_engine_decodes_through_its_own_graph(tiny_engine):
-    assert tiny_engine._decode_model is not tiny_engine._prefill_model
+    assert tiny_engine._runner.models.decode is not tiny_engine._runner.models.prefill
 
 
 def test_the_kernel_source_and_fusion_are_part_of_the_compiled_model_key(

@@ -26,7 +26,7 @@ import pytest_asyncio
 from pytest_lsp import LanguageClient
 
 from lsp_server.generation.remote.request_fields import NEUTRAL_FIELDS
-from model.engine import Engine
+from model.engine.engine import Engine
 from model.hub import DEMO_DIR
 from model.tokenizer import Tokenizer
 from testkit.backend_cases import (
@@ -39,9 +39,9 @@ from testkit.backend_cases import (
     text_before,
 )
 from testkit.checkpoints import TINY_MAX_LENGTH
+from testkit.environment import SERVER_ENV
 from testkit.lsp_client import (
     MAX_NEW_TOKENS,
-    SERVER_ENV,
     cancelled_mid_stream,
     complete,
     completion_count,

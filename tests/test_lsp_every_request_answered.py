@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from testkit.editor import Editor, utf16_position
 from testkit.lsp_client import MAX_NEW_TOKENS
-from testkit.raw_lsp import RawLsp, inline_params
+from testkit.raw_lsp import RawLsp, inline_params, loaded_server
 from testkit.robustness import robustness
 from testkit.servers import lsp_server_command
 
@@ -39,13 +39,9 @@ _documents = itertools.count()
 
 @pytest.fixture(scope="module")
 def lsp(tiny_model_dir: Path) -> Iterator[RawLsp]:
-    server = RawLsp(lsp_server_command(tiny_model_dir))
-    server.initialize({"maxNewTokens": MAX_NEW_TOKENS, "maxLines": 8})
-    server.wait_until_loaded()
-    yield server
-    server.request("shutdown")
-    server.notify("exit")
-    assert server.wait() == 0
+    options = {"maxNewTokens": MAX_NEW_TOKENS, "maxLines": 8}
+    with loaded_server(lsp_server_command(tiny_model_dir), options) as server:
+        yield server
 
 
 def new_uri() -> str:

@@ -23,8 +23,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from testkit.lsp_client import FIBONACCI, MAX_NEW_TOKENS, SERVER_ENV, expected_completion
-from testkit.raw_lsp import ROOT, RawLsp, completion_text, frame, inline_params, open_document
+from testkit.environment import SERVER_ENV
+from testkit.lsp_client import FIBONACCI, MAX_NEW_TOKENS, expected_completion
+from testkit.raw_lsp import (
+    ROOT,
+    RawLsp,
+    completion_text,
+    frame,
+    inline_params,
+    loaded_server,
+    open_document,
+)
 from testkit.reference import ReferenceMPT
 from testkit.robustness import EXAMPLES, robustness
 from testkit.servers import lsp_server_command
@@ -54,14 +63,9 @@ def known_answer(tiny_model_dir: Path, tiny_reference: ReferenceMPT) -> str:
 
 @pytest.fixture(scope="module")
 def lsp(tiny_model_dir: Path) -> Iterator[RawLsp]:
-    server = RawLsp(lsp_server_command(tiny_model_dir))
-    server.initialize(OPTIONS)
-    server.wait_until_loaded()
-    open_document(server, KNOWN_URI, FIBONACCI)
-    yield server
-    server.request("shutdown")
-    server.notify("exit")
-    assert server.wait() == 0
+    with loaded_server(lsp_server_command(tiny_model_dir), OPTIONS) as server:
+        open_document(server, KNOWN_URI, FIBONACCI)
+        yield server
     assert not any(mark in server.stderr for mark in CRASH_MARKS), server.stderr[-3000:]
 
 

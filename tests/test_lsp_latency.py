@@ -5,19 +5,17 @@ timed."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 from lsprotocol import types
-from pytest_lsp import LanguageClient, client_capabilities
+from pytest_lsp import LanguageClient
 
 from model.tokenizer import Tokenizer
 from testkit.lsp_client import (
     FIBONACCI,
     MAX_NEW_TOKENS,
+    ClientSetup,
     after,
     complete,
     completion_count,
@@ -27,12 +25,9 @@ from testkit.lsp_client import (
     expected_completion,
     insert,
     open_document,
-    start_client,
     status,
-    wait_until_loaded,
 )
 from testkit.reference import ReferenceMPT
-from testkit.servers import lsp_server_command
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -40,18 +35,13 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 LONG_DOCUMENT = "".join(f"def step_{i}(value):\n    return value + {i}\n\n\n" for i in range(40))
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def client(tiny_model_dir: Path) -> AsyncIterator[LanguageClient]:
-    lsp, _ = await start_client(
+@pytest.fixture(scope="module")
+def lsp_setup() -> ClientSetup:
+    return ClientSetup(
         # Speculating (a small model does not by default): its answers must not change.
-        lsp_server_command(tiny_model_dir, "--speculative-tokens", "4"),
-        client_capabilities("neovim@v0.10.0"),
-        {"replitLsp": {"maxNewTokens": MAX_NEW_TOKENS}},
+        args=("--speculative-tokens", "4"),
+        options={"replitLsp": {"maxNewTokens": MAX_NEW_TOKENS}},
     )
-    await wait_until_loaded(lsp)
-    yield lsp
-    await asyncio.wait_for(lsp.shutdown_session(), 30)
-    await lsp.stop()
 
 
 async def graph_runs(client: LanguageClient) -> int:
@@ -59,21 +49,21 @@ async def graph_runs(client: LanguageClient) -> int:
 
 
 async def test_typing_in_a_long_file_keeps_the_window_and_reuses_the_cache(
-    client: LanguageClient, tiny_model_dir: Path, tiny_reference: ReferenceMPT
+    lsp_client: LanguageClient, tiny_model_dir: Path, tiny_reference: ReferenceMPT
 ) -> None:
     uri = "file:///work/long.py"
     tokenizer = Tokenizer(tiny_model_dir)
     assert len(tokenizer.encode(LONG_DOCUMENT)) > 256  # the window must cut it
-    open_document(client, uri, LONG_DOCUMENT)
-    since = await completion_count(client)
+    open_document(lsp_client, uri, LONG_DOCUMENT)
+    since = await completion_count(lsp_client)
     cursor = types.Position(line=LONG_DOCUMENT.count("\n"), character=0)
-    await complete(client, uri, cursor.line, cursor.character)
+    await complete(lsp_client, uri, cursor.line, cursor.character)
     text = LONG_DOCUMENT
     for version, char in enumerate("def last(value):\n    return value * 2\n", start=2):
-        insert(client, uri, version, cursor, char)
+        insert(lsp_client, uri, version, cursor, char)
         text, cursor = text + char, after(cursor, char)
-        result = await complete(client, uri, cursor.line, cursor.character)
-    records = [r for r in await completion_stats(client, since) if r.finish != "typed through"]
+        result = await complete(lsp_client, uri, cursor.line, cursor.character)
+    records = [r for r in await completion_stats(lsp_client, since) if r.finish != "typed through"]
     assert len(records) > 20
     # After the first request, every keystroke's prompt extends the cached one: no recompute.
     assert all(r.reused_tokens >= r.prompt_tokens - 8 for r in records[1:]), records
@@ -89,53 +79,53 @@ async def test_typing_in_a_long_file_keeps_the_window_and_reuses_the_cache(
     assert completion_text(result) == expected
 
 
-async def test_typing_through_a_suggestion_runs_no_model(client: LanguageClient) -> None:
+async def test_typing_through_a_suggestion_runs_no_model(lsp_client: LanguageClient) -> None:
     uri = "file:///work/through.py"
-    open_document(client, uri, FIBONACCI)
+    open_document(lsp_client, uri, FIBONACCI)
     cursor = types.Position(line=3, character=len("def fibonacci(n):"))
-    suggestion = completion_text(await complete(client, uri, cursor.line, cursor.character))
+    suggestion = completion_text(await complete(lsp_client, uri, cursor.line, cursor.character))
     if len(suggestion) < 4 or "\r" in suggestion:
         pytest.skip(f"the tiny model's suggestion {suggestion!r} is too short to type through")
-    runs = await graph_runs(client)
-    since = await completion_count(client)
+    runs = await graph_runs(lsp_client)
+    since = await completion_count(lsp_client)
     for version, char in enumerate(suggestion[:3], start=2):
-        insert(client, uri, version, cursor, char)
+        insert(lsp_client, uri, version, cursor, char)
         cursor = after(cursor, char)
-        answer = await complete(client, uri, cursor.line, cursor.character)
+        answer = await complete(lsp_client, uri, cursor.line, cursor.character)
         typed = version - 1
         assert completion_text(answer) == suggestion[typed:]
         assert answer.items[0].range.start == cursor
-    assert await graph_runs(client) == runs
-    records = await completion_stats(client, since)
+    assert await graph_runs(lsp_client) == runs
+    records = await completion_stats(lsp_client, since)
     assert [r.finish for r in records] == ["typed through"] * 3
     assert all(r.generated_tokens == 0 for r in records)
     # Typing something else asks the model again.
     other = "#" if suggestion[3] != "#" else "@"
-    insert(client, uri, 5, cursor, other)
+    insert(lsp_client, uri, 5, cursor, other)
     cursor = after(cursor, other)
-    await complete(client, uri, cursor.line, cursor.character)
-    assert await graph_runs(client) > runs
+    await complete(lsp_client, uri, cursor.line, cursor.character)
+    assert await graph_runs(lsp_client) > runs
 
 
 async def test_a_time_budget_cuts_a_long_completion_to_whole_lines(
-    client: LanguageClient,
+    lsp_client: LanguageClient,
 ) -> None:
     uri = "file:///work/budget.txt"
-    open_document(client, uri, "lorem ipsum dolor sit amet\n", language="plaintext")
+    open_document(lsp_client, uri, "lorem ipsum dolor sit amet\n", language="plaintext")
     try:
-        configure(client, maxNewTokens=128, maxLines=1000)
-        since = await completion_count(client)
-        unlimited = completion_text(await complete(client, uri, 1, 0))
-        (full,) = await completion_stats(client, since)
+        configure(lsp_client, maxNewTokens=128, maxLines=1000)
+        since = await completion_count(lsp_client)
+        unlimited = completion_text(await complete(lsp_client, uri, 1, 0))
+        (full,) = await completion_stats(lsp_client, since)
         if full.generated_tokens < 64:
             pytest.skip(f"the tiny model stopped after {full.generated_tokens} tokens")
         # A millisecond is less than 64 decode steps take, cached prompt or not.
-        configure(client, maxNewTokens=128, maxLines=1000, timeBudgetMs=1)
-        since = await completion_count(client)
-        cut = completion_text(await complete(client, uri, 1, 0))
-        (record,) = await completion_stats(client, since)
+        configure(lsp_client, maxNewTokens=128, maxLines=1000, timeBudgetMs=1)
+        since = await completion_count(lsp_client)
+        cut = completion_text(await complete(lsp_client, uri, 1, 0))
+        (record,) = await completion_stats(lsp_client, since)
     finally:
-        configure(client, timeBudgetMs=0)
+        configure(lsp_client, timeBudgetMs=0)
     assert record.finish == "out of time"
     assert record.generated_tokens < full.generated_tokens
     kept = cut.split("\n") if cut else []

@@ -11,23 +11,22 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pygls.protocol.json_rpc import JsonRPCRequestMessage
 from pytest_lsp import LanguageClient, client_capabilities, make_test_lsp_client
 
 from testkit.checkpoints import TINY_MAX_LENGTH
+from testkit.environment import SERVER_ENV
 from testkit.lsp_client import (
     FIBONACCI,
     MAX_NEW_TOKENS,
-    SERVER_ENV,
+    ClientSetup,
     complete,
     completion_count,
     completion_stats,
@@ -35,7 +34,6 @@ from testkit.lsp_client import (
     configure,
     expected_completion,
     open_document,
-    start_client,
     status,
     wait_until_loaded,
 )
@@ -53,19 +51,19 @@ def utf8_capabilities() -> types.ClientCapabilities:
     return capabilities
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def utf8_client(tiny_model_dir: Path) -> AsyncIterator[LanguageClient]:
+@pytest.fixture(scope="module")
+def lsp_setup() -> ClientSetup:
     """A client that prefers UTF-8 positions, and sends flat (top-level) settings."""
-    lsp, result = await start_client(
-        lsp_server_command(tiny_model_dir, "--log-level", "DEBUG"),
-        utf8_capabilities(),
-        {"maxNewTokens": MAX_NEW_TOKENS, "maxLines": 8},
-    )
+    options = {"maxNewTokens": MAX_NEW_TOKENS, "maxLines": 8}
+    return ClientSetup(("--log-level", "DEBUG"), utf8_capabilities(), options)
+
+
+@pytest.fixture(scope="module")
+def utf8_client(lsp_client: LanguageClient) -> LanguageClient:
+    """The module's client, which the server granted UTF-8 positions."""
+    result = lsp_client.initialize_result  # type: ignore[attr-defined]
     assert result.capabilities.position_encoding == types.PositionEncodingKind.Utf8
-    await wait_until_loaded(lsp)
-    yield lsp
-    await asyncio.wait_for(lsp.shutdown_session(), 30)
-    await lsp.stop()
+    return lsp_client
 
 
 async def assert_alive(client: LanguageClient) -> None:

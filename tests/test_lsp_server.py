@@ -11,22 +11,21 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
-from pytest_lsp import LanguageClient, client_capabilities
+from pytest_lsp import LanguageClient
 
 from lsp_server.feedback import ACCEPT_COMMAND, PARTIAL_ACCEPT_COMMAND
-from lsp_server.lsp.completion import CompletionRecord
+from lsp_server.lsp.completion_log import CompletionRecord
 from testkit.checkpoints import TINY_MAX_LENGTH
 from testkit.lsp_client import (
     FIBONACCI,
     MAX_NEW_TOKENS,
+    ClientSetup,
     cancel,
     complete,
     completion_count,
@@ -36,63 +35,51 @@ from testkit.lsp_client import (
     expected_completion,
     open_document,
     send_completion,
-    start_client,
     status,
-    wait_until_loaded,
 )
 from testkit.reference import ReferenceMPT
-from testkit.servers import lsp_server_command
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 MAX_LENGTH = TINY_MAX_LENGTH
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def client(tiny_model_dir: Path) -> AsyncIterator[LanguageClient]:
+@pytest.fixture(scope="module")
+def lsp_setup() -> ClientSetup:
     options = {"replitLsp": {"maxNewTokens": MAX_NEW_TOKENS, "unknownKey": True}}
-    lsp, result = await start_client(
-        lsp_server_command(tiny_model_dir, "--log-level", "DEBUG"),
-        client_capabilities("neovim@v0.10.0"),
-        options,
-    )
-    lsp.initialize_result = result  # type: ignore[attr-defined]
-    await wait_until_loaded(lsp)
-    yield lsp
-    await asyncio.wait_for(lsp.shutdown_session(), 30)
-    await lsp.stop()
+    return ClientSetup(args=("--log-level", "DEBUG"), options=options)
 
 
 async def test_initialize_advertises_inline_completion_and_reports_loading(
-    client: LanguageClient,
+    lsp_client: LanguageClient,
 ) -> None:
-    capabilities = client.initialize_result.capabilities  # type: ignore[attr-defined]
+    capabilities = lsp_client.initialize_result.capabilities  # type: ignore[attr-defined]
     assert capabilities.inline_completion_provider is not None
     sync = capabilities.text_document_sync
     assert isinstance(sync, types.TextDocumentSyncOptions)
     assert sync.change == types.TextDocumentSyncKind.Incremental and sync.open_close
     assert capabilities.position_encoding == types.PositionEncodingKind.Utf16
 
-    (reports,) = client.progress_reports.values()
+    (reports,) = lsp_client.progress_reports.values()
     assert isinstance(reports[0], types.WorkDoneProgressBegin)
     assert isinstance(reports[-1], types.WorkDoneProgressEnd)
     assert any(isinstance(r, types.WorkDoneProgressReport) for r in reports[1:-1])
-    messages = [m.message for m in client.log_messages]
+    messages = [m.message for m in lsp_client.log_messages]
     assert any("model ready" in m for m in messages)
     assert any("unknown setting 'unknownKey'" in m for m in messages)
 
-    answer = await status(client)
+    answer = await status(lsp_client)
     assert answer.state == "ready" and answer.pid != os.getpid()
     assert isinstance(answer.engine_id, int)
 
 
 async def test_multi_line_completion_matches_the_reference(
-    client: LanguageClient, tiny_model_dir: Path, tiny_reference: ReferenceMPT
+    lsp_client: LanguageClient, tiny_model_dir: Path, tiny_reference: ReferenceMPT
 ) -> None:
     uri = "file:///work/fib_multi.py"
-    open_document(client, uri, FIBONACCI)
+    open_document(lsp_client, uri, FIBONACCI)
     line, index = 3, len("def fibonacci(n):")
-    result = await complete(client, uri, line, index)
+    result = await complete(lsp_client, uri, line, index)
     expected = expected_completion(tiny_model_dir, tiny_reference, FIBONACCI, line, index)
     assert completion_text(result) == expected
     if not expected:
@@ -102,25 +89,25 @@ async def test_multi_line_completion_matches_the_reference(
 
 
 async def test_single_line_completion_matches_the_reference(
-    client: LanguageClient, tiny_model_dir: Path, tiny_reference: ReferenceMPT
+    lsp_client: LanguageClient, tiny_model_dir: Path, tiny_reference: ReferenceMPT
 ) -> None:
     uri = "file:///work/fib_single.py"
-    open_document(client, uri, FIBONACCI)
+    open_document(lsp_client, uri, FIBONACCI)
     line, index = 7, len("    return fibonacci(")
-    result = await complete(client, uri, line, index)
+    result = await complete(lsp_client, uri, line, index)
     expected = expected_completion(tiny_model_dir, tiny_reference, FIBONACCI, line, index)
     assert completion_text(result) == expected
     assert "\n" not in expected
 
 
 async def test_utf16_position_inside_a_surrogate_pair(
-    client: LanguageClient, tiny_model_dir: Path, tiny_reference: ReferenceMPT
+    lsp_client: LanguageClient, tiny_model_dir: Path, tiny_reference: ReferenceMPT
 ) -> None:
     """Column 9 falls between the two halves of the emoji: the cursor goes before it."""
     uri = "file:///work/emoji.py"
     text = 'name = "\U0001f600\U0001f600"\nprint(name)\n'
-    open_document(client, uri, text)
-    result = await complete(client, uri, 0, 9)
+    open_document(lsp_client, uri, text)
+    result = await complete(lsp_client, uri, 0, 9)
     expected = expected_completion(tiny_model_dir, tiny_reference, text, 0, 8)
     assert completion_text(result) == expected
     if not expected:
@@ -129,18 +116,18 @@ async def test_utf16_position_inside_a_surrogate_pair(
 
 
 async def test_typing_reuses_the_prompt_cache(
-    client: LanguageClient, tiny_model_dir: Path, tiny_reference: ReferenceMPT
+    lsp_client: LanguageClient, tiny_model_dir: Path, tiny_reference: ReferenceMPT
 ) -> None:
     """50 keystrokes sent as incremental edits, each followed by a request."""
     uri = "file:///work/typing.py"
     text = "import os\n\n\ndef main():\n    "
     typed = "values = [1, 2, 3]\n    total = sum(values)\n    print(total, os.sep)\n"[:50]
-    open_document(client, uri, text)
-    since = await completion_count(client)
+    open_document(lsp_client, uri, text)
+    since = await completion_count(lsp_client)
     line, character = 4, 4
     for version, char in enumerate(typed, start=2):
         cursor = types.Position(line=line, character=character)
-        client.text_document_did_change(
+        lsp_client.text_document_did_change(
             types.DidChangeTextDocumentParams(
                 text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
                 content_changes=[
@@ -152,14 +139,14 @@ async def test_typing_reuses_the_prompt_cache(
         )
         text += char
         line, character = (line + 1, 0) if char == "\n" else (line, character + 1)
-        result = await complete(client, uri, line, character)
+        result = await complete(lsp_client, uri, line, character)
 
     # The server's document followed every edit: its last answer is the reference's.
     last_line = text.split("\n")[line]
     assert completion_text(result) == expected_completion(
         tiny_model_dir, tiny_reference, text, line, len(last_line)
     )
-    stats = await completion_stats(client, since)
+    stats = await completion_stats(lsp_client, since)
     assert len(stats) == len(typed) == 50
     reused = [s.reused_tokens for s in stats[1:]]
     prompt = [s.prompt_tokens for s in stats[1:]]
@@ -176,44 +163,44 @@ async def generate_long(client: LanguageClient, uri: str) -> CompletionRecord:
     return stats
 
 
-async def test_cancel_request_stops_generation(client: LanguageClient) -> None:
+async def test_cancel_request_stops_generation(lsp_client: LanguageClient) -> None:
     """A $/cancelRequest that arrives mid-generation stops it before its token limit.
 
     The tiny model writes 128 tokens in well under a second, so the cancel is sent after a
     few short delays until one lands while the tokens are being generated."""
     uri = "file:///work/cancel.txt"
-    open_document(client, uri, "lorem ipsum dolor sit amet", language="plaintext")
+    open_document(lsp_client, uri, "lorem ipsum dolor sit amet", language="plaintext")
     try:
-        baseline = await generate_long(client, uri)
+        baseline = await generate_long(lsp_client, uri)
         if baseline.finish != "length":
             pytest.fail(f"the request must run to its token limit first: {baseline}")
         stopped_early = []
         for delay in (0.002, 0.005, 0.01, 0.02, 0.04):
-            since = await completion_count(client)
-            msg_id, future = await send_completion(client, uri, 0, 12)
+            since = await completion_count(lsp_client)
+            msg_id, future = await send_completion(lsp_client, uri, 0, 12)
             await asyncio.sleep(delay)
-            cancel(client, msg_id)
+            cancel(lsp_client, msg_id)
             try:
                 await asyncio.wait_for(future, 5)
             except JsonRpcException as error:
                 assert "cancel" in str(error).lower()
             await asyncio.sleep(0.3)  # the worker records when it lets go of the model
-            recorded = await completion_stats(client, since)
+            recorded = await completion_stats(lsp_client, since)
             stopped_early += [s for s in recorded if s.finish == "cancelled"]
         assert stopped_early, "no cancel landed mid-generation"
         assert all(s.generated_tokens < 128 for s in stopped_early)
-        assert (await status(client)).state == "ready"
+        assert (await status(lsp_client)).state == "ready"
     finally:
-        configure(client)
+        configure(lsp_client)
 
 
-async def test_newer_request_supersedes_older_ones(client: LanguageClient) -> None:
+async def test_newer_request_supersedes_older_ones(lsp_client: LanguageClient) -> None:
     uri = "file:///work/supersede.txt"
-    open_document(client, uri, "lorem ipsum dolor sit amet", language="plaintext")
+    open_document(lsp_client, uri, "lorem ipsum dolor sit amet", language="plaintext")
     try:
-        baseline = await generate_long(client, uri)
+        baseline = await generate_long(lsp_client, uri)
         started = time.monotonic()
-        pending = [(await send_completion(client, uri, 0, 12))[1] for _ in range(5)]
+        pending = [(await send_completion(lsp_client, uri, 0, 12))[1] for _ in range(5)]
         results = await asyncio.wait_for(asyncio.gather(*pending), timeout=30)
         elapsed = time.monotonic() - started
         assert [len(r.items) for r in results[:-1]] == [0, 0, 0, 0]
@@ -222,17 +209,17 @@ async def test_newer_request_supersedes_older_ones(client: LanguageClient) -> No
         single = baseline.milliseconds / 1000
         assert elapsed < 3 * single + 2
     finally:
-        configure(client)
+        configure(lsp_client)
 
 
-async def test_rapid_requests_and_cancels_all_settle(client: LanguageClient) -> None:
+async def test_rapid_requests_and_cancels_all_settle(lsp_client: LanguageClient) -> None:
     uri = "file:///work/rapid.py"
-    open_document(client, uri, FIBONACCI)
+    open_document(lsp_client, uri, FIBONACCI)
     pending = []
     for i in range(20):
-        msg_id, future = await send_completion(client, uri, 3 + i % 5, 4)
+        msg_id, future = await send_completion(lsp_client, uri, 3 + i % 5, 4)
         if i % 2:
-            cancel(client, msg_id)
+            cancel(lsp_client, msg_id)
         pending.append(future)
     results = await asyncio.wait_for(asyncio.gather(*pending, return_exceptions=True), 30)
     for i, result in enumerate(results):
@@ -241,8 +228,8 @@ async def test_rapid_requests_and_cancels_all_settle(client: LanguageClient) -> 
             assert isinstance(result, JsonRpcException | types.InlineCompletionList)
         else:
             assert isinstance(result, types.InlineCompletionList)
-    assert (await status(client)).state == "ready"
-    assert await complete(client, uri, 3, len("def fibonacci(n):"))
+    assert (await status(lsp_client)).state == "ready"
+    assert await complete(lsp_client, uri, 3, len("def fibonacci(n):"))
 
 
 async def execute(client: LanguageClient, command: str, *arguments: Any) -> None:
@@ -250,52 +237,52 @@ async def execute(client: LanguageClient, command: str, *arguments: Any) -> None
     await asyncio.wait_for(client.workspace_execute_command_async(params), 30)
 
 
-async def test_acceptance_is_counted_once_per_suggestion(client: LanguageClient) -> None:
+async def test_acceptance_is_counted_once_per_suggestion(lsp_client: LanguageClient) -> None:
     """Each item carries the command an editor runs when the user accepts it; the server
     counts what it showed and what was accepted, whole or in part, in its status and log."""
     uri = "file:///work/feedback.py"
-    open_document(client, uri, FIBONACCI)
-    before = (await status(client)).suggestions
-    first = await complete(client, uri, 3, len("def fibonacci(n):"))
-    second = await complete(client, uri, 7, len("    return fibonacci("))
+    open_document(lsp_client, uri, FIBONACCI)
+    before = (await status(lsp_client)).suggestions
+    first = await complete(lsp_client, uri, 3, len("def fibonacci(n):"))
+    second = await complete(lsp_client, uri, 7, len("    return fibonacci("))
     (whole,), (part,) = first.items, second.items
     for item in (whole, part):
         assert item.command is not None and item.command.command == ACCEPT_COMMAND
     assert whole.command.arguments != part.command.arguments  # type: ignore[union-attr]
-    logged = len(client.log_messages)
+    logged = len(lsp_client.log_messages)
 
-    await execute(client, ACCEPT_COMMAND, *whole.command.arguments)  # type: ignore[union-attr]
-    await execute(client, ACCEPT_COMMAND, *whole.command.arguments)  # type: ignore[union-attr]
+    await execute(lsp_client, ACCEPT_COMMAND, *whole.command.arguments)  # type: ignore[union-attr]
+    await execute(lsp_client, ACCEPT_COMMAND, *whole.command.arguments)  # type: ignore[union-attr]
     for _ in range(2):  # a word, then another: one suggestion accepted in part
-        await execute(client, PARTIAL_ACCEPT_COMMAND, *part.command.arguments)  # type: ignore[union-attr]
-    await execute(client, ACCEPT_COMMAND, "not-a-suggestion")
+        await execute(lsp_client, PARTIAL_ACCEPT_COMMAND, *part.command.arguments)  # type: ignore[union-attr]
+    await execute(lsp_client, ACCEPT_COMMAND, "not-a-suggestion")
 
-    after = (await status(client)).suggestions
+    after = (await status(lsp_client)).suggestions
     assert after.shown == before.shown + 2
     assert after.accepted == before.accepted + 1
     assert after.partially_accepted == before.partially_accepted + 1
     assert after.mean_latency_ms > 0
-    accepted = [m.message for m in client.log_messages[logged:] if " accepted" in m.message]
+    accepted = [m.message for m in lsp_client.log_messages[logged:] if " accepted" in m.message]
     assert len(accepted) == 2, accepted
     assert f"{after.accepted} of {after.shown} suggestions accepted" in accepted[-1]
 
 
 async def test_an_invoked_suggestion_may_be_longer(
-    client: LanguageClient, tiny_model_dir: Path, tiny_reference: ReferenceMPT
+    lsp_client: LanguageClient, tiny_model_dir: Path, tiny_reference: ReferenceMPT
 ) -> None:
     """A suggestion the user asks for may have `invokedMaxNewTokens`, one that comes while
     typing `maxNewTokens`."""
     uri = "file:///work/invoked.py"
-    open_document(client, uri, FIBONACCI)
+    open_document(lsp_client, uri, FIBONACCI)
     line, index = 3, len("def fibonacci(n):")
-    configure(client, maxNewTokens=6, invokedMaxNewTokens=MAX_NEW_TOKENS)
+    configure(lsp_client, maxNewTokens=6, invokedMaxNewTokens=MAX_NEW_TOKENS)
     try:
-        typing = await complete(client, uri, line, index)
+        typing = await complete(lsp_client, uri, line, index)
         invoked = await complete(
-            client, uri, line, index, trigger=types.InlineCompletionTriggerKind.Invoked
+            lsp_client, uri, line, index, trigger=types.InlineCompletionTriggerKind.Invoked
         )
     finally:
-        configure(client)
+        configure(lsp_client)
     expected = expected_completion(tiny_model_dir, tiny_reference, FIBONACCI, line, index)
     short = expected_completion(
         tiny_model_dir, tiny_reference, FIBONACCI, line, index, max_new_tokens=6

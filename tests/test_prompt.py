@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from lsp_server.lsp.positions import column_to_index, index_to_column, resolve_cursor
 from lsp_server.lsp.prompt import (
     MAX_CHARS_PER_TOKEN,
     build_prompt,
-    column_to_index,
-    index_to_column,
     longest_fitting_tail,
     path_header,
-    resolve_cursor,
-    text_after,
 )
+from lsp_server.lsp.snapshot import text_after
 
 
 class CharTokenizer:

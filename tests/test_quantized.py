@@ -9,7 +9,8 @@ session; the GGUF engine shares its compiled model.
 import numpy as np
 import pytest
 
-from model.engine import Engine, EngineOptions, OptionError
+from model.engine.engine import Engine
+from model.engine.options import EngineOptions, OptionError
 from model.sampling import SamplingParams
 from model.weights.encodings import ENCODINGS
 from model.weights.gguf_export import export_gguf

@@ -29,12 +29,12 @@ from pytest_lsp import LanguageClient
 from lsp_server.generation.remote.character_budget import CHARS_PER_TOKEN, CharacterBudget
 from lsp_server.generation.remote.request_fields import NEUTRAL_FIELDS
 from lsp_server.http.server import bind
-from lsp_server.lsp.completion import CompletionRecord
+from lsp_server.lsp.completion_log import CompletionRecord
 from model.tokenizer import Tokenizer
+from testkit.environment import SERVER_ENV
 from testkit.lsp_client import (
     FIBONACCI,
     MAX_NEW_TOKENS,
-    SERVER_ENV,
     cancelled_mid_stream,
     complete,
     completion_count,

@@ -27,7 +27,7 @@ from lsp_server.generation.sampling import GenerationParams
 from lsp_server.http.errors import CatchUnexpected
 from lsp_server.http.server import HttpServer
 from lsp_server.resident import ResidentModel
-from model.engine import EngineOptions
+from model.engine.options import EngineOptions
 from testkit.robustness import robustness
 from testkit.servers import ServerProcess, free_port, start_server
 

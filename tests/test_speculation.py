@@ -10,8 +10,9 @@ import pytest
 
 from lsp_server.generation.local import LocalGenerator
 from lsp_server.generation.sampling import GenerationParams
-from model.drafting import draft
-from model.engine import Engine, EngineOptions, OptionError
+from model.engine.drafting import draft
+from model.engine.engine import Engine
+from model.engine.options import EngineOptions, OptionError
 from model.sampling import SamplingParams
 from testkit.checkpoints import TINY_MAX_LENGTH
 

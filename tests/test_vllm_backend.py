@@ -21,7 +21,7 @@ import pytest
 import pytest_asyncio
 from pytest_lsp import LanguageClient
 
-from model.engine import Engine
+from model.engine.engine import Engine
 from model.hub import DEMO_DIR
 from testkit.backend_cases import (
     CURSOR_IDS,

@@ -8,7 +8,8 @@ from collections.abc import Callable, Sequence
 from lsp_server.generation.sampling import GenerationParams
 from lsp_server.generation.stops import NoStop, StopRule
 from lsp_server.generation.stream import TextStream
-from model.engine import Engine, EngineCounters
+from model.engine.engine import Engine
+from model.engine.execution import EngineCounters
 
 
 class LocalGenerator:

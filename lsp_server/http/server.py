@@ -16,11 +16,11 @@ import uvicorn
 from lsp_server.generation.sampling import GenerationParams
 from lsp_server.http.routes import create_app
 from lsp_server.http.serving import Service
+from lsp_server.options import flag, option_named
 from lsp_server.resident import ResidentModel
 
 log = logging.getLogger("replit_lsp.http")
 
-DEFAULT_MAX_QUEUE = 16
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 # How long a request waits for a model that is still loading before it gets 503.
 DEFAULT_LOAD_TIMEOUT = 300.0
@@ -49,15 +49,15 @@ class HttpServer:
         resident: ResidentModel,
         defaults: GenerationParams,
         *,
-        host: str = "127.0.0.1",
-        port: int = 8000,
+        host: str = option_named("host").default,
+        port: int = option_named("http_port").default,
         api_key: str | None = None,
-        max_queue: int = DEFAULT_MAX_QUEUE,
+        max_queue: int = option_named("max_queue").default,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         load_timeout: float = DEFAULT_LOAD_TIMEOUT,
     ) -> None:
         if max_queue < 0:
-            raise ValueError(f"--max-queue must be 0 or more, got {max_queue}")
+            raise ValueError(f"{flag('max_queue')} must be 0 or more, got {max_queue}")
         self.host = host
         self.port = port
         self.service = Service(resident, defaults, max_queue, load_timeout)

@@ -23,6 +23,7 @@ from lsp_server.generation.sampling import (
 from lsp_server.generation.stops import StopStrings
 from lsp_server.http import schemas as oa
 from lsp_server.http.admission import AdmissionGate, QueueFull
+from lsp_server.options import flag
 from lsp_server.resident import ResidentModel
 
 log = logging.getLogger("replit_lsp.http")
@@ -252,7 +253,7 @@ class GenerationStream:
             raise oa.ApiError(
                 429,
                 f"the server is busy: {gate.active} generations are running and "
-                f"{gate.queued} are queued (--max-queue {gate.max_queue}); retry later",
+                f"{gate.queued} are queued ({flag('max_queue')} {gate.max_queue}); retry later",
                 type="requests",
                 code="rate_limit_exceeded",
                 headers=RETRY,

@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 from lsprotocol import types
 from pygls.uris import to_fs_path
 
-from lsp_server.lsp.prompt import resolve_cursor
+from lsp_server.lsp.positions import resolve_cursor
 
 
 @dataclass

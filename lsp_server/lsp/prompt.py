@@ -1,23 +1,18 @@
-"""From a document and an LSP cursor position to the model's prompt.
+"""The model's prompt: the text before the cursor, cut to the window that fits the budget.
 
 The prompt is the document text before the cursor and nothing else: the model was trained on
 raw source files, and a prompt that only grows at its end while the user types keeps the
-engine's prefix cache hot. Positions arrive in the client's negotiated encoding (UTF-16 code
-units unless it offered UTF-8 or UTF-32), so they are converted here, clamped rather than
-trusted: a stale or hostile position must give a sensible cursor, never an exception.
+engine's prefix cache hot.
 """
 
 from __future__ import annotations
 
 import bisect
-import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-# The LSP line terminators. `str.splitlines` also splits on form feeds, U+2028 and others, which
-# would shift line numbers against the client's in files that contain them.
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+from lsp_server.lsp.positions import LINE_BREAK, line_starts
 
 # A token of the model's tokenizer never covers more characters than this (the longest are runs
 # of spaces). The text before the cursor is first cut to `budget * MAX_CHARS_PER_TOKEN`
@@ -25,85 +20,9 @@ _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 # needs more characters per token only gets a shorter prompt than the budget allows.
 MAX_CHARS_PER_TOKEN = 32
 
-# How much of the text after the cursor the post-processing looks at.
-TEXT_AFTER_LIMIT = 4096
-
 
 class Encoder(Protocol):
     def encode(self, text: str) -> list[int]: ...
-
-
-@dataclass(frozen=True)
-class Cursor:
-    """A cursor resolved against one document snapshot."""
-
-    offset: int  # index into the document string
-    line: int
-    character: int  # in the client's position encoding, after clamping
-    line_prefix: str  # the cursor line up to the cursor
-    line_suffix: str  # the cursor line after the cursor, without its line break
-
-
-def _units(char: str, encoding: str) -> int:
-    """Code units of one character (a lone surrogate counts as the one unit it is in UTF-16)."""
-    code = ord(char)
-    if encoding == "utf-8":
-        return 1 if code < 0x80 else 2 if code < 0x800 else 3 if code < 0x10000 else 4
-    if encoding == "utf-16":
-        return 2 if code >= 0x10000 else 1
-    return 1
-
-
-def column_to_index(line: str, character: int, encoding: str = "utf-16") -> int:
-    """The string index for an LSP column: clamped to the line, and rounded down to the start
-    of the character when it points inside one (the middle of a surrogate pair, say)."""
-    character = max(0, character)
-    if encoding == "utf-32" or line.isascii():
-        return min(character, len(line))
-    units = 0
-    for index, char in enumerate(line):
-        units += _units(char, encoding)
-        if units > character:
-            return index
-    return len(line)
-
-
-def index_to_column(line: str, index: int, encoding: str = "utf-16") -> int:
-    """The LSP column of a string index within a line."""
-    head = line[:index]
-    if encoding == "utf-32" or head.isascii():
-        return len(head)
-    return sum(_units(char, encoding) for char in head)
-
-
-def _line_starts(text: str) -> Iterator[int]:
-    yield 0
-    for match in _LINE_BREAK.finditer(text):
-        yield match.end()
-
-
-def _line_end(text: str, start: int) -> int:
-    match = _LINE_BREAK.search(text, start)
-    return match.start() if match else len(text)
-
-
-def resolve_cursor(text: str, line: int, character: int, encoding: str = "utf-16") -> Cursor:
-    """Finds the cursor in `text`; a line past the end clamps to the end of the document."""
-    line = max(0, line)
-    number = start = 0
-    for number, start in enumerate(_line_starts(text)):  # noqa: B007 (the last values are used)
-        if number == line:
-            break
-    end = _line_end(text, start)
-    line_text = text[start:end]
-    index = column_to_index(line_text, character, encoding) if number == line else len(line_text)
-    return Cursor(
-        offset=start + index,
-        line=number,
-        character=index_to_column(line_text, index, encoding),
-        line_prefix=line_text[:index],
-        line_suffix=line_text[index:],
-    )
 
 
 def _window(text: str, limit: int) -> str:
@@ -111,7 +30,7 @@ def _window(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     tail = text[-limit:]
-    match = _LINE_BREAK.search(tail, 1)  # a break at 0 may be the second half of a \r\n
+    match = LINE_BREAK.search(tail, 1)  # a break at 0 may be the second half of a \r\n
     return tail[match.end() :] if match and match.end() < len(tail) else tail
 
 
@@ -162,7 +81,7 @@ def _fitting_tail(text: str, tokenizer: Encoder, budget: int) -> tuple[int | Non
     ids = tokenizer.encode(window)
     if len(ids) <= budget:
         return offset, ids
-    starts = [start for start in _line_starts(window) if 0 < start < len(window)]
+    starts = [start for start in line_starts(window) if 0 < start < len(window)]
     encoded: dict[int, list[int]] = {}
 
     def fits(i: int) -> bool:
@@ -286,11 +205,3 @@ def _kept_window(
             return window_start, ids
     slack_room = max(1, room - int(room * WINDOW_SLACK))
     return _fitting_tail(text, tokenizer, slack_room)
-
-
-def text_after(text: str, cursor: Cursor) -> str:
-    """The lines below the cursor line, bounded: what the post-processing compares against."""
-    end = _line_end(text, cursor.offset)
-    match = _LINE_BREAK.match(text, end)
-    start = match.end() if match else end
-    return text[start : start + TEXT_AFTER_LIMIT]

@@ -30,27 +30,21 @@ from lsp_server.generation.errors import GenerationError
 from lsp_server.generation.protocol import TextGenerator
 from lsp_server.lsp.backend import apply_backend_settings, report_backend
 from lsp_server.lsp.client_log import ClientLogHandler
-from lsp_server.lsp.completion import (
-    CompletionLog,
-    CompletionOutcome,
-    CompletionRecord,
-    CursorSnapshot,
-    DocumentMemory,
-    cursor_snapshot,
-    finish_of,
-    generate_completion,
-)
+from lsp_server.lsp.completion import CompletionOutcome, generate_completion
+from lsp_server.lsp.completion_log import CompletionLog, CompletionRecord, finish_of
 from lsp_server.lsp.context import (
     choose_context,
     context_sources,
     source_text,
     workspace_roots,
 )
+from lsp_server.lsp.document_memory import DocumentMemory
 from lsp_server.lsp.framing import serve_stdio, serve_tcp
 from lsp_server.lsp.loading import report_loading
-from lsp_server.lsp.prompt import path_header, resolve_cursor
 from lsp_server.lsp.rpc import ServerProtocol
 from lsp_server.lsp.settings import Settings, apply_settings
+from lsp_server.lsp.snapshot import snapshot_at
+from lsp_server.options import PACKAGE, option_named, package_version
 from lsp_server.resident import ResidentModel
 
 log = logging.getLogger("replit_lsp.lsp")
@@ -58,7 +52,6 @@ log = logging.getLogger("replit_lsp.lsp")
 STATUS_METHOD = "replitLsp/status"
 # The statistics of recent completions: params {"since": N} gives those numbered after N.
 COMPLETIONS_METHOD = "replitLsp/completions"
-VERSION = "0.1.0"
 
 # How long a request waits for the superseded generation of its document to let go of its
 # cache slot (it stops at its next token; this only bounds a pathological case).
@@ -78,7 +71,7 @@ class PendingCompletion:
 class CompletionServer(LanguageServer):
     def __init__(self, resident: ResidentModel, settings: Settings, seed: int | None) -> None:
         """`settings` are the command line's, which the client may override."""
-        super().__init__("replit-lsp", VERSION, protocol_cls=ServerProtocol)
+        super().__init__(PACKAGE, package_version(), protocol_cls=ServerProtocol)
         self.protocol: ServerProtocol
         self.resident = resident
         self.settings = settings
@@ -174,7 +167,18 @@ class CompletionServer(LanguageServer):
             # A suggestion the user asked for may be longer than one that comes while typing.
             settings = dataclasses.replace(settings, max_new_tokens=settings.invoked_max_new_tokens)
         memory = self._documents.setdefault(uri, DocumentMemory())
-        snapshot, position = self._snapshot(document, params.position, settings, deadline, memory)
+        display_path = self._display_path(document) if settings.prepend_file_path else None
+        snapshot, position = snapshot_at(
+            document,
+            params.position,
+            self.protocol.encoding,
+            settings,
+            self.seed,
+            display_path,
+            memory.window_start,
+            memory.shown_text,
+            deadline,
+        )
         if snapshot is None:
             log.debug("completion at %s: nothing before the cursor", uri)
             return EMPTY
@@ -183,9 +187,6 @@ class CompletionServer(LanguageServer):
         sources = context_sources(document, open_documents, position.line, settings)
         if memory.context_due(now, settings.context_idle_ms / 1000, sources):
             memory.context_sources = sources
-            header = ""
-            if settings.prepend_file_path:
-                header = path_header(self._display_path(document), document.language_id or "")
             memory.context = await choose_context(
                 self.context,
                 document,
@@ -193,7 +194,7 @@ class CompletionServer(LanguageServer):
                 snapshot.text_before,
                 settings,
                 engine,
-                header,
+                snapshot.header,
             )
         memory.last_request = now
         rest = memory.rest_of_suggestion(snapshot.text_before)
@@ -307,32 +308,6 @@ class CompletionServer(LanguageServer):
             record.milliseconds,
         )
 
-    def _snapshot(
-        self,
-        document: Any,
-        position: types.Position,
-        settings: Settings,
-        deadline: float | None,
-        memory: DocumentMemory,
-    ) -> tuple[CursorSnapshot | None, types.Position]:
-        """Resolves the (clamped) cursor in the current text; None when there is nothing
-        before the cursor to complete from. `memory` gives the window and the suggestion
-        shown so far."""
-        text = document.source
-        cursor = resolve_cursor(text, position.line, position.character, self.protocol.encoding)
-        clamped = types.Position(line=cursor.line, character=cursor.character)
-        text_before = text[: cursor.offset]
-        if not text_before:
-            return None, clamped
-        header = ""
-        if settings.prepend_file_path:
-            header = path_header(self._display_path(document), document.language_id or "")
-        shown = memory.shown.text if memory.shown is not None else ""
-        snapshot = cursor_snapshot(
-            text, cursor, settings, self.seed, header, memory.window_start, deadline, shown
-        )
-        return snapshot, clamped
-
     def _display_path(self, document: Any) -> str:
         """The document's path relative to the workspace root when inside it."""
         path = document.path or document.uri
@@ -432,8 +407,8 @@ def run_language_server(
     settings: Settings,
     seed: int | None = None,
     transport: str = "stdio",
-    host: str = "127.0.0.1",
-    port: int = 2087,
+    host: str = option_named("host").default,
+    port: int = option_named("lsp_port").default,
 ) -> NoReturn:
     """Serves one client until it exits, then ends the process: with status 0 after
     `shutdown` and `exit`, 1 after `exit` alone (as LSP says), 0 when the client hangs up.

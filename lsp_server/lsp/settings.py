@@ -15,49 +15,49 @@ from typing import Any
 
 from lsp_server.generation.remote.request_fields import checked_extra_fields
 from lsp_server.generation.sampling import AS_MUCH_AS_FITS, GenerationParams
+from lsp_server.options import editor_settings, option_named
 
 SECTION = "replitLsp"
 
 
+def _default(name: str) -> Any:
+    """The default of the setting that fills the field `name`."""
+    return option_named(name).setting_default
+
+
 @dataclass(frozen=True)
 class Settings:
-    max_new_tokens: int = 64
-    max_lines: int = 8
-    top_k: int = 1
-    temperature: float = 1.0
-    enabled_languages: tuple[str, ...] = ()  # empty: every language
-    request_wait_seconds: float = 30.0
-    prepend_file_path: bool = False
-    # The longest a completion may take, in milliseconds (0: no limit): at the deadline the
-    # complete lines generated so far are the answer.
-    time_budget_ms: int = 0
-    # Greedy completions draft tokens from the context and check them in one run, where the
-    # engine speculates (--speculative-tokens): false turns it off for this client.
-    speculation: bool = True
-    backend_url: str = ""  # empty: the command line's model (local, or --backend-url)
-    backend_model: str = ""  # empty: the backend's first model
-    # Added to each request to the backend, over the command line's --backend-fields.
-    backend_fields: Mapping[str, Any] = field(default_factory=dict)
-    invoked_max_new_tokens: int = 128  # for a suggestion the user asked for
-    # The longest a request waits for its completion: then it is answered empty and the
-    # generation stops, so no state of the workers can leave a request unanswered.
-    answer_timeout_seconds: float = 60.0
-    # Context from other files ahead of the current one: the most tokens it takes (0: none;
-    # at most half the prompt), its sources, what is never read, and the pause after which
-    # it is chosen again.
-    context_tokens: int = 512
-    context_open_documents: bool = True
-    context_recent_documents: bool = True
-    context_definitions: bool = True
-    context_exclude: tuple[str, ...] = ()
-    context_idle_ms: int = 1000
+    """One client's settings; what each means and its default are in `lsp_server.options`."""
+
+    max_new_tokens: int = _default("max_new_tokens")
+    max_lines: int = _default("max_lines")
+    top_k: int = _default("top_k")
+    temperature: float = _default("temperature")
+    enabled_languages: tuple[str, ...] = _default("enabled_languages")
+    request_wait_seconds: float = _default("request_wait_seconds")
+    prepend_file_path: bool = _default("prepend_file_path")
+    time_budget_ms: int = _default("time_budget_ms")
+    speculation: bool = _default("speculation")
+    backend_url: str = _default("backend_url")
+    backend_model: str = _default("backend_model")
+    backend_fields: Mapping[str, Any] = field(
+        default_factory=lambda: dict(_default("backend_fields"))
+    )
+    invoked_max_new_tokens: int = _default("invoked_max_new_tokens")
+    answer_timeout_seconds: float = _default("answer_timeout_seconds")
+    context_tokens: int = _default("context_tokens")
+    context_open_documents: bool = _default("context_open_documents")
+    context_recent_documents: bool = _default("context_recent_documents")
+    context_definitions: bool = _default("context_definitions")
+    context_exclude: tuple[str, ...] = _default("context_exclude")
+    context_idle_ms: int = _default("context_idle_ms")
 
     @classmethod
     def from_defaults(cls, defaults: GenerationParams, **options: Any) -> Settings:
         """Starts from the command line's options, which the client may override:
         the sampling defaults and any of this class's fields in `options`."""
         return cls(
-            max_new_tokens=64
+            max_new_tokens=_default("max_new_tokens")
             if defaults.max_new_tokens is AS_MUCH_AS_FITS
             else defaults.max_new_tokens,
             top_k=defaults.top_k,
@@ -128,33 +128,40 @@ def _request_fields(value: object) -> dict[str, Any] | None:
         return None
 
 
-# setting name -> (field, parser returning None for an invalid value, what a valid value is)
-_FIELDS: dict[str, tuple[str, Callable[[object], Any], str]] = {
-    "maxNewTokens": ("max_new_tokens", _positive_int, "an integer >= 1"),
-    "invokedMaxNewTokens": ("invoked_max_new_tokens", _positive_int, "an integer >= 1"),
-    "maxLines": ("max_lines", _positive_int, "an integer >= 1"),
-    "topK": ("top_k", _positive_int, "an integer >= 1"),
-    "temperature": ("temperature", _non_negative_number, "a number >= 0"),
-    "enabledLanguages": ("enabled_languages", _languages, "a list of language ids"),
-    "requestWaitSeconds": ("request_wait_seconds", _non_negative_number, "a number >= 0"),
-    "prependFilePath": ("prepend_file_path", _boolean, "true or false"),
-    "timeBudgetMs": ("time_budget_ms", _non_negative_int, "an integer >= 0"),
-    "speculation": ("speculation", _boolean, "true or false"),
-    "backendUrl": ("backend_url", _url, "an http:// or https:// URL, or empty"),
-    "backendModel": ("backend_model", _string, "a model name, or empty"),
-    "backendFields": (
-        "backend_fields",
+# field -> (parser returning None for an invalid value, what a valid value is)
+_PARSERS: dict[str, tuple[Callable[[object], Any], str]] = {
+    "max_new_tokens": (_positive_int, "an integer >= 1"),
+    "invoked_max_new_tokens": (_positive_int, "an integer >= 1"),
+    "max_lines": (_positive_int, "an integer >= 1"),
+    "top_k": (_positive_int, "an integer >= 1"),
+    "temperature": (_non_negative_number, "a number >= 0"),
+    "enabled_languages": (_languages, "a list of language ids"),
+    "request_wait_seconds": (_non_negative_number, "a number >= 0"),
+    "prepend_file_path": (_boolean, "true or false"),
+    "time_budget_ms": (_non_negative_int, "an integer >= 0"),
+    "speculation": (_boolean, "true or false"),
+    "backend_url": (_url, "an http:// or https:// URL, or empty"),
+    "backend_model": (_string, "a model name, or empty"),
+    "backend_fields": (
         _request_fields,
         "an object of request fields other than prompt, stream, stream_options, model and "
         "max_tokens",
     ),
-    "answerTimeoutSeconds": ("answer_timeout_seconds", _positive_number, "a number > 0"),
-    "contextTokens": ("context_tokens", _non_negative_int, "an integer >= 0"),
-    "contextOpenDocuments": ("context_open_documents", _boolean, "true or false"),
-    "contextRecentDocuments": ("context_recent_documents", _boolean, "true or false"),
-    "contextDefinitions": ("context_definitions", _boolean, "true or false"),
-    "contextExclude": ("context_exclude", _globs, "a list of glob patterns"),
-    "contextIdleMs": ("context_idle_ms", _non_negative_int, "an integer >= 0"),
+    "answer_timeout_seconds": (_positive_number, "a number > 0"),
+    "context_tokens": (_non_negative_int, "an integer >= 0"),
+    "context_open_documents": (_boolean, "true or false"),
+    "context_recent_documents": (_boolean, "true or false"),
+    "context_definitions": (_boolean, "true or false"),
+    "context_exclude": (_globs, "a list of glob patterns"),
+    "context_idle_ms": (_non_negative_int, "an integer >= 0"),
+}
+
+# setting name -> (field, parser, what a valid value is); a setting without a parser fails
+# here, at import.
+_FIELDS: dict[str, tuple[str, Callable[[object], Any], str]] = {
+    option.setting: (option.name, *_PARSERS[option.name])
+    for option in editor_settings()
+    if option.setting is not None
 }
 
 

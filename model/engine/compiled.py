@@ -7,8 +7,8 @@ weights are bound at load time, so two checkpoints of the same shape share one e
 explicitly serialized model carries the same key in a sidecar file so that loading one built
 for another model fails with a clear message instead of wrong numbers.
 
-A graph is compiled in a child process (`python -m model.compiled`), which writes the MEF and
-exits; the engine then loads it like a cached one. Compiling the full-size model holds
+A graph is compiled in a child process (`python -m model.engine.compiled`), which writes the
+MEF and exits; the engine then loads it like a cached one. Compiling the full-size model holds
 gigabytes of compiler memory that the process keeps once it is done, on top of the weights;
 a child returns all of it, and a compiler crash costs the child, not the server.
 """
@@ -200,7 +200,7 @@ def _compile_elsewhere(
     }
     try:
         child = subprocess.run(
-            [sys.executable, "-m", "model.compiled"],
+            [sys.executable, "-m", "model.engine.compiled"],
             input=json.dumps(request),
             capture_output=True,
             text=True,

@@ -1,0 +1,84 @@
+"""What an engine is asked to be, and the checks that refuse an option before a load of
+minutes rather than after it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from max.dtype import DType
+
+from model.config import ModelConfig
+from model.graph.options import DEFAULT_GRAPH, GraphOptions, encoding_graph
+from model.weights.encodings import ENCODINGS
+from model.weights.tensors import BLOCK_FORMATS, stored_shapes
+
+
+class EngineError(RuntimeError):
+    """The engine cannot be built as asked (no accelerator, bad option)."""
+
+
+class OptionError(EngineError):
+    """An option the engine cannot honour, named by its `EngineOptions` field so that each
+    front door can name it in its own terms (the CLI as a flag)."""
+
+    def __init__(self, option: str, problem: str) -> None:
+        super().__init__(f"{option} {problem}")
+        self.option = option
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    model_dir: Path
+    quantization_encoding: str = "float32"
+    max_length: int = 512
+    max_cache_batch_size: int = 4
+    use_gpu: bool = False
+    serialized_model_path: Path | None = None
+    save_to_serialized_model_path: Path | None = None
+    cache_dir: Path | None = None  # compiled models and weights quantized at load
+    prefix_reuse: bool = True
+    # Most drafted tokens checked in one verify run of greedy generation; 0 turns speculation
+    # off. None: the default for the graph that decodes (`model.engine.speculation`).
+    speculative_tokens: int | None = None
+    graph: GraphOptions = DEFAULT_GRAPH
+
+
+def check_counts(options: EngineOptions) -> None:
+    """Refuses counts that no model could honour, before anything is read."""
+    if options.max_cache_batch_size < 1:
+        raise OptionError("max_cache_batch_size", "must be at least 1")
+    if options.speculative_tokens is not None and options.speculative_tokens < 0:
+        raise OptionError("speculative_tokens", "must be at least 0")
+
+
+def check_max_length(options: EngineOptions, config: ModelConfig) -> None:
+    """Refuses a context the model was not trained for, or too short for one generated token."""
+    if not 2 <= options.max_length <= config.max_seq_len:
+        raise OptionError(
+            "max_length",
+            f"must be between 2 and the model's max_seq_len {config.max_seq_len}, "
+            f"got {options.max_length}",
+        )
+
+
+def graph_encoding(options: EngineOptions, config: ModelConfig) -> tuple[DType, GraphOptions]:
+    """The graph's dtype and options for the weight encoding, refused before a compile of
+    minutes where the graph cannot take it."""
+    encoding = options.quantization_encoding
+    if encoding not in ENCODINGS:
+        raise OptionError("quantization_encoding", f"must be one of {', '.join(ENCODINGS)}")
+    dtype, graph = encoding_graph(encoding, options.graph)
+    if graph.block_format is not None:
+        if options.use_gpu or not graph.cpu_kernels:
+            raise OptionError(
+                "quantization_encoding",
+                f"{encoding} runs on the CPU kernels only; the GPU (and the CPU without "
+                "its kernels) takes float32 or bfloat16",
+            )
+        try:
+            stored_shapes(config, BLOCK_FORMATS[encoding])
+        except ValueError as error:
+            raise OptionError("quantization_encoding", f"{encoding}: {error}") from None
+    return dtype, graph
