@@ -26,6 +26,7 @@ from pathlib import Path
 
 from bench.keystroke import percentile
 from lsp_server.context.provider import ContextOptions, SourceText, WorkspaceContext
+from lsp_server.generation.local import LocalGenerator
 from lsp_server.lsp.completion import CompletionOutcome, generate_completion, prompt_budget
 from lsp_server.lsp.document_memory import DocumentMemory
 from lsp_server.lsp.positions import resolve_cursor
@@ -120,7 +121,7 @@ class Replay:
     """One configuration's engine, document memory and what its keystrokes cost."""
 
     features: Features
-    engine: Engine
+    engine: LocalGenerator
     memory: DocumentMemory = field(default_factory=DocumentMemory)
     workspace: WorkspaceContext | None = None
     path: Path | None = None  # the edited file's
@@ -214,7 +215,7 @@ def measure_editing(
         max_length=max_length,
         max_cache_batch_size=1,
     )
-    engines = [Engine(options) for _ in FEATURES]
+    engines = [LocalGenerator(Engine(options)) for _ in FEATURES]
     rows = []
     for trace_name in traces:
         trace = TRACES[trace_name]()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from lsp_server.generation.local import LocalGenerator
 from lsp_server.lsp.completion import complete_lines, generate_completion
 from lsp_server.lsp.document_memory import ShownSuggestion
 from lsp_server.lsp.postprocess import CompletionContext
@@ -54,15 +55,16 @@ def test_at_the_deadline_only_complete_lines_are_kept(demo_engine: Engine) -> No
         line_prefix="    ", line_suffix="", text_after="", max_lines=100, indentation=None
     )
     settings = Settings(max_new_tokens=40, max_lines=100)
+    generator = LocalGenerator(demo_engine)
     unlimited = generate_completion(
-        demo_engine, CursorSnapshot(before, "", context, settings, None), lambda: False
+        generator, CursorSnapshot(before, "", context, settings, None), lambda: False
     )
     assert unlimited.stats is not None and unlimited.stats.generated_tokens > 10
     full_lines = unlimited.text.split("\n")
     longest_kept = 0
     for deadline in range(3, unlimited.stats.generated_tokens, 2):
         cut = generate_completion(
-            demo_engine,
+            generator,
             CursorSnapshot(before, "", context, settings, None, deadline=float(deadline)),
             lambda: False,
             clock=TickingClock(),

@@ -8,6 +8,7 @@ its API defines for them.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass
 
@@ -70,6 +71,13 @@ class GenerationParams:
     @property
     def greedy(self) -> bool:
         return self.top_k == 1 or self.temperature == 0
+
+    def within(self, vocab_size: int) -> GenerationParams:
+        """The same parameters, with a top-k that reaches the vocabulary's size said as the
+        whole vocabulary: what a server that reads top-k 0 as every token needs."""
+        if isinstance(self.top_k, int) and self.top_k >= vocab_size:
+            return dataclasses.replace(self, top_k=WHOLE_VOCABULARY)
+        return self
 
     def resolved(self, prompt_tokens: int, max_length: int, vocab_size: int) -> SamplingParams:
         """The model's parameters for a prompt of `prompt_tokens` in a context of

@@ -140,7 +140,9 @@ class RemoteEngine:
         max_tokens = new_token_budget(params.max_new_tokens, count, self.max_length)
         if not text:
             raise ValueError("the prompt must contain at least one token")
-        body = completion_body(text, max_tokens, params, self._extra_fields)
+        body = completion_body(
+            text, max_tokens, params.within(self.tokenizer.vocab_size), self._extra_fields
+        )
 
         def start() -> EventFeed[RemoteEvent]:
             self._health.admit()
