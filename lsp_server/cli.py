@@ -19,8 +19,9 @@ from lsp_server.generation.sampling import (
 )
 from lsp_server.lsp.settings import Settings
 from lsp_server.modes import Mode, ModeConflict, NoMode, choose_mode
-from lsp_server.options import GROUP_DESCRIPTIONS, OPTIONS, PACKAGE, Option, flag, option_named
+from lsp_server.options import GROUP_DESCRIPTIONS, OPTIONS, Option, flag, option_named
 from lsp_server.resident import Options, ResidentModel, build_generator
+from lsp_server.version import PACKAGE
 from model.config import ConfigError
 from model.engine.compiled import CompileError
 from model.engine.options import EngineError, EngineOptions, OptionError
@@ -235,7 +236,7 @@ def run_servers(args: argparse.Namespace, mode: Mode) -> int:
         return 0
     if mode.serves_http:
         http_server(args, resident, defaults, http_port).start_in_background()
-    from lsp_server.lsp.server import run_language_server
+    from lsp_server.lsp.process import run_language_server
 
     settings = Settings.from_defaults(
         defaults, time_budget_ms=args.time_budget_ms, context_tokens=args.context_tokens

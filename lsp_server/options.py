@@ -16,7 +16,6 @@ import argparse
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import KW_ONLY, dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -26,21 +25,10 @@ from lsp_server.generation.remote.request_fields import parse_extra_fields
 from model.hub import DEFAULT_MODEL
 from model.weights.encodings import ENCODINGS
 
-PACKAGE = "replit-lsp"
-
 # The --help sections the flags are listed in.
 RUN = "what to run"
 MODEL = "model"
 REMOTE = "remote backend (instead of a local model)"
-
-
-def package_version() -> str:
-    """The installed package's version, which pyproject.toml sets; a source tree that was
-    never installed has no metadata, and says so."""
-    try:
-        return version(PACKAGE)
-    except PackageNotFoundError:
-        return "0+unknown"
 
 
 def _request_fields(text: str) -> dict[str, Any]:

@@ -14,12 +14,11 @@ import contextlib
 import dataclasses
 import logging
 import os
-import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any
 
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
@@ -29,7 +28,6 @@ from lsp_server.feedback import ACCEPT_COMMAND, PARTIAL_ACCEPT_COMMAND
 from lsp_server.generation.errors import GenerationError
 from lsp_server.generation.protocol import TextGenerator
 from lsp_server.lsp.backend import apply_backend_settings, report_backend
-from lsp_server.lsp.client_log import ClientLogHandler
 from lsp_server.lsp.completion import CompletionOutcome, generate_completion
 from lsp_server.lsp.completion_log import CompletionLog, CompletionRecord, finish_of
 from lsp_server.lsp.context import (
@@ -39,13 +37,12 @@ from lsp_server.lsp.context import (
     workspace_roots,
 )
 from lsp_server.lsp.document_memory import DocumentMemory
-from lsp_server.lsp.framing import serve_stdio, serve_tcp
 from lsp_server.lsp.loading import report_loading
 from lsp_server.lsp.rpc import ServerProtocol
 from lsp_server.lsp.settings import Settings, apply_settings
 from lsp_server.lsp.snapshot import snapshot_at
-from lsp_server.options import PACKAGE, option_named, package_version
 from lsp_server.resident import ResidentModel
+from lsp_server.version import PACKAGE, package_version
 
 log = logging.getLogger("replit_lsp.lsp")
 
@@ -400,42 +397,3 @@ def build_server(
         return server.completions.since(since if isinstance(since, int) else 0)
 
     return server
-
-
-def run_language_server(
-    resident: ResidentModel,
-    settings: Settings,
-    seed: int | None = None,
-    transport: str = "stdio",
-    host: str = option_named("host").default,
-    port: int = option_named("lsp_port").default,
-) -> NoReturn:
-    """Serves one client until it exits, then ends the process: with status 0 after
-    `shutdown` and `exit`, 1 after `exit` alone (as LSP says), 0 when the client hangs up.
-
-    The process ends with `os._exit`: the loader thread may be inside MAX's native code, where
-    interpreter shutdown would abort it, and the stdin thread may be blocked in a read that
-    would never return; nothing is left to clean up by then."""
-    # pygls logs every feature it registers and every message at INFO: quiet it first, so
-    # an editor's output panel shows only what this server has to say.
-    if not log.isEnabledFor(logging.DEBUG):
-        logging.getLogger("pygls").setLevel(logging.WARNING)
-    server = build_server(resident, settings, seed)
-    handler = ClientLogHandler(server.tell)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    log.addHandler(handler)
-    try:
-        if transport == "tcp":
-            serve_tcp(server, host, port)
-        else:
-            serve_stdio(server)
-    finally:
-        log.removeHandler(handler)
-        server.cancel_all()
-    if resident.state == "loading":
-        log.info("the client exited while the model was loading")
-    code = server.protocol.exit_code
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(ValueError, OSError):  # closed, or the client is gone
-            stream.flush()
-    os._exit(0 if code is None else code)
