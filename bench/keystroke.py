@@ -31,6 +31,7 @@ from lsp_server.generation.remote.engine import RemoteEngine
 from lsp_server.generation.remote.options import RemoteOptions
 from lsp_server.generation.sampling import GenerationParams
 from lsp_server.generation.stream import GenerationStats
+from lsp_server.options import option_named
 from model.engine.engine import Engine
 from model.engine.options import EngineOptions
 from model.hub import resolve_model_dir
@@ -171,7 +172,11 @@ def measure_remote_keystrokes(
         )
         try:
             options = RemoteOptions(
-                server.url, tokenizer_dir=model_dir, max_length=max_length, slots=1
+                server.url,
+                max_length=max_length,
+                slots=1,
+                read_timeout=option_named("backend_timeout").default,
+                tokenizer_dir=model_dir,
             )
             return replay(
                 {"local": local, "remote": RemoteEngine(options)},

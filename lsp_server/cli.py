@@ -19,7 +19,8 @@ from lsp_server.generation.sampling import (
 )
 from lsp_server.lsp.settings import Settings
 from lsp_server.modes import Mode, ModeConflict, NoMode, choose_mode
-from lsp_server.options import GROUP_DESCRIPTIONS, OPTIONS, Option, flag, option_named
+from lsp_server.option import Option
+from lsp_server.options import GROUP_DESCRIPTIONS, OPTIONS, flag, option_named
 from lsp_server.resident import Options, ResidentModel, build_generator
 from lsp_server.version import PACKAGE
 from model.config import ConfigError

@@ -13,17 +13,21 @@ one editor by the setting, which takes precedence.
 from __future__ import annotations
 
 import argparse
-import json
-from collections.abc import Callable, Mapping
-from dataclasses import KW_ONLY, dataclass
+import dataclasses
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from lsp_server.generation.remote.options import API_KEY_ENV
 from lsp_server.generation.remote.request_fields import parse_extra_fields
+from lsp_server.option import Option
+from model.engine.options import EngineOptions
 from model.hub import DEFAULT_MODEL
 from model.weights.encodings import ENCODINGS
+
+# The engine states its own defaults, which tests and benchmarks build it with; the table
+# reads them from there.
+_ENGINE_DEFAULTS = {f.name: f.default for f in dataclasses.fields(EngineOptions)}
 
 # The --help sections the flags are listed in.
 RUN = "what to run"
@@ -37,57 +41,6 @@ def _request_fields(text: str) -> dict[str, Any]:
         return parse_extra_fields(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
-
-
-# Marks an option whose setting's default is its flag's.
-_FLAG_DEFAULT: Any = object()
-
-
-@dataclass(frozen=True)
-class Option:
-    """One option: `name` is the field it fills (the parsed argument, the `Settings` field,
-    the engine's option), so each front door can find its flag or setting name here."""
-
-    name: str
-    type: type
-    default: Any
-    help: str
-    _: KW_ONLY
-    flag: str | None = None
-    setting: str | None = None
-    # The setting's default where it is not the flag's: the command line's -1 leaves the
-    # completion length open, an editor's suggestion needs one.
-    setting_default: Any = _FLAG_DEFAULT
-    group: str | None = None  # the --help section of a flag
-    env: str | None = None  # the environment variable that gives the flag's default
-    choices: tuple[str, ...] | None = None
-    parse: Callable[[str], Any] | None = None  # reads the flag's argument where `type` cannot
-    metavar: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.setting_default is _FLAG_DEFAULT:
-            object.__setattr__(self, "setting_default", self.default)
-
-    @property
-    def shown_default(self) -> str | None:
-        """The flag's default as `--help` writes it; None where there is none to show (an
-        absent value, a switch that is off)."""
-        if self.env is not None:
-            return f"${self.env}"
-        if self.default is None or self.default is False:
-            return None
-        if isinstance(self.default, Mapping | tuple):
-            return json.dumps(json_value(self.default))
-        return str(self.default)
-
-
-def json_value(value: Any) -> Any:
-    """A default as an editor's JSON declares it: lists for tuples, objects for mappings."""
-    if isinstance(value, tuple):
-        return list(value)
-    if isinstance(value, Mapping):
-        return dict(value)
-    return value
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -173,13 +126,20 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "quantization_encoding",
         str,
-        "float32",
+        _ENGINE_DEFAULTS["quantization_encoding"],
         "how the weights are held",
         flag="--quantization-encoding",
         group=MODEL,
         choices=ENCODINGS,
     ),
-    Option("max_length", int, 512, "prompt + completion tokens", flag="--max-length", group=MODEL),
+    Option(
+        "max_length",
+        int,
+        _ENGINE_DEFAULTS["max_length"],
+        "prompt + completion tokens",
+        flag="--max-length",
+        group=MODEL,
+    ),
     Option(
         "max_new_tokens",
         int,
@@ -202,7 +162,12 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("seed", int, None, "makes sampling reproducible", flag="--seed", group=MODEL),
     Option(
-        "max_cache_batch_size", int, 4, "KV cache slots", flag="--max-cache-batch-size", group=MODEL
+        "max_cache_batch_size",
+        int,
+        _ENGINE_DEFAULTS["max_cache_batch_size"],
+        "KV cache slots",
+        flag="--max-cache-batch-size",
+        group=MODEL,
     ),
     Option(
         "speculative_tokens",

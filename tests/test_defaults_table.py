@@ -12,7 +12,8 @@ import pytest
 
 from lsp_server.cli import build_parser, describe_error
 from lsp_server.lsp.settings import Settings
-from lsp_server.options import OPTIONS, editor_settings, json_value
+from lsp_server.option import json_value
+from lsp_server.options import OPTIONS, editor_settings
 from model.engine.options import OptionError
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -21,13 +21,15 @@ def normalized_url(url: str) -> str:
 
 @dataclass(frozen=True)
 class RemoteOptions:
+    """The command line's defaults (`lsp_server/options.py`) fill what the user leaves out."""
+
     url: str
+    max_length: int  # the remote's context, prompt and completion tokens
+    slots: int  # completions streaming at once
+    read_timeout: float  # between two pieces of a stream
     api_key: str | None = None
     model: str | None = None  # None: the first model the server lists
     tokenizer_dir: Path | None = None  # None: budget the prompt in characters
-    max_length: int = 512  # the remote's context, prompt and completion tokens
-    slots: int = 4  # completions streaming at once
     connect_timeout: float = 3.0
-    read_timeout: float = 30.0  # between two pieces of a stream
     # Added to every request (--backend-fields), over the sampling fields the client sets.
     extra_fields: Mapping[str, Any] = field(default_factory=dict)
