@@ -222,6 +222,31 @@ class Editor:
             """
         )
 
+    def completion_records(self, since: int = 0) -> list[dict[str, Any]]:
+        """The server's statistics of its recent completions (`replitLsp/completions`), pre-warms
+        included, numbered after `since`."""
+        records = self.lua(
+            """
+            local since = ...
+            local client = require('replit_lsp').clients(0)[1]
+            local method, params = 'replitLsp/completions', { since = since }
+            local response
+            if vim.fn.has('nvim-0.11') == 1 then
+              response = client:request_sync(method, params, 5000, 0)
+            else
+              response = client.request_sync(method, params, 5000, 0)
+            end
+            return response and response.result
+            """,
+            since,
+        )
+        assert isinstance(records, list), records
+        return records
+
+    def last_record(self) -> int:
+        """The number of the server's latest completion record (0 before any)."""
+        return max((record["sequence"] for record in self.completion_records()), default=0)
+
     def suggestions(self) -> dict[str, Any]:
         status = self.server_status()
         assert status is not None
@@ -513,6 +538,145 @@ def test_checkhealth(editor: Editor) -> None:
     assert "model ready" in report
     assert re.search(r"suggestions: \d+/\d+ accepted, \d+ in part", report), report
     assert "ERROR" not in report
+
+
+IDLE_MS = 300  # the plugin's default `idle_ms`
+OTHER = "import sys\n\n\ndef main(argv):\n    return len(argv)\n"
+
+
+def prewarms(records: list[dict[str, Any]], name: str) -> list[tuple[int, int]]:
+    """The positions the server pre-warmed in the file called `name`."""
+    return [
+        (record["line"], record["character"])
+        for record in records
+        if record["finish"].startswith("prewarm") and record["uri"].endswith("/" + name)
+    ]
+
+
+def test_a_resting_cursor_prewarms_the_server(editor: Editor, tmp_path: Path) -> None:
+    """Opening a buffer and moving the cursor without typing tells the server where the cursor
+    rests (`replitLsp/cursorIdle`), once it has rested; so does switching back to a buffer."""
+    editor.start(FUNCTION)
+    rest_in_example = editor.cursor()
+    other = tmp_path / "other.py"
+    other.write_text(OTHER)
+    since = editor.last_record()
+    editor.nvim.command(f"edit {other}")
+    editor.type("5G$")  # the end of `    return len(argv)`, by a jump: no typing
+    row, col = editor.cursor()
+    assert (row, col) == (4, len("    return len(argv)") - 1)
+    editor.wait(
+        "the server's pre-warm at the resting cursor",
+        lambda: (row, col) in prewarms(editor.completion_records(since), "other.py"),
+    )
+
+    since = editor.last_record()
+    editor.nvim.command("buffer example.py")
+    assert editor.cursor() == rest_in_example
+    editor.wait(
+        "the server's pre-warm for the buffer switched to",
+        lambda: rest_in_example in prewarms(editor.completion_records(since), "example.py"),
+    )
+
+
+def test_typing_sends_no_prewarm(editor: Editor) -> None:
+    """Keystrokes move the cursor too, but a cursor moved by typing is not resting: the
+    suggestion requests do the server's work there."""
+    editor.start(FUNCTION)
+    time.sleep(3 * IDLE_MS / 1000)  # any pre-warm for where the cursor was is recorded by now
+    since = editor.last_record()
+    editor.type("A")
+    for char in TYPED:
+        time.sleep(IDLE_MS / 1000 / 6)
+        editor.type(keys(char))
+    editor.wait_ghost()
+    time.sleep(3 * IDLE_MS / 1000)
+    records = editor.completion_records(since)
+    assert records, "the typing asked the server for suggestions"
+    assert prewarms(records, "example.py") == [], records
+
+
+def test_adaptive_debounce(editor: Editor) -> None:
+    """The wait before asking: the shortest while answers come faster than the user types,
+    past the usual pause between keystrokes when they come slower, within the bounds."""
+    debounce = """
+    local answer_ms, keystroke_ms, min_ms, max_ms = ...
+    if answer_ms == vim.NIL then answer_ms = nil end  -- Python's None
+    if keystroke_ms == vim.NIL then keystroke_ms = nil end
+    return require('replit_lsp.latency').adaptive_debounce(answer_ms, keystroke_ms, min_ms, max_ms)
+    """
+
+    def wait(answer_ms: float | None, keystroke_ms: float | None) -> int:
+        return editor.lua(debounce, answer_ms, keystroke_ms, 75, 1000)
+
+    assert wait(None, None) == 75  # nothing measured yet
+    assert wait(None, 150) == 75 and wait(200, None) == 75
+    assert wait(20, 150) == 75  # fast answers: the shortest wait
+    slow = wait(2000, 150)
+    assert 150 < slow < 1000  # slow answers: past the usual pause between keystrokes
+    assert wait(2000, 300) > slow  # a slower typist pauses longer
+    assert wait(600, 150) == slow  # any answer slower than the typing waits the same
+    assert wait(100, 150) < slow  # answers about as fast as typing: a wait between the two
+    assert wait(5000, 5000) == 1000  # never more than the longest
+    assert wait(1, 1) == 75  # never less than the shortest
+    previous = 0
+    for answer_ms in (10, 50, 100, 150, 300, 1000):
+        current = wait(answer_ms, 200)
+        assert current >= previous  # slower answers never wait less
+        previous = current
+
+
+def test_fixed_debounce(editor: Editor) -> None:
+    """With `adaptive_debounce = false`, `debounce_ms` is the wait, whatever was measured."""
+    editor.lua(
+        """
+        local latency = require('replit_lsp.latency')
+        for _ = 1, latency.ANSWERS do latency.answered(3000) end
+        latency.configure({ adaptive_debounce = false, debounce_ms = 40, debounce_max_ms = 1000 })
+        """
+    )
+    try:
+        assert editor.lua("return require('replit_lsp.latency').debounce_ms()") == 40
+    finally:
+        editor.lua(FAST_ANSWERS)
+
+
+# Fills the plugin's window of answer times with fast answers and restores its settings.
+FAST_ANSWERS = """
+local latency = require('replit_lsp.latency')
+for _ = 1, latency.ANSWERS do latency.answered(10) end
+latency.configure(require('replit_lsp').config)
+"""
+
+
+def test_slow_answers_show_in_the_statusline_and_checkhealth(editor: Editor) -> None:
+    """When the recent answers' median is over `slow_threshold_ms`, the statusline says "slow"
+    and `:checkhealth` says what to do."""
+    editor.type("<Esc>")
+    editor.lua(
+        """
+        local latency = require('replit_lsp.latency')
+        for _ = 1, latency.ANSWERS do latency.answered(2400) end
+        """
+    )
+    try:
+        line = editor.wait(
+            "the statusline",
+            lambda: editor.lua("return require('replit_lsp').statusline()").startswith("replit "),
+        )
+        assert line
+        text = editor.lua("return require('replit_lsp').statusline()")
+        assert text.endswith("slow: 2400 ms median"), text
+        editor.nvim.command("checkhealth replit_lsp")
+        try:
+            report = "\n".join(editor.lines())
+        finally:
+            editor.nvim.command("tabclose")
+        assert "suggestions are slow: 2400 ms median of the last 8 answers" in report, report
+        assert "--quantization-encoding q4_0" in report
+    finally:
+        editor.lua(FAST_ANSWERS)
+    assert "slow" not in editor.lua("return require('replit_lsp').statusline()")
 
 
 @pytest.mark.skipif(

@@ -1,14 +1,16 @@
 --- Ghost text for Neovim 0.10 and 0.11, which have no `vim.lsp.inline_completion`.
 ---
 --- In insert mode, a `textDocument/inlineCompletion` request goes out once typing pauses for
---- `debounce_ms`; any edit cancels the request in flight. The answer is shown only if the buffer
---- and the cursor are still where they were when it was asked for. The first line of the
---- suggestion is drawn inline at the cursor, the following lines as virtual lines below it.
+--- the debounce (`replit_lsp.latency`); any edit cancels the request in flight. The answer is
+--- shown only if the buffer and the cursor are still where they were when it was asked for.
+--- The first line of the suggestion is drawn inline at the cursor, the following lines as
+--- virtual lines below it.
 ---
 --- Typing the characters the suggestion shows keeps the rest of it on screen; any other edit,
 --- moving the cursor or leaving insert mode dismisses it.
 
 local api = vim.api
+local latency = require("replit_lsp.latency")
 
 local M = {}
 
@@ -19,7 +21,6 @@ local TRIGGER_INVOKED = 1
 local TRIGGER_AUTOMATIC = 2
 local HAS_011 = vim.fn.has("nvim-0.11") == 1
 
-M.debounce_ms = 100
 M.PARTIAL_ACCEPT_COMMAND = "replitLsp.didPartiallyAcceptSuggestion"
 M.hl_group = "ReplitLspGhost"
 M.hint_hl_group = "ReplitLspGhostHint"
@@ -359,7 +360,7 @@ local function request_now(bufnr, trigger)
   end
 end
 
---- Asks again once typing has paused for `debounce_ms`.
+--- Asks again once typing has paused for the debounce.
 local function schedule(bufnr)
   local state = buffers[bufnr]
   if not state then
@@ -370,7 +371,7 @@ local function schedule(bufnr)
     state.timer = assert((vim.uv or vim.loop).new_timer())
   end
   state.timer:start(
-    M.debounce_ms,
+    latency.debounce_ms(),
     0,
     vim.schedule_wrap(function()
       if buffers[bufnr] == state then
@@ -402,6 +403,7 @@ local function on_text_changed(bufnr)
   if s and s.tick == tick then
     return -- our own edit (a partial accept), already accounted for
   end
+  latency.keystroke()
   if s then
     local cursor = api.nvim_win_get_cursor(0)
     local row, col = cursor[1] - 1, cursor[2]

@@ -117,6 +117,36 @@ local function check_clients(plugin)
   end
 end
 
+--- The client's own measure of the answer times, and the advice when they are slow.
+local function check_latency(config)
+  local health = vim.health
+  local latency = require("replit_lsp.latency")
+  local median = latency.median_answer_ms()
+  if not median then
+    health.info("answer time: no suggestion asked for yet")
+    return
+  end
+  local measured = ("%d ms median of the last %d answers, debounce %d ms"):format(
+    median,
+    latency.answer_count(),
+    latency.debounce_ms()
+  )
+  if latency.slow_ms(config.slow_threshold_ms) then
+    health.warn(
+      ("suggestions are slow: %s, over slow_threshold_ms (%d ms)"):format(
+        measured,
+        config.slow_threshold_ms
+      ),
+      {
+        "a quantized model answers faster: add `--quantization-encoding q4_0` to `cmd`",
+        "or run the model on a GPU (`--use-gpu`) or a team server (`--backend-url`)",
+      }
+    )
+  else
+    health.ok("answer time: " .. measured)
+  end
+end
+
 function M.check()
   local health = vim.health
   local plugin = require("replit_lsp")
@@ -159,6 +189,7 @@ function M.check()
   health.start("replit-lsp: server")
   check_binary(config)
   check_clients(plugin)
+  check_latency(config)
 end
 
 return M

@@ -27,7 +27,13 @@ M.name = "replit_lsp"
 ---@field root_markers string[]
 ---@field settings table sent as `initializationOptions` and `workspace/didChangeConfiguration`
 ---@field keymaps replit_lsp.Keymaps
----@field debounce_ms integer pause in typing before asking (own ghost text only)
+---@field debounce_ms integer pause in typing before asking: the shortest, or the only one when
+--- not adaptive (own ghost text only)
+---@field debounce_max_ms integer the longest pause in typing before asking
+---@field adaptive_debounce boolean set the pause from the answer times and the typing pace
+---@field prewarm boolean tell the server where the cursor rests (`replitLsp/cursorIdle`)
+---@field idle_ms integer how long the cursor rests after a move before the server is told
+---@field slow_threshold_ms integer median answer time above which suggestions are "slow"
 ---@field ghost_text "auto"|"native"|"plugin" "auto": Neovim's own on 0.12+, else the plugin's
 
 ---@type replit_lsp.Config
@@ -69,7 +75,12 @@ M.defaults = {
     prev = "<M-[>",
     trigger = "<M-\\>",
   },
-  debounce_ms = 100,
+  debounce_ms = 75,
+  debounce_max_ms = 1000,
+  adaptive_debounce = true,
+  prewarm = true,
+  idle_ms = 300,
+  slow_threshold_ms = 1500,
   ghost_text = "auto",
 }
 
@@ -246,11 +257,8 @@ end
 local statusline_state = { text = "", asked_at = -math.huge }
 local STATUSLINE_REFRESH_MS = 1000
 
---- For 'statusline': the model's state, or once it is ready how many suggestions were
---- accepted, e.g. `%{v:lua.require'replit_lsp'.statusline()}`. Never blocks: it shows the
---- last answer and asks the server again at most once a second.
----@return string
-function M.statusline()
+--- The server's part of the statusline: its state, or what became of its suggestions.
+local function server_statusline()
   local client = M.clients(api.nvim_get_current_buf())[1]
   if not client then
     return ""
@@ -277,6 +285,21 @@ function M.statusline()
     end
   end
   return statusline_state.text
+end
+
+--- For 'statusline': the model's state, or once it is ready how many suggestions were
+--- accepted, e.g. `%{v:lua.require'replit_lsp'.statusline()}`, and "slow" with the median
+--- answer time when recent answers were slow. Never blocks: it shows the last answer and asks
+--- the server again at most once a second.
+---@return string
+function M.statusline()
+  local text = server_statusline()
+  local latency = require("replit_lsp.latency")
+  local slow_ms = latency.slow_ms((M.config or M.defaults).slow_threshold_ms)
+  if text ~= "" and slow_ms then
+    text = ("%s, %s"):format(text, latency.describe_slow(slow_ms))
+  end
+  return text
 end
 
 --- The running replit-lsp clients (for the current buffer with `bufnr`).
@@ -339,6 +362,33 @@ local function on_attach(client, bufnr)
     require("replit_lsp.ghost").attach(bufnr, client.id)
   end
   set_keymaps(bufnr)
+  if M.config.prewarm then
+    require("replit_lsp.prewarm").attach(bufnr, client.id)
+  end
+end
+
+--- Whether the buffer gets suggestions from this plugin now.
+local function completions_on(bufnr)
+  if use_native() then
+    local ok, enabled = pcall(vim.lsp.inline_completion.is_enabled, { bufnr = bufnr })
+    return ok and enabled == true
+  end
+  return require("replit_lsp.ghost").is_attached(bufnr)
+end
+
+--- The server's `enabledLanguages` as the user set them (empty: every language).
+local function enabled_languages(settings)
+  local inner = settings.replitLsp or settings
+  local languages = inner.enabledLanguages
+  return type(languages) == "table" and languages or {}
+end
+
+local function configure_prewarm()
+  require("replit_lsp.prewarm").configure({
+    idle_ms = M.config.idle_ms,
+    enabled_languages = enabled_languages(M.config.settings),
+    completions_on = completions_on,
+  })
 end
 
 -- ------------------------------------------------------------------ setup
@@ -385,6 +435,7 @@ end
 function M.update_settings(settings)
   assert(M.config, "replit_lsp: call setup() first")
   M.config.settings = settings
+  configure_prewarm()
   local wrapped = wrapped_settings(settings) or vim.empty_dict()
   for _, client in ipairs(M.clients()) do
     client.settings = wrapped
@@ -428,6 +479,11 @@ function M.setup(opts)
     settings = "table",
     keymaps = "table",
     debounce_ms = "number",
+    debounce_max_ms = "number",
+    adaptive_debounce = "boolean",
+    prewarm = "boolean",
+    idle_ms = "number",
+    slow_threshold_ms = "number",
   }) do
     if type(M.config[key]) ~= kind then
       error(("replit_lsp.setup: %s must be a %s, got %s"):format(key, kind, type(M.config[key])))
@@ -435,11 +491,14 @@ function M.setup(opts)
   end
 
   local ghost = require("replit_lsp.ghost")
-  ghost.debounce_ms = M.config.debounce_ms
+  local latency = require("replit_lsp.latency")
+  latency.configure(M.config)
+  configure_prewarm()
   api.nvim_set_hl(0, ghost.hl_group, { link = "Comment", default = true })
   api.nvim_set_hl(0, ghost.hint_hl_group, { link = "NonText", default = true })
 
   api.nvim_clear_autocmds({ group = group })
+  latency.track(group, M.name)
   api.nvim_create_autocmd("LspAttach", {
     group = group,
     callback = function(args)
@@ -455,6 +514,7 @@ function M.setup(opts)
       local client = vim.lsp.get_client_by_id(args.data.client_id)
       if client and client.name == M.name then
         require("replit_lsp.ghost").detach(args.buf)
+        require("replit_lsp.prewarm").detach(args.buf)
       end
     end,
   })
