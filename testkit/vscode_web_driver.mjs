@@ -89,6 +89,16 @@ async function waitForStatus(page, text) {
   return statusLabel(page);
 }
 
+/** Runs a command from the Command Palette, by its title. */
+async function runCommand(page, title) {
+  await page.keyboard.press("F1");
+  await page.keyboard.type(title);
+  await page
+    .locator(".quick-input-list .monaco-list-row.focused", { hasText: title })
+    .waitFor();
+  await page.keyboard.press("Enter");
+}
+
 /** Saves the edited file; returns what is on disk once the write has landed. */
 async function save(page) {
   const before = statSync(config.main.path).mtimeMs;
@@ -166,14 +176,7 @@ try {
   await page.waitForFunction(() => !window.replitGhost(), null, {
     polling: 50,
   });
-  await page.keyboard.press("F1");
-  await page.keyboard.type("Trigger Inline Suggestion");
-  await page
-    .locator(".quick-input-list .monaco-list-row.focused", {
-      hasText: "Trigger Inline Suggestion",
-    })
-    .waitFor();
-  await page.keyboard.press("Enter");
+  await runCommand(page, "Trigger Inline Suggestion");
   result.invokedGhost = await waitForGhost(page);
   step("invoked ghost text shown");
   await page.keyboard.press("Control+ArrowRight");
@@ -186,6 +189,23 @@ try {
   result.statusAfterWord = await waitForStatus(page, "1 partly accepted");
   step("word accepted and counted");
   result.statusHistory = await page.evaluate(() => window.replitStatus);
+
+  // The cursor moved without typing and left to rest, then another editor switched to: the
+  // extension tells the server where the cursor rests each time ("Show Recent Completions"
+  // writes what the server recorded to the log).
+  await page.keyboard.press("Control+End");
+  await page.waitForTimeout(config.restMs);
+  await page
+    .locator(".explorer-folders-view .monaco-list-row", {
+      hasText: config.early.file,
+    })
+    .click();
+  await page
+    .locator(".tabs-container .tab.active", { hasText: config.early.file })
+    .waitFor();
+  await page.waitForTimeout(config.restMs);
+  await runCommand(page, "Replit LSP: Show Recent Completions");
+  step("cursor rested, editor switched, recent completions shown");
 } catch (error) {
   // What the window looked like when the session went wrong.
   await context.pages()[0]?.screenshot({ path: config.failureScreenshot });

@@ -4,8 +4,10 @@ The .vsix is built with the README's own command and installed into a fresh code
 runs the real `replit-lsp --stdio` on the tiny checkpoint. Chromium, driven by Playwright,
 opens Python files and types. The ghost text VS Code draws must equal what a second server on
 the same checkpoint answers to the same request; Tab must put it into the document; typing at
-once after the file opens, before the server is up, must still end in a suggestion; and the
-status bar must go from loading to ready.
+once after the file opens, before the server is up, must still end in a suggestion; the
+status bar must go from loading to ready; and a cursor left to rest after a move, and an editor
+switched to, must have the server pre-warm there (its records, which the extension's "Show
+Recent Completions" writes to its log).
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ SCREENSHOT = os.environ.get("REPLIT_LSP_VSCODE_SCREENSHOT")
 BUILD_TIMEOUT = 600
 DRIVER_TIMEOUT = 300
 GHOST_TIMEOUT_MS = 60_000
+# How long the driver leaves the cursor resting: well past the extension's `replitLsp.idleMs`.
+REST_MS = 1500
+LOG_TIMEOUT = 30
 SERVER_ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 # Asked-for suggestions are longer, so each answer shows which kind of request brought it.
 COMPLETION_SETTINGS = {"maxNewTokens": 8, "invokedMaxNewTokens": 24, "maxLines": 3}
@@ -114,6 +119,16 @@ async def server_answer(
     finally:
         await asyncio.wait_for(client.shutdown_session(), 30)
         await client.stop()
+
+
+def recorded_prewarms(user_data: Path) -> list[tuple[int, str, int, int]]:
+    """The server's pre-warm records as the extension's "Show Recent Completions" wrote them to
+    its log: (sequence, file name, line, character)."""
+    found = []
+    for log in user_data.glob("logs/**/*Replit LSP*.log"):
+        for match in re.finditer(r"#(\d+) \S+/([^/\s]+) (\d+):(\d+) prewarm", log.read_text()):
+            found.append((int(match[1]), match[2], int(match[3]), int(match[4])))
+    return sorted(found)
 
 
 def write_json(path: Path, value: Any) -> None:
@@ -246,6 +261,7 @@ def test_ghost_text_in_vscode(tools: Tools, tiny_model_dir: Path, tmp_path: Path
         "screenshot": str(screenshot),
         "failureScreenshot": str(tmp_path / "failure.png"),
         "ghostTimeoutMs": GHOST_TIMEOUT_MS,
+        "restMs": REST_MS,
         "early": {"file": "early.py", "typed": EARLY_TYPED},
         "main": {"file": "main.py", "path": str(workspace / "main.py"), "typed": MAIN_TYPED},
     }
@@ -262,6 +278,12 @@ def test_ghost_text_in_vscode(tools: Tools, tiny_model_dir: Path, tmp_path: Path
             timeout=DRIVER_TIMEOUT,
             check=False,
         )
+        deadline = time.monotonic() + LOG_TIMEOUT
+        while driven.returncode == 0 and not recorded_prewarms(user_data):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        prewarmed = recorded_prewarms(user_data)
     assert driven.returncode == 0, f"the browser session failed:\n{driven.stdout}\n{driven.stderr}"
     print(driven.stderr)  # the session's steps, with their times
     seen = json.loads(driven.stdout.strip().splitlines()[-1])
@@ -294,3 +316,15 @@ def test_ghost_text_in_vscode(tools: Tools, tiny_model_dir: Path, tmp_path: Path
     history = seen["statusHistory"]
     loading = next(i for i, label in enumerate(history) if "replit-lsp: loading" in label)
     assert any("replit-lsp: ready" in label for label in history[loading:]), history
+
+    # Control+End in main.py, then early.py switched to, its cursor where the typing left it.
+    saved_lines = seen["savedAfterWord"].split("\n")
+    end = (len(saved_lines) - 1, len(saved_lines[-1]))
+    early_lines = early_text.split("\n")
+    early_cursor = (len(early_lines) - 1, len(early_lines[-1]))
+    rested = [seq for seq, name, *at in prewarmed if name == "main.py" and tuple(at) == end]
+    switched = [
+        seq for seq, name, *at in prewarmed if (name, tuple(at)) == ("early.py", early_cursor)
+    ]
+    assert rested, f"no pre-warm at the end of main.py {end}: {prewarmed}"
+    assert switched and max(switched) > min(rested), f"no pre-warm on switching: {prewarmed}"

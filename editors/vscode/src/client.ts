@@ -6,6 +6,7 @@ import {
   type LanguageClientOptions,
   State,
 } from "vscode-languageclient/node";
+import { CompletionRequests } from "./completionRequests";
 import type { ClientFactory, ClientOptions, ClientState, ServerClient } from "./controller";
 
 /** Also the prefix of the `replitLsp.trace.server` setting the client reads. */
@@ -21,6 +22,7 @@ const STATES: Record<State, ClientState> = {
 };
 
 export const createLanguageClient: ClientFactory = (options: ClientOptions): ServerClient => {
+  const requests = new CompletionRequests(options);
   const server: Executable = {
     command: options.command.command,
     args: options.command.args,
@@ -33,19 +35,7 @@ export const createLanguageClient: ClientFactory = (options: ClientOptions): Ser
     traceOutputChannel: options.output,
     initializationOptions: options.initializationOptions,
     middleware: {
-      provideInlineCompletionItems: async (document, position, context, token, next) => {
-        const started = performance.now();
-        const result = await next(document, position, context, token);
-        if (!token.isCancellationRequested) {
-          const items = Array.isArray(result) ? result : (result?.items ?? []);
-          const id: unknown = items[0]?.command?.arguments?.[0];
-          options.onCompletion(
-            performance.now() - started,
-            typeof id === "string" ? id : undefined,
-          );
-        }
-        return result;
-      },
+      provideInlineCompletionItems: requests.provide,
       // VS Code runs an item's command when the user accepts it; the client sends it on.
       executeCommand: async (command, args, next) => {
         const result: unknown = await next(command, args);
@@ -60,6 +50,7 @@ export const createLanguageClient: ClientFactory = (options: ClientOptions): Ser
     stop: () => client.dispose(STOP_TIMEOUT_MS),
     sendRequest: <R>(method: string, params: unknown) => client.sendRequest<R>(method, params),
     sendNotification: (method, params) => client.sendNotification(method, params),
+    isCompleting: (uri) => requests.isCompleting(uri),
     onDidChangeState: (listener) =>
       client.onDidChangeState((event) => listener(STATES[event.newState])),
   };

@@ -3,7 +3,9 @@
 import * as os from "node:os";
 import * as vscode from "vscode";
 import {
+  type ClientSettings,
   classifyChange,
+  clientSettings,
   launchSettings,
   SECTION,
   type ServerCommand,
@@ -13,9 +15,13 @@ import {
   type SettingReader,
   type Variables,
 } from "./settings";
+import type { CompletionTiming } from "./completionRequests";
 import type { StatusView } from "./status";
+import { RecentTimings } from "./timing";
 
 export const STATUS_METHOD = "replitLsp/status";
+/** The statistics of the server's recent completions and pre-warms. */
+export const COMPLETIONS_METHOD = "replitLsp/completions";
 /** VS Code's "Trigger Inline Suggestion". */
 export const TRIGGER_INLINE_SUGGESTION = "editor.action.inlineSuggest.trigger";
 /** The server's command for a word or line of a suggestion accepted. */
@@ -35,18 +41,17 @@ export interface ServerClient {
   stop(): Promise<void>;
   sendRequest<R>(method: string, params: unknown): Promise<R>;
   sendNotification(method: string, params: unknown): Promise<void>;
+  /** Whether a completion request for the document waits for its answer. */
+  isCompleting(uri: string): boolean;
   onDidChangeState(listener: (state: ClientState) => void): vscode.Disposable;
 }
 
-export interface ClientOptions {
+export interface ClientOptions extends CompletionTiming {
   command: ServerCommand;
   cwd: string | undefined;
   /** Called at every (re)start of the process, so it always sends the current settings. */
   initializationOptions: () => ServerConfiguration;
   output: vscode.LogOutputChannel;
-  /** Reports the time an answered inline completion request took, and the id of the
-   * suggestion it brought (the argument of the item's acceptance command). */
-  onCompletion: (latencyMs: number, suggestionId: string | undefined) => void;
   /** Called after a server command ran, such as the one that reports an acceptance. */
   onCommandExecuted: () => void;
 }
@@ -63,6 +68,20 @@ export interface ServerStatus {
   engine_id: number | null;
   pid: number;
   suggestions?: SuggestionCounts;
+}
+
+/** One record of `replitLsp/completions`. */
+export interface CompletionRecord {
+  sequence: number;
+  uri: string;
+  line: number;
+  character: number;
+  prompt_tokens: number;
+  reused_tokens: number;
+  generated_tokens: number;
+  /** Why it ended: "end of completion", "cancelled", "prewarm", ... */
+  finish: string;
+  milliseconds: number;
 }
 
 /** What became of the server's suggestions, from `replitLsp/status`. */
@@ -83,6 +102,10 @@ export class ServerController implements vscode.Disposable {
   private suggestion: string | undefined;
   /** Starts, stops and setting updates run one after another, in call order. */
   private queue: Promise<void> = Promise.resolve();
+  private readonly timings = new RecentTimings();
+  private readonly ready = new vscode.EventEmitter<void>();
+  /** Fires when a server's model becomes ready. */
+  readonly onReady = this.ready.event;
 
   constructor(
     private readonly createClient: ClientFactory,
@@ -136,7 +159,37 @@ export class ServerController implements vscode.Disposable {
     await this.refreshCounts(client, this.generation);
   }
 
+  /** Writes the server's recent completions and pre-warms to the log, and shows it. */
+  async showCompletions(): Promise<void> {
+    const client = this.client;
+    if (client === undefined) {
+      this.output.warn("no server is running");
+    } else {
+      try {
+        const records = await client.sendRequest<CompletionRecord[]>(COMPLETIONS_METHOD, {
+          since: 0,
+        });
+        this.output.info(`the server's last ${records.length} completions:`);
+        records.forEach((record) => this.output.info(describeRecord(record)));
+      } catch (error) {
+        this.output.warn(`no completions from the server: ${describe(error)}`);
+      }
+    }
+    this.output.show(true);
+  }
+
+  /** The client, when its server's model is ready for requests. */
+  readyClient(): ServerClient | undefined {
+    return this.status.state === "ready" ? this.client : undefined;
+  }
+
+  /** Records a keystroke, for the typing pace the debounce follows. */
+  keystroke(): void {
+    this.timings.keystroke(performance.now(), readClientSettings().debounce.maxMs);
+  }
+
   dispose(): void {
+    this.ready.dispose();
     void this.stop();
   }
 
@@ -156,10 +209,17 @@ export class ServerController implements vscode.Disposable {
       cwd: workspaceFolder(),
       initializationOptions: () => serverConfiguration(readSettings()),
       output: this.output,
+      debounceMs: () => this.timings.debounceMs(readClientSettings().debounce),
       onCompletion: (latencyMs, suggestionId) => {
         if (generation === this.generation && this.status.state === "ready") {
           this.suggestion = suggestionId;
-          this.status.completed(latencyMs);
+          this.timings.answered(latencyMs);
+          const thresholdMs = readClientSettings().slowThresholdMs;
+          const medianMs = this.timings.slowMedianMs(thresholdMs);
+          this.status.completed(
+            latencyMs,
+            medianMs === undefined ? undefined : { medianMs, thresholdMs },
+          );
           void this.refreshCounts(client, generation);
         }
       },
@@ -221,6 +281,9 @@ export class ServerController implements vscode.Disposable {
       if (answer.state === "ready" || answer.state === "error") {
         this.status.set(answer.state, answer.message);
         this.status.counted(answer.suggestions);
+        if (answer.state === "ready") {
+          this.ready.fire();
+        }
         return;
       }
       this.status.set("loading", answer.message, answer.percent ?? undefined);
@@ -272,12 +335,26 @@ function readSettings(): SettingReader {
   return (key) => configuration.get(key);
 }
 
+/** The extension's own settings, as they are now. */
+export function readClientSettings(): ClientSettings {
+  return clientSettings(readSettings());
+}
+
 function workspaceFolder(): string | undefined {
   return vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
 }
 
 function variables(): Variables {
   return { home: os.homedir(), workspaceFolder: workspaceFolder(), env: process.env };
+}
+
+/** "#12 file:///p/main.py 5:14 prewarm: prompt 40 tokens (32 reused), 0 generated, 3.1 ms" */
+function describeRecord(record: CompletionRecord): string {
+  return (
+    `#${record.sequence} ${record.uri} ${record.line}:${record.character} ${record.finish}: ` +
+    `prompt ${record.prompt_tokens} tokens (${record.reused_tokens} reused), ` +
+    `${record.generated_tokens} generated, ${record.milliseconds} ms`
+  );
 }
 
 function describe(error: unknown): string {

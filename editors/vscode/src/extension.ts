@@ -2,12 +2,14 @@
 
 import * as vscode from "vscode";
 import { CLIENT_NAME, createLanguageClient } from "./client";
-import { type ClientFactory, ServerController } from "./controller";
+import { type ClientFactory, readClientSettings, ServerController } from "./controller";
+import { CursorIdleNotifier } from "./cursorIdle";
 import { StatusView } from "./status";
 
 export const COMMANDS = {
   restart: "replitLsp.restart",
   showOutput: "replitLsp.showOutput",
+  showCompletions: "replitLsp.showCompletions",
   acceptWord: "replitLsp.acceptWord",
   acceptLine: "replitLsp.acceptLine",
 } as const;
@@ -26,15 +28,29 @@ export function activateWith(
   const output = vscode.window.createOutputChannel(CLIENT_NAME, { log: true });
   const status = new StatusView(COMMANDS.showOutput);
   const controller = new ServerController(createClient, status, output);
+  const cursorIdle = new CursorIdleNotifier({
+    readyClient: () => controller.readyClient(),
+    onReady: controller.onReady,
+    settings: readClientSettings,
+  });
   context.subscriptions.push(
     output,
     status,
     controller,
+    cursorIdle,
     vscode.commands.registerCommand(COMMANDS.restart, () => controller.restart()),
     vscode.commands.registerCommand(COMMANDS.showOutput, () => output.show(true)),
+    vscode.commands.registerCommand(COMMANDS.showCompletions, () => controller.showCompletions()),
     vscode.commands.registerCommand(COMMANDS.acceptWord, () => controller.acceptPart("word")),
     vscode.commands.registerCommand(COMMANDS.acceptLine, () => controller.acceptPart("line")),
     vscode.workspace.onDidChangeConfiguration((event) => controller.onConfigurationChanged(event)),
+    // The typing pace the debounce follows: the edits of the document being typed in.
+    vscode.workspace.onDidChangeTextDocument((event) => {
+      const active = vscode.window.activeTextEditor?.document;
+      if (event.contentChanges.length > 0 && event.document === active) {
+        controller.keystroke();
+      }
+    }),
   );
   active = controller;
   // The server answers `initialize` at once and loads the model in the background.

@@ -1,8 +1,11 @@
 /**
- * How the extension's settings become the server's command line and configuration.
+ * How the extension's settings become the server's command line and configuration, and the
+ * client's own timing.
  *
  * Pure functions only (no `vscode` import), so they are tested directly.
  */
+
+import type { DebounceSettings } from "./timing";
 
 export const SECTION = "replitLsp";
 
@@ -19,6 +22,17 @@ export const SERVER_SETTING_KEYS = [
   "backendUrl",
   "backendModel",
   "backendFields",
+  "prewarm",
+] as const;
+
+/** Settings only the extension reads (besides `prewarm` and `enabledLanguages`, which the
+ * server reads too): read afresh each time they are used. */
+export const CLIENT_SETTING_KEYS = [
+  "idleMs",
+  "adaptiveDebounce",
+  "debounceMinMs",
+  "debounceMaxMs",
+  "slowThresholdMs",
 ] as const;
 
 /** Settings that decide how the server process starts: changing one restarts it. */
@@ -45,6 +59,52 @@ export function serverConfiguration(read: SettingReader): ServerConfiguration {
     }
   }
   return { [SECTION]: values };
+}
+
+/** What the extension itself does with the settings. */
+export interface ClientSettings {
+  /** Tell the server where the cursor rests (`replitLsp/cursorIdle`). */
+  prewarm: boolean;
+  /** How long the cursor rests after a move before the server is told. */
+  idleMs: number;
+  debounce: DebounceSettings;
+  /** The median answer time above which the status bar shows "slow". */
+  slowThresholdMs: number;
+  /** Language ids the server completes; empty: all. */
+  enabledLanguages: string[];
+}
+
+/** package.json's defaults, for values of the wrong type. */
+export const CLIENT_DEFAULTS: ClientSettings = {
+  prewarm: true,
+  idleMs: 300,
+  debounce: { adaptive: true, minMs: 75, maxMs: 1000 },
+  slowThresholdMs: 1500,
+  enabledLanguages: [],
+};
+
+/** The client's settings, with wrong-typed values replaced by the defaults. */
+export function clientSettings(read: SettingReader): ClientSettings {
+  const minMs = duration(read("debounceMinMs"), CLIENT_DEFAULTS.debounce.minMs);
+  const adaptive = read("adaptiveDebounce");
+  const prewarm = read("prewarm");
+  const languages = read("enabledLanguages");
+  return {
+    prewarm: typeof prewarm === "boolean" ? prewarm : CLIENT_DEFAULTS.prewarm,
+    idleMs: duration(read("idleMs"), CLIENT_DEFAULTS.idleMs),
+    debounce: {
+      adaptive: typeof adaptive === "boolean" ? adaptive : CLIENT_DEFAULTS.debounce.adaptive,
+      minMs,
+      maxMs: Math.max(minMs, duration(read("debounceMaxMs"), CLIENT_DEFAULTS.debounce.maxMs)),
+    },
+    slowThresholdMs: duration(read("slowThresholdMs"), CLIENT_DEFAULTS.slowThresholdMs),
+    enabledLanguages: Array.isArray(languages) ? languages.filter(isString) : [],
+  };
+}
+
+/** Whether the server completes documents of `languageId`. */
+export function languageEnabled(settings: ClientSettings, languageId: string): boolean {
+  return settings.enabledLanguages.length === 0 || settings.enabledLanguages.includes(languageId);
 }
 
 export const DEFAULT_SERVER_PATH = "replit-lsp";
@@ -127,6 +187,10 @@ export function classifyChange(
     return "update";
   }
   return "none";
+}
+
+function duration(value: unknown, fallback: number): number {
+  return typeof value === "number" && Number.isFinite(value) && value >= 0 ? value : fallback;
 }
 
 function isString(value: unknown): value is string {

@@ -49,6 +49,38 @@ export class ThemeColor {
   constructor(readonly id: string) {}
 }
 
+export enum InlineCompletionTriggerKind {
+  Invoke = 0,
+  Automatic = 1,
+}
+
+export class Position {
+  constructor(
+    readonly line: number,
+    readonly character: number,
+  ) {}
+
+  isEqual(other: Position): boolean {
+    return this.line === other.line && this.character === other.character;
+  }
+}
+
+/** An editor's document, as far as the extension reads it. */
+export interface FakeDocument {
+  uri: { scheme: string; toString(): string };
+  languageId: string;
+  version: number;
+}
+
+/** An editor with one selection. A class, not a plain object, so that register.ts hands it
+ * out as it is rather than as a namespace with placeholders. */
+export class FakeEditor {
+  constructor(
+    readonly document: FakeDocument,
+    public selection: { active: Position; isEmpty: boolean },
+  ) {}
+}
+
 export class FakeStatusBarItem {
   text = "";
   tooltip: string | undefined;
@@ -134,6 +166,10 @@ export const fake = {
   commands: new Map<string, Command>(),
   workspaceFolders: undefined as { uri: { fsPath: string } }[] | undefined,
   configurationChanged: new EventEmitter<ConfigurationChangeEvent>(),
+  activeTextEditor: undefined as FakeEditor | undefined,
+  activeEditorChanged: new EventEmitter<FakeEditor | undefined>(),
+  selectionChanged: new EventEmitter<{ textEditor: FakeEditor }>(),
+  documentChanged: new EventEmitter<{ document: FakeDocument; contentChanges: unknown[] }>(),
 
   reset(): void {
     this.settings.clear();
@@ -142,6 +178,10 @@ export const fake = {
     this.commands.clear();
     this.workspaceFolders = undefined;
     this.configurationChanged.dispose();
+    this.activeTextEditor = undefined;
+    this.activeEditorChanged.dispose();
+    this.selectionChanged.dispose();
+    this.documentChanged.dispose();
   },
 
   /** Sets full keys such as `replitLsp.maxLines` and fires the change event VS Code would. */
@@ -178,6 +218,9 @@ export const workspace = {
   get workspaceFolders() {
     return fake.workspaceFolders;
   },
+  onDidChangeTextDocument: (
+    listener: (event: { document: FakeDocument; contentChanges: unknown[] }) => void,
+  ) => fake.documentChanged.event(listener),
 };
 
 export const window = {
@@ -191,6 +234,13 @@ export const window = {
     fake.outputChannels.push(channel);
     return channel;
   },
+  get activeTextEditor() {
+    return fake.activeTextEditor;
+  },
+  onDidChangeActiveTextEditor: (listener: (editor: FakeEditor | undefined) => void) =>
+    fake.activeEditorChanged.event(listener),
+  onDidChangeTextEditorSelection: (listener: (event: { textEditor: FakeEditor }) => void) =>
+    fake.selectionChanged.event(listener),
 };
 
 export const commands = {

@@ -5,6 +5,7 @@ import { afterEach, beforeEach, describe, test } from "node:test";
 import type * as vscode from "vscode";
 import type {
   ClientOptions,
+  CompletionRecord,
   ClientState,
   ServerClient,
   ServerController,
@@ -19,6 +20,7 @@ class FakeClient implements ServerClient {
   readonly notifications: { method: string; params: unknown }[] = [];
   readonly commands: unknown[] = [];
   counts: SuggestionCounts | undefined;
+  records: CompletionRecord[] = [];
   statuses: ServerStatus["state"][] = ["loading", "ready"];
   startError: Error | undefined;
   stopped = false;
@@ -45,6 +47,9 @@ class FakeClient implements ServerClient {
       this.commands.push(params);
       return null as R;
     }
+    if (method === "replitLsp/completions") {
+      return this.records as R;
+    }
     assert.equal(method, "replitLsp/status");
     const state = this.statuses.length > 1 ? this.statuses.shift() : this.statuses[0];
     const status: ServerStatus = {
@@ -60,6 +65,10 @@ class FakeClient implements ServerClient {
 
   async sendNotification(method: string, params: unknown): Promise<void> {
     this.notifications.push({ method, params });
+  }
+
+  isCompleting(): boolean {
+    return false;
   }
 
   onDidChangeState(listener: (state: ClientState) => void): vscode.Disposable {
@@ -156,6 +165,7 @@ describe("activation", () => {
         backendUrl: "",
         backendModel: "",
         backendFields: {},
+        prewarm: true,
       },
     });
   });
@@ -166,6 +176,61 @@ describe("activation", () => {
     clients[0]!.options.onCompletion(123.4, "7");
     assert.equal(statusItem().text, "$(check) Replit 123 ms");
     assert.match(statusItem().tooltip ?? "", /last completion: 123 ms/);
+  });
+
+  test("shows slow suggestions, with their median and what to do", async () => {
+    activate();
+    await waitForText("$(check) Replit");
+    const options = clients[0]!.options;
+    for (const latency of [2600, 2300, 2400]) {
+      options.onCompletion(latency, undefined);
+    }
+    assert.equal(statusItem().text, "$(check) Replit 2400 ms"); // too few answers to tell
+    options.onCompletion(2500, undefined);
+    const item = statusItem();
+    assert.equal(item.text, "$(watch) Replit 2500 ms slow");
+    assert.match(item.tooltip ?? "", /suggestions are slow: 2450 ms median/);
+    assert.match(item.tooltip ?? "", /replitLsp\.slowThresholdMs: 1500 ms/);
+    assert.match(item.tooltip ?? "", /"--quantization-encoding", "q4_0"/);
+    assert.equal(
+      (item.backgroundColor as { id: string } | undefined)?.id,
+      "statusBarItem.warningBackground",
+    );
+
+    for (let i = 0; i < 8; i++) {
+      options.onCompletion(90, undefined);
+    }
+    assert.equal(item.text, "$(check) Replit 90 ms");
+    assert.equal(item.backgroundColor, undefined);
+  });
+
+  test("a higher slowThresholdMs is not slow", async () => {
+    fake.settings.set("replitLsp.slowThresholdMs", 3000);
+    activate();
+    await waitForText("$(check) Replit");
+    for (const latency of [2600, 2300, 2400, 2500]) {
+      clients[0]!.options.onCompletion(latency, undefined);
+    }
+    assert.equal(statusItem().text, "$(check) Replit 2500 ms");
+  });
+
+  test("waits the debounce, adapting it to the answers and the typing pace", async () => {
+    fake.settings.set("replitLsp.debounceMinMs", 60);
+    const controller = activate();
+    await waitForText("$(check) Replit");
+    const options = clients[0]!.options;
+    assert.equal(options.debounceMs(), 60); // nothing measured yet
+    for (let i = 0; i < 8; i++) {
+      options.onCompletion(3000, undefined);
+    }
+    for (let i = 0; i < 4; i++) {
+      controller.keystroke();
+      await new Promise((resolve) => setTimeout(resolve, 120));
+    }
+    const adapted = options.debounceMs();
+    assert.ok(adapted > 120 && adapted < 1000, `${adapted}`);
+    fake.settings.set("replitLsp.adaptiveDebounce", false);
+    assert.equal(options.debounceMs(), 60);
   });
 
   test("asks for a suggestion once the client runs, for text typed while it started", async () => {
@@ -194,6 +259,34 @@ describe("activation", () => {
       { command: "replitLsp.didPartiallyAcceptSuggestion", arguments: ["12"] },
     ]);
     assert.match(statusItem().tooltip ?? "", /1 partly accepted/);
+  });
+
+  test("shows the server's recent completions and pre-warms in the log", async () => {
+    activate();
+    await waitForText("$(check) Replit");
+    clients[0]!.records = [
+      {
+        sequence: 4,
+        uri: "file:///work/main.py",
+        line: 5,
+        character: 14,
+        prompt_tokens: 40,
+        reused_tokens: 32,
+        generated_tokens: 0,
+        finish: "prewarm",
+        milliseconds: 3.1,
+      },
+    ];
+    await fake.commands.get(COMMANDS.showCompletions)!();
+    const channel = fake.outputChannels[0]!;
+    assert.ok(channel.shown);
+    assert.ok(
+      channel.lines.includes(
+        "[info] #4 file:///work/main.py 5:14 prewarm: prompt 40 tokens (32 reused), " +
+          "0 generated, 3.1 ms",
+      ),
+      channel.lines.join("\n"),
+    );
   });
 
   test("runs python -m lsp_server.cli when a Python interpreter is set", async () => {

@@ -4,9 +4,13 @@ import * as assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { COMMANDS } from "../../src/extension";
 import {
+  CLIENT_DEFAULTS,
+  CLIENT_SETTING_KEYS,
   classifyChange,
+  clientSettings,
   expandVariables,
   LAUNCH_SETTING_KEYS,
+  languageEnabled,
   launchSettings,
   SECTION,
   SERVER_SETTING_KEYS,
@@ -95,6 +99,48 @@ describe("serverCommand", () => {
   });
 });
 
+describe("clientSettings", () => {
+  test("reads the extension's own settings", () => {
+    const settings = clientSettings(
+      reader({
+        prewarm: false,
+        idleMs: 500,
+        adaptiveDebounce: false,
+        debounceMinMs: 50,
+        debounceMaxMs: 800,
+        slowThresholdMs: 2000,
+        enabledLanguages: ["python"],
+      }),
+    );
+    assert.deepEqual(settings, {
+      prewarm: false,
+      idleMs: 500,
+      debounce: { adaptive: false, minMs: 50, maxMs: 800 },
+      slowThresholdMs: 2000,
+      enabledLanguages: ["python"],
+    });
+    assert.ok(languageEnabled(settings, "python"));
+    assert.ok(!languageEnabled(settings, "go"));
+    assert.ok(languageEnabled(CLIENT_DEFAULTS, "go"));
+  });
+
+  test("falls back to the defaults for values of the wrong type, and keeps max >= min", () => {
+    const settings = clientSettings(
+      reader({ prewarm: "yes", idleMs: -1, debounceMinMs: 400, debounceMaxMs: 100 }),
+    );
+    assert.deepEqual(settings, {
+      ...CLIENT_DEFAULTS,
+      debounce: { adaptive: true, minMs: 400, maxMs: 400 },
+    });
+  });
+
+  test("the fallbacks are package.json's defaults", () => {
+    const properties = readManifest().contributes.configuration.properties;
+    const fromManifest = clientSettings((key) => properties[`${SECTION}.${key}`]?.default);
+    assert.deepEqual(fromManifest, CLIENT_DEFAULTS);
+  });
+});
+
 describe("expandVariables", () => {
   test("keeps ${workspaceFolder} as written when no folder is open", () => {
     const vars = { ...VARS, workspaceFolder: undefined };
@@ -127,9 +173,8 @@ describe("package.json", () => {
   const manifest = readManifest();
 
   test("contributes exactly the settings the extension reads", () => {
-    const expected = [...SERVER_SETTING_KEYS, ...LAUNCH_SETTING_KEYS, "trace.server"]
-      .map((key) => `${SECTION}.${key}`)
-      .sort();
+    const read = [...SERVER_SETTING_KEYS, ...LAUNCH_SETTING_KEYS, ...CLIENT_SETTING_KEYS];
+    const expected = [...read, "trace.server"].map((key) => `${SECTION}.${key}`).sort();
     assert.deepEqual(Object.keys(manifest.contributes.configuration.properties).sort(), expected);
   });
 
