@@ -204,7 +204,16 @@ try {
     .locator(".tabs-container .tab.active", { hasText: config.early.file })
     .waitFor();
   await page.waitForTimeout(config.restMs);
+  // The Output panel shows the log's last lines: the heading or the records under it.
   await runCommand(page, "Replit LSP: Show Recent Completions");
+  await page.waitForFunction(
+    () =>
+      [...document.querySelectorAll(".view-line")].some((line) =>
+        /completions:|generated,/.test(line.textContent),
+      ),
+    null,
+    { polling: 100 },
+  );
   step("cursor rested, editor switched, recent completions shown");
 } catch (error) {
   // What the window looked like when the session went wrong.
