@@ -158,12 +158,13 @@ class Replay:
         snapshot = cursor_snapshot(text, cursor, settings, header=header, window_start=window)
         counters = self.engine.counters
         started = time.perf_counter()
-        rest = self.memory.rest_of_suggestion(before) if self.features.typing_through else None
+        remembered = self.memory.suggestions.answer(before, header, keep=0)
+        rest = remembered.text if remembered and self.features.typing_through else None
         if rest:
             outcome = CompletionOutcome(rest, window_start=self.memory.window_start)
         else:
             outcome = generate_completion(self.engine, snapshot, lambda: False)
-            self.memory.remember(snapshot, outcome)
+            self.memory.remember(snapshot, outcome, keep=0)
         seconds = time.perf_counter() - started
         after = self.engine.counters
         self.costs.append(

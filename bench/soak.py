@@ -360,7 +360,8 @@ def main() -> None:
         "--quantization-encoding",
         args.quantization_encoding,
         max_length=args.max_length,
-        context_tokens=None,  # the editor's default
+        context_tokens=None,  # the editor's defaults
+        recent_suggestions=None,
     )
     result = {"label": label, "machine": machine(os.cpu_count() or 1), "command": command[2:]}
     result |= soak(command, args.minutes, args.seed, args.http_every)

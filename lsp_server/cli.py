@@ -231,7 +231,7 @@ def run_servers(args: argparse.Namespace, mode: Mode) -> int:
     )
     defaults = sampling_params(args)
     lsp_port, http_port = ports(args, mode)
-    check_not_negative(args, "context_tokens", "time_budget_ms")
+    check_not_negative(args, "context_tokens", "time_budget_ms", "recent_suggestions")
     if mode.transport is None:
         http_server(args, resident, defaults, http_port).serve_forever()
         return 0
@@ -240,7 +240,10 @@ def run_servers(args: argparse.Namespace, mode: Mode) -> int:
     from lsp_server.lsp.process import run_language_server
 
     settings = Settings.from_defaults(
-        defaults, time_budget_ms=args.time_budget_ms, context_tokens=args.context_tokens
+        defaults,
+        time_budget_ms=args.time_budget_ms,
+        context_tokens=args.context_tokens,
+        recent_suggestions=args.recent_suggestions,
     )
     run_language_server(
         resident, settings, defaults.seed, transport=mode.transport, host=args.host, port=lsp_port

@@ -104,6 +104,17 @@ OPTIONS: tuple[Option, ...] = (
         group=RUN,
     ),
     Option(
+        "recent_suggestions",
+        int,
+        16,
+        "suggestions kept per document: a request at the text one was made for, or typing "
+        "what one says, is answered from them with no model run (0: only typing through the "
+        "last one)",
+        flag="--recent-suggestions",
+        setting="recentSuggestions",
+        group=RUN,
+    ),
+    Option(
         "log_level", str, "INFO", "DEBUG, INFO, WARNING or ERROR", flag="--log-level", group=RUN
     ),
     # The model.
@@ -291,6 +302,21 @@ OPTIONS: tuple[Option, ...] = (
         "the longest a request waits for its completion: then it is answered empty and the "
         "generation stops, so no state of the workers can leave a request unanswered",
         setting="answerTimeoutSeconds",
+    ),
+    Option(
+        "prewarm",
+        bool,
+        True,
+        "compute the prompt where the cursor rests (the client's replitLsp/cursorIdle), so "
+        "the first keystroke there pays only for its own tokens",
+        setting="prewarm",
+    ),
+    Option(
+        "prefetch_on_accept",
+        bool,
+        True,
+        "start the next suggestion as soon as one is accepted",
+        setting="prefetchOnAccept",
     ),
     Option(
         "context_open_documents",
