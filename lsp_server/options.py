@@ -21,13 +21,15 @@ from typing import Any
 from lsp_server.generation.remote.options import API_KEY_ENV
 from lsp_server.generation.remote.request_fields import parse_extra_fields
 from lsp_server.option import Option
-from model.engine.options import EngineOptions
+from model.engine.options import AUTO, EngineOptions
 from model.hub import DEFAULT_MODEL
 from model.weights.encodings import ENCODINGS
 
 # The engine states its own defaults, which tests and benchmarks build it with; the table
 # reads them from there.
 _ENGINE_DEFAULTS = {f.name: f.default for f in dataclasses.fields(EngineOptions)}
+# The one-shot completion's encoding when none is given: the engine's own default.
+PROMPT_ENCODING = _ENGINE_DEFAULTS["quantization_encoding"]
 
 # The --help sections the flags are listed in.
 RUN = "what to run"
@@ -137,11 +139,13 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "quantization_encoding",
         str,
-        _ENGINE_DEFAULTS["quantization_encoding"],
-        "how the weights are held",
+        None,
+        f"how the weights are held; {AUTO}: q4_0 on a CPU for a model of a billion weights or "
+        "more (the 3B), bfloat16 on a GPU, float32 for small models (default: auto for the "
+        f"servers, {PROMPT_ENCODING} for --prompt, whose answer is the exact model's)",
         flag="--quantization-encoding",
         group=MODEL,
-        choices=ENCODINGS,
+        choices=(*ENCODINGS, AUTO),
     ),
     Option(
         "max_length",

@@ -18,7 +18,12 @@ from model.engine.device import select_device
 from model.engine.execution import EngineCounters, GraphRunner
 from model.engine.generation_loop import PREFILL_CHUNK, Generation, GenerationLoop
 from model.engine.model_files import read_model_files
-from model.engine.options import EngineOptions, check_counts, graph_encoding
+from model.engine.options import (
+    EngineOptions,
+    check_counts,
+    graph_encoding,
+    resolve_encoding,
+)
 from model.engine.prefill import Prefill
 from model.engine.slots import SlotPool
 from model.engine.speculation import speculative_tokens
@@ -36,8 +41,9 @@ class Engine:
     ) -> None:
         started = time.perf_counter()
         check_counts(options)
-        self.options = options
         files = read_model_files(options)
+        options = resolve_encoding(options, files.config)
+        self.options = options
         self.config = files.config
         self.tokenizer = files.tokenizer
         self.eos_id = files.eos_id
