@@ -31,6 +31,7 @@ from testkit.reference import ReferenceMPT
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
+DEMO_DIR = Path(__file__).resolve().parents[1] / "model" / "assets" / "replit-code-demo"
 DOCUMENT = "".join(f"def step_{i}(value):\n    return value + {i}\n\n\n" for i in range(6))
 
 
