@@ -172,6 +172,12 @@ class Replay:
                 "ms": seconds * 1000,
                 "graph_runs": after.graph_runs - counters.graph_runs,
                 "computed_tokens": after.computed_tokens - counters.computed_tokens,
+                # The prompt's share: what a cache that keeps the context saves or not.
+                "prompt_computed": (
+                    outcome.stats.prompt_tokens - outcome.stats.reused_tokens
+                    if outcome.stats
+                    else 0
+                ),
                 "typed_through": bool(rest),
             }
         )
@@ -188,6 +194,8 @@ def summarize(replay: Replay, budget: int, typed_tokens: int) -> dict:
         "keystrokes": len(costs),
         "graph_runs_per_keystroke": sum(c["graph_runs"] for c in costs) / len(costs),
         "tokens_computed_per_keystroke": sum(c["computed_tokens"] for c in costs) / len(costs),
+        "prompt_tokens_computed_per_keystroke": sum(c["prompt_computed"] for c in costs)
+        / len(costs),
         "full_recomputes": recomputes,
         "typed_tokens_per_recompute": typed_tokens / recomputes if recomputes else None,
         "typed_through": sum(c["typed_through"] for c in costs),

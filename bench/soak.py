@@ -362,6 +362,7 @@ def main() -> None:
         max_length=args.max_length,
         context_tokens=None,  # the editor's defaults
         recent_suggestions=None,
+        time_budget_ms=None,
     )
     result = {"label": label, "machine": machine(os.cpu_count() or 1), "command": command[2:]}
     result |= soak(command, args.minutes, args.seed, args.http_every)

@@ -89,8 +89,10 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "time_budget_ms",
         int,
-        0,
-        "longest an editor completion may take; the complete lines so far (0: no limit)",
+        300,
+        "how long an editor request waits for its whole suggestion: past it, a multi-line "
+        "suggestion is answered as soon as a line is complete, with the complete lines so "
+        "far, and the rest is generated on for the next request (0: wait for all of it)",
         flag="--time-budget-ms",
         setting="timeBudgetMs",
         group=RUN,

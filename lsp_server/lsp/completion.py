@@ -117,6 +117,6 @@ def generate_completion(
 
 
 def early_text(raw: str, context: CompletionContext) -> str:
-    """What of a completion still being generated may be shown now: its complete lines (a
-    single-line completion's text so far), post-processed."""
-    return postprocess(raw if context.single_line else complete_lines(raw), context)
+    """What of a completion still being generated may be shown now: its complete lines,
+    post-processed; nothing in single-line mode, where the one line is the whole answer."""
+    return "" if context.single_line else postprocess(complete_lines(raw), context)

@@ -46,8 +46,8 @@ class SuggestionJob:
 
     def early_answer(self, typed: str) -> str:
         """What may be shown now to a request that typed `typed` since the job's text: the
-        complete lines generated so far (a single-line completion's text so far), less what
-        was typed; empty when nothing more is complete."""
+        complete lines generated so far, less what was typed; empty when nothing more is
+        complete."""
         text = early_text(self.progress.text, self.snapshot.context)
         return text[len(typed) :] if text.startswith(typed) else ""
 
