@@ -2,8 +2,9 @@
 
 One `replit-lsp --stdio --serve` process (both front doors sharing one model) is driven for a
 fixed time as a person and a script would: standard-library files opened, edited and closed,
-two to four open at a time; in each, a few lines removed and retyped one to three characters
-per change with an inline completion request after each; now and then a suggestion accepted,
+two to four open at a time; in each, a few lines removed, a pause at that place (the client
+says where the cursor rests, as the editor clients do), then the lines retyped one to three
+characters per change with an inline completion request after each; now and then a suggestion accepted,
 typed through or backspaced into, a request cancelled as soon as it is sent, a burst of
 keystrokes faster than the answers, a jump elsewhere. On a thread of its own, HTTP completions
 go through the official `openai` client, some streamed and closed early. A known request on
@@ -15,7 +16,8 @@ Usage:
     python -m bench.soak --weight-path DIR --quantization-encoding q4_0 --minutes 10 \
         --http-every 20
 The HTTP side's pace is the option `--http-every`: at full size on two cores one completion
-takes seconds, so the demo model's pace would leave the engine no time for the editor.
+takes seconds, so the demo model's pace would leave the engine no time for the editor. The
+person's pause at a new place is up to `--pause` seconds.
 Results: `bench/results/soak/<label>.json`, `.md` and `.png` (RSS over time).
 """
 
@@ -82,9 +84,10 @@ class Tally:
 class Session:
     """The editing side: documents, episodes of retyping, and the known LSP request."""
 
-    def __init__(self, lsp: RawLsp, rng: random.Random) -> None:
+    def __init__(self, lsp: RawLsp, rng: random.Random, pause: float) -> None:
         self.lsp = lsp
         self.rng = rng
+        self.pause = pause  # the longest the person pauses at a new place
         self.tally = Tally()
         self.open: list[Editor] = []
         self.opened = 0
@@ -141,6 +144,8 @@ class Session:
         end = start + sum(len(line) + 1 for line in lines[first : first + count])
         editor.to_type = editor.text[start:end]
         editor.edit(start, end, "")
+        editor.rest()  # the person looks at the place before typing
+        time.sleep(self.rng.uniform(0, self.pause))
         while editor.to_type and time.monotonic() < deadline:
             if not self.keystroke(editor):
                 return
@@ -165,6 +170,7 @@ class Session:
                 editor.send()
         elif roll < 0.32:
             editor.jump(self.rng.randrange(10_000))
+            editor.rest()
             self.ask(editor)
             return False
         else:
@@ -238,7 +244,7 @@ class MemorySampler(threading.Thread):
             self.sample()
 
 
-def soak(command: list[str], minutes: float, seed: int, http_every: float) -> dict:
+def soak(command: list[str], minutes: float, seed: int, http_every: float, pause: float) -> dict:
     """Runs the session on the server `command` starts; returns what happened."""
     lsp = RawLsp(command)
     port = int(command[command.index("--http-port") + 1])
@@ -250,7 +256,7 @@ def soak(command: list[str], minutes: float, seed: int, http_every: float) -> di
         http_server = ServerProcess(lsp.process, port, devnull, devnull)
         wait_for_health(http_server, 60)
         rng = random.Random(seed)
-        session = Session(lsp, rng)
+        session = Session(lsp, rng, pause)
         session.ask_known()
         memory = MemorySampler(lsp.process.pid, stop)
         memory.sample()
@@ -281,6 +287,7 @@ def soak(command: list[str], minutes: float, seed: int, http_every: float) -> di
         "minutes": minutes,
         "seed": seed,
         "http_every_s": http_every,
+        "pause_s": pause,
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
         "lsp": session.tally.summary()
@@ -346,6 +353,13 @@ def main() -> None:
     parser.add_argument(
         "--http-every", type=float, default=1.5, help="seconds between HTTP completions"
     )
+    parser.add_argument(
+        "--pause",
+        type=float,
+        default=1.0,
+        help="the longest pause, in seconds, at a new place before typing (the server "
+        "computes the place's prompt meanwhile)",
+    )
     parser.add_argument("--label")
     parser.add_argument("--out", type=Path, default=Path("bench/results/soak"))
     args = parser.parse_args()
@@ -365,7 +379,7 @@ def main() -> None:
         time_budget_ms=None,
     )
     result = {"label": label, "machine": machine(os.cpu_count() or 1), "command": command[2:]}
-    result |= soak(command, args.minutes, args.seed, args.http_every)
+    result |= soak(command, args.minutes, args.seed, args.http_every, args.pause)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{label}.json").write_text(json.dumps(result, indent=1) + "\n")
     (args.out / f"{label}.md").write_text(markdown(label, result))
