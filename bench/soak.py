@@ -4,9 +4,9 @@ One `replit-lsp --stdio --serve` process (both front doors sharing one model) is
 fixed time as a person and a script would: standard-library files opened, edited and closed,
 two to four open at a time; in each, a few lines removed, a pause at that place (the client
 says where the cursor rests, as the editor clients do), then the lines retyped one to three
-characters per change with an inline completion request after each; now and then a suggestion accepted,
-typed through or backspaced into, a request cancelled as soon as it is sent, a burst of
-keystrokes faster than the answers, a jump elsewhere. On a thread of its own, HTTP completions
+characters per change with an inline completion request after each; now and then a suggestion
+accepted, typed through or backspaced into, a request cancelled as soon as it is sent, a burst
+of keystrokes faster than the answers, a jump elsewhere. On a thread of its own, HTTP completions
 go through the official `openai` client, some streamed and closed early. A known request on
 each front door is asked at the start and then every minute: its greedy answer must never
 change. The server's resident memory (RSS) is sampled every few seconds.
@@ -62,7 +62,9 @@ class Tally:
     hangs: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
-    known: list[str] = field(default_factory=list)  # the known request's answers, in order
+    # The known request's answers in order, each with what its prompt carried ahead of the
+    # document (the workspace context, which follows the other open documents).
+    known: list[tuple[tuple[str, ...], str]] = field(default_factory=list)
 
     def summary(self) -> dict:
         ms = [1000 * s for s in self.seconds]
@@ -77,8 +79,28 @@ class Tally:
             "p95_ms": percentile(ms, 0.95) if ms else None,
             "max_ms": max(ms) if ms else None,
             "known_checks": len(self.known),
-            "known_changed": sum(answer != self.known[0] for answer in self.known),
+            "known_prompts": len({context for context, _ in self.known}),
+            "known_changed": sum(changed(answer, first) for answer, first in self._known_pairs()),
+            "known_first_lines_only": sum(
+                answer != first and not changed(answer, first)
+                for answer, first in self._known_pairs()
+            ),
         }
+
+    def _known_pairs(self) -> list[tuple[str, str]]:
+        """Each known answer with the first one given for the same prompt."""
+        first: dict[tuple[str, ...], str] = {}
+        return [(answer, first.setdefault(context, answer)) for context, answer in self.known]
+
+
+def changed(answer: str, first: str) -> bool:
+    """Whether `answer` differs from `first` other than by being cut at a line end, as an
+    answer given at the time budget is (the rest of the suggestion was still being written)."""
+    if not answer or not first:
+        return answer != first
+    lines, first_lines = answer.split("\n"), first.split("\n")
+    shorter = min(len(lines), len(first_lines))
+    return lines[:shorter] != first_lines[:shorter]
 
 
 class Session:
@@ -114,9 +136,22 @@ class Session:
         self.tally.seconds += editor.seconds[seconds:]
 
     def ask_known(self) -> None:
+        since = self.lsp.request("replitLsp/status")["result"]["completions"]
         self.known.cursor = len(KNOWN_TEXT)
         self.ask(self.known)
-        self.tally.known.append(self.known.shown)
+        self.tally.known.append((self.known_context(since), self.known.shown))
+
+    def known_context(self, since: int) -> tuple[str, ...]:
+        """The workspace context of the known request's prompt, from its record (which a
+        generation leaves once done, even after an answer at the time budget)."""
+        deadline = time.monotonic() + ANSWER_LIMIT
+        while time.monotonic() < deadline:
+            records = self.lsp.request("replitLsp/completions", {"since": since})["result"]
+            mine = [r for r in records if r["uri"] == self.known.uri]
+            if mine:
+                return tuple(mine[0]["context"])
+            time.sleep(0.05)
+        return ("no record",)
 
     def open_file(self) -> None:
         name = self.rng.choice(FILES)
@@ -224,7 +259,7 @@ class HttpClient(threading.Thread):
             self.tally.seconds.append(time.perf_counter() - started)
             if known:
                 self.last_known = time.monotonic()
-                self.tally.known.append(text)
+                self.tally.known.append(((), text))
 
 
 class MemorySampler(threading.Thread):
@@ -314,6 +349,8 @@ def markdown(label: str, result: dict) -> str:
         ("HTTP p50 / p95 ms", f"{http['p50_ms']:.0f} / {http['p95_ms']:.0f}"),
         ("known answer changed (LSP, HTTP)", f"{lsp['known_changed']} of "
          f"{lsp['known_checks']}, {http['known_changed']} of {http['known_checks']}"),
+        ("known LSP prompts (by workspace context), answers cut at the time budget",
+         f"{lsp['known_prompts']}, {lsp['known_first_lines_only']}"),
         ("RSS MiB start / end / max", f"{rss['start']:.0f} / {rss['end']:.0f} / "
          f"{rss['max']:.0f}"),
         ("exit code", str(result["exit_code"])),

@@ -158,6 +158,7 @@ class CompletionServer(LanguageServer):
             return EMPTY
         snapshot, position, memory = found
         await self.ahead.stop_prewarm()
+        self._stop_unwaited_jobs(besides=uri)
         job = self.jobs.get(uri)
         typed = job.typed_since(snapshot.text_before, snapshot.header) if job else None
         if job is not None and typed is None:
@@ -167,7 +168,9 @@ class CompletionServer(LanguageServer):
         )
         if remembered is not None:
             finish = "typed through" if remembered.typed_through else "cached"
-            log_record(self.completions.add(uri, position.line, position.character, finish, 0.0))
+            labels = memory.context.labels if memory.context else ()
+            where = (uri, position.line, position.character)
+            log_record(self.completions.add(*where, finish, 0.0, context=labels))
             return self._answer(uri, snapshot.text_before, remembered.text, position, started)
         if job is None or typed is None or job.future is None or job.future.done():
             if job is not None and job.future is not None:
@@ -195,10 +198,19 @@ class CompletionServer(LanguageServer):
                 settings.answer_timeout_seconds,
             )
         if typed:
-            log_record(self.completions.add(uri, position.line, position.character, "joined", 0.0))
+            labels = memory.context.labels if memory.context else ()
+            where = (uri, position.line, position.character)
+            log_record(self.completions.add(*where, "joined", 0.0, context=labels))
         if not answer.text or superseded.is_set():
             return EMPTY
         return self._answer(uri, snapshot.text_before, answer.text, position, started)
+
+    def _stop_unwaited_jobs(self, besides: str) -> None:
+        """Stops the suggestions other documents generate for no waiting request (ahead of
+        one, or on after answering one): the user is typing elsewhere now."""
+        for uri, job in self.jobs.items():
+            if uri != besides and job.waiters == 0:
+                job.stop()
 
     async def engine_for(self, uri: str, wait_seconds: float) -> TextGenerator | None:
         """The generator, once a request in `uri` may use it: the document is open in an
