@@ -68,6 +68,10 @@ comptime Bytes = SIMD[DType.uint8, VECTOR_BYTES]
 # Where the target has AVX-512 VNNI, `vpdpbusd` sums four products of unsigned and signed
 # bytes into each int32 lane: 64 products in one instruction.
 comptime HAS_VNNI = CompilationTarget._has_feature["avx512vnni"]()
+# Without it, AVX2's `vpmaddubsw` sums two products of unsigned and signed bytes into int16
+# lanes (saturating) and `vpmaddwd` pairs those into int32: exact where the unsigned bytes are
+# below 128, as Q4_0's nibbles are, so that no sum of two products can saturate.
+comptime HAS_AVX2 = CompilationTarget._has_feature["avx2"]()
 # Rows of x that the one-row products take at once, each vector of W unpacked once for all of
 # them, and the most that `replit_qmatmul` sends there: packing panels costs about as much
 # for 2 rows as for 100.
@@ -105,13 +109,14 @@ def vectors[bits: Int]() -> Int:
 
 @always_inline
 def _dot4[
-    lanes: Int
+    lanes: Int, small: Bool
 ](
     acc: SIMD[DType.int32, lanes],
     u: SIMD[DType.uint8, 4 * lanes],
     s: SIMD[DType.int8, 4 * lanes],
 ) -> SIMD[DType.int32, lanes]:
-    """acc plus, in each lane, the sum of four adjacent products u * s (unsigned by signed)."""
+    """acc plus, in each lane, the sum of four adjacent products u * s (unsigned by signed);
+    `small` says every u is below 128."""
     comptime if HAS_VNNI and (lanes == 16 or lanes == 8):
         comptime name = "llvm.x86.avx512.vpdpbusd.512" if lanes == 16 else (
             "llvm.x86.avx512.vpdpbusd.256"
@@ -119,11 +124,26 @@ def _dot4[
         return llvm_intrinsic[name, SIMD[DType.int32, lanes]](
             acc, bitcast[DType.int8, 4 * lanes](u), s
         )
+    elif HAS_AVX2 and small and lanes == 16:
+        var low = _dot4_avx2(u.slice[32, offset=0](), s.slice[32, offset=0]())
+        var high = _dot4_avx2(u.slice[32, offset=32](), s.slice[32, offset=32]())
+        return acc + rebind[SIMD[DType.int32, lanes]](low.join(high))
     else:
         var products = u.cast[DType.int32]() * s.cast[DType.int32]()
         var pairs = products.deinterleave()
         var fours = (pairs[0] + pairs[1]).deinterleave()
         return acc + rebind[SIMD[DType.int32, lanes]](fours[0] + fours[1])
+
+
+@always_inline
+def _dot4_avx2(u: SIMD[DType.uint8, 32], s: SIMD[DType.int8, 32]) -> SIMD[DType.int32, 8]:
+    """In each of 8 lanes, the sum of four adjacent products u * s, with every u below 128."""
+    var pairs = llvm_intrinsic["llvm.x86.avx2.pmadd.ub.sw", SIMD[DType.int16, 16]](
+        bitcast[DType.int8, 32](u), s
+    )
+    return llvm_intrinsic["llvm.x86.avx2.pmadd.wd", SIMD[DType.int32, 8]](
+        pairs, SIMD[DType.int16, 16](1)
+    )
 
 
 @always_inline
@@ -278,7 +298,7 @@ def _group_dot[
                     comptime for part in range(2):
                         var four = (hi if part == 0 else lo).unsafe_load(at_x)
                         comptime i = part * 2 * count + chain * count + r
-                        sums[i] = _dot4[GROUP_ROWS](
+                        sums[i] = _dot4[GROUP_ROWS, bits == 4](
                             sums[i], u, bitcast[DType.int8, VECTOR_BYTES](Sums(four))
                         )
         var w_scales = _scales(at)
@@ -423,7 +443,7 @@ def _panel_tile[
                     var xb = bitcast[DType.int8, VECTOR_BYTES](Sums(four))
                     comptime for c in range(V):
                         comptime i = part * rows * V + r * V + c
-                        sums[i] = _dot4[GROUP_ROWS](sums[i], wv[c], xb)
+                        sums[i] = _dot4[GROUP_ROWS, bits == 4](sums[i], wv[c], xb)
         comptime for r in range(rows):
             var block = x_scales.unsafe_offset((r * blocks + b) * 2)
             var d = Floats(block.unsafe_load(0))
