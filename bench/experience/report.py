@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bench.experience.records import without_model_run
 from bench.keystroke import percentile
 
 
@@ -23,7 +24,7 @@ def summarize(run: dict[str, Any]) -> dict[str, Any]:
         "max_ms": max(ms) if ms else None,
         "graph_runs_per_keystroke": sum(k["graph_runs"] for k in rest) / count,
         "computed_tokens_per_keystroke": sum(k["computed_tokens"] for k in rest) / count,
-        "no_model_run": sum(k["no_model_run"] for k in rest),
+        "no_model_run": sum(without_model_run(k) for k in rest),
         "p50_ms_by_step": {
             action: percentile([k["ms"] for k in rest if k["action"] == action], 0.5)
             for action in dict.fromkeys(k["action"] for k in rest)

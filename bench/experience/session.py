@@ -2,8 +2,8 @@
 
 The client waits for each answer before it types on, and times each request from the moment
 it is sent to its answer. Around each request it reads the engine's counters
-(`replitLsp/status`), and after it the server's own record of the request
-(`replitLsp/completions`): how it finished and what it reused and generated.
+(`replitLsp/status`), and the server's own record of the request (`bench.experience.records`):
+how it finished and what it reused and generated.
 """
 
 from __future__ import annotations
@@ -12,6 +12,13 @@ import hashlib
 import time
 from typing import Any
 
+from bench.experience.records import (
+    POLL_SECONDS,
+    PREWARM,
+    Record,
+    RequestRecords,
+    at_place,
+)
 from bench.experience.traces import Step, Trace
 from testkit.editor import Editor, utf16_position
 from testkit.raw_lsp import RawLsp
@@ -19,12 +26,7 @@ from testkit.raw_lsp import RawLsp
 ANSWER_LIMIT = 900.0  # seconds; a full-size suggestion takes tens of them
 LOAD_LIMIT = 1800.0  # seconds; the first start of a full-size model compiles it
 COUNTERS = ("graph_runs", "computed_tokens")
-# Record finishes of work no request asked for.
-BACKGROUND = ("prewarm", "prefetch")
-# Record finishes of answers the model did not run for.
-NO_MODEL_RUN = ("cached", "typed through")
-POLL_SECONDS = 0.05
-RECORD_FIELDS = ("finish", "prompt_tokens", "reused_tokens", "generated_tokens", "milliseconds")
+LATE_RECORDS_LIMIT = 60.0  # seconds a trace's end waits for the records of its generations
 
 
 def place(text: str, cursor: int) -> str:
@@ -48,7 +50,7 @@ class Session:
         status = self.lsp.request("replitLsp/status")["result"]
         return {name: status[name] for name in COUNTERS}
 
-    def records(self) -> list[dict[str, Any]]:
+    def records(self) -> list[Record]:
         """The completion records the server added since the last call."""
         new = self.lsp.request("replitLsp/completions", {"since": self.seen})["result"]
         self.seen = new[-1]["sequence"] if new else self.seen
@@ -64,47 +66,21 @@ class Session:
             self.lsp.stop()
 
 
-def at_position(record: dict[str, Any], uri: str, position: dict[str, int]) -> bool:
-    """Whether a completion record is for `position` in `uri`."""
-    where = (record["uri"], record["line"], record["character"])
-    return where == (uri, position["line"], position["character"])
-
-
 def wait_for_prewarm(
     session: Session, uri: str, position: dict[str, int], limit: float
-) -> tuple[float, dict[str, Any] | None]:
+) -> tuple[float, Record | None]:
     """Waits until the server records a pre-warm at `position`, at most `limit` seconds; the
     seconds waited and the record."""
     started = time.perf_counter()
     while (waited := time.perf_counter() - started) < limit:
         for record in session.records():
-            if record["finish"].startswith("prewarm") and at_position(record, uri, position):
+            if record["finish"].startswith(PREWARM) and at_place(record, uri, position):
                 return waited, record
         time.sleep(POLL_SECONDS)
     return limit, None
 
 
-def own_record(
-    session: Session, uri: str, position: dict[str, int]
-) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    """The record of the request just answered at `position`, and those of background work
-    that finished meanwhile. The record may follow the answer by a moment."""
-    records: list[dict[str, Any]] = []
-    deadline = time.monotonic() + 1.0
-    while True:
-        records += session.records()
-        mine = [
-            r
-            for r in records
-            if at_position(r, uri, position) and not r["finish"].startswith(BACKGROUND)
-        ]
-        if mine or time.monotonic() > deadline:
-            others = [r for r in records if not mine or r is not mine[-1]]
-            return (mine[-1] if mine else None), others
-        time.sleep(POLL_SECONDS)
-
-
-def ask(session: Session, editor: Editor, action: str) -> dict[str, Any]:
+def ask(session: Session, editor: Editor, action: str, records: RequestRecords) -> dict[str, Any]:
     """One request at the cursor, answered, with what it cost."""
     position = utf16_position(editor.text, editor.cursor)
     at = place(editor.text, editor.cursor)
@@ -113,21 +89,15 @@ def ask(session: Session, editor: Editor, action: str) -> dict[str, Any]:
     editor.collect(ANSWER_LIMIT)
     milliseconds = 1000 * editor.seconds[-1]
     after = session.counters()
-    record, background = own_record(session, editor.uri, position)
-    deltas = {name: after[name] - before[name] for name in COUNTERS}
-    finish = record["finish"] if record else None
-    return {
+    request = {
         "action": action,
         "ms": milliseconds,
-        **deltas,
-        "no_model_run": deltas["graph_runs"] == 0 or finish in NO_MODEL_RUN,
-        "record": {name: record[name] for name in RECORD_FIELDS} if record else None,
+        **{name: after[name] - before[name] for name in COUNTERS},
         "at": at,
         "answer": editor.shown,
-        "background": [
-            {name: r[name] for name in ("line", "character", *RECORD_FIELDS)} for r in background
-        ],
     }
+    records.give(request, position)
+    return request
 
 
 def act(editor: Editor, step: Step) -> bool:
@@ -165,11 +135,13 @@ def run_trace(
         else:
             time.sleep(pause)
             result["pause_seconds"] = pause
-            prewarms = [r for r in session.records() if r["finish"].startswith("prewarm")]
+            prewarms = [r for r in session.records() if r["finish"].startswith(PREWARM)]
             result["prewarm"] = prewarms[-1] if prewarms else None
+    records = RequestRecords(session.records, uri)
     keystrokes = []
     for step in trace.steps:
         if act(editor, step):
-            keystrokes.append(ask(session, editor, step.action))
+            keystrokes.append(ask(session, editor, step.action, records))
+    records.wait(LATE_RECORDS_LIMIT)
     editor.close()
-    return result | {"keystrokes": keystrokes}
+    return result | {"keystrokes": keystrokes, "other_records": records.others}
