@@ -158,12 +158,13 @@ class Replay:
         snapshot = cursor_snapshot(text, cursor, settings, header=header, window_start=window)
         counters = self.engine.counters
         started = time.perf_counter()
-        rest = self.memory.rest_of_suggestion(before) if self.features.typing_through else None
+        remembered = self.memory.suggestions.answer(before, header, keep=0)
+        rest = remembered.text if remembered and self.features.typing_through else None
         if rest:
             outcome = CompletionOutcome(rest, window_start=self.memory.window_start)
         else:
             outcome = generate_completion(self.engine, snapshot, lambda: False)
-            self.memory.remember(snapshot, outcome)
+            self.memory.remember(snapshot, outcome, keep=0)
         seconds = time.perf_counter() - started
         after = self.engine.counters
         self.costs.append(
@@ -171,6 +172,12 @@ class Replay:
                 "ms": seconds * 1000,
                 "graph_runs": after.graph_runs - counters.graph_runs,
                 "computed_tokens": after.computed_tokens - counters.computed_tokens,
+                # The prompt's share: what a cache that keeps the context saves or not.
+                "prompt_computed": (
+                    outcome.stats.prompt_tokens - outcome.stats.reused_tokens
+                    if outcome.stats
+                    else 0
+                ),
                 "typed_through": bool(rest),
             }
         )
@@ -187,6 +194,8 @@ def summarize(replay: Replay, budget: int, typed_tokens: int) -> dict:
         "keystrokes": len(costs),
         "graph_runs_per_keystroke": sum(c["graph_runs"] for c in costs) / len(costs),
         "tokens_computed_per_keystroke": sum(c["computed_tokens"] for c in costs) / len(costs),
+        "prompt_tokens_computed_per_keystroke": sum(c["prompt_computed"] for c in costs)
+        / len(costs),
         "full_recomputes": recomputes,
         "typed_tokens_per_recompute": typed_tokens / recomputes if recomputes else None,
         "typed_through": sum(c["typed_through"] for c in costs),

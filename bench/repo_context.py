@@ -133,9 +133,7 @@ class Completer:
 
     def next_line(self, ids: list[int]) -> str:
         params = GenerationParams(max_new_tokens=MAX_NEW_TOKENS, top_k=1)
-        with LocalGenerator(self.engine).stream_text(
-            ids, params, stop=StopStrings(["\n"])
-        ) as stream:
+        with self.generator.stream_text(ids, params, stop=StopStrings(["\n"])) as stream:
             return stream.text()
 
 

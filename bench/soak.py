@@ -2,10 +2,11 @@
 
 One `replit-lsp --stdio --serve` process (both front doors sharing one model) is driven for a
 fixed time as a person and a script would: standard-library files opened, edited and closed,
-two to four open at a time; in each, a few lines removed and retyped one to three characters
-per change with an inline completion request after each; now and then a suggestion accepted,
-typed through or backspaced into, a request cancelled as soon as it is sent, a burst of
-keystrokes faster than the answers, a jump elsewhere. On a thread of its own, HTTP completions
+two to four open at a time; in each, a few lines removed, a pause at that place (the client
+says where the cursor rests, as the editor clients do), then the lines retyped one to three
+characters per change with an inline completion request after each; now and then a suggestion
+accepted, typed through or backspaced into, a request cancelled as soon as it is sent, a burst
+of keystrokes faster than the answers, a jump elsewhere. On a thread of its own, HTTP completions
 go through the official `openai` client, some streamed and closed early. A known request on
 each front door is asked at the start and then every minute: its greedy answer must never
 change. The server's resident memory (RSS) is sampled every few seconds.
@@ -15,7 +16,8 @@ Usage:
     python -m bench.soak --weight-path DIR --quantization-encoding q4_0 --minutes 10 \
         --http-every 20
 The HTTP side's pace is the option `--http-every`: at full size on two cores one completion
-takes seconds, so the demo model's pace would leave the engine no time for the editor.
+takes seconds, so the demo model's pace would leave the engine no time for the editor. The
+person's pause at a new place is up to `--pause` seconds.
 Results: `bench/results/soak/<label>.json`, `.md` and `.png` (RSS over time).
 """
 
@@ -60,7 +62,9 @@ class Tally:
     hangs: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
-    known: list[str] = field(default_factory=list)  # the known request's answers, in order
+    # The known request's answers in order, each with what its prompt carried ahead of the
+    # document (the workspace context, which follows the other open documents).
+    known: list[tuple[tuple[str, ...], str]] = field(default_factory=list)
 
     def summary(self) -> dict:
         ms = [1000 * s for s in self.seconds]
@@ -75,16 +79,37 @@ class Tally:
             "p95_ms": percentile(ms, 0.95) if ms else None,
             "max_ms": max(ms) if ms else None,
             "known_checks": len(self.known),
-            "known_changed": sum(answer != self.known[0] for answer in self.known),
+            "known_prompts": len({context for context, _ in self.known}),
+            "known_changed": sum(changed(answer, first) for answer, first in self._known_pairs()),
+            "known_first_lines_only": sum(
+                answer != first and not changed(answer, first)
+                for answer, first in self._known_pairs()
+            ),
         }
+
+    def _known_pairs(self) -> list[tuple[str, str]]:
+        """Each known answer with the first one given for the same prompt."""
+        first: dict[tuple[str, ...], str] = {}
+        return [(answer, first.setdefault(context, answer)) for context, answer in self.known]
+
+
+def changed(answer: str, first: str) -> bool:
+    """Whether `answer` differs from `first` other than by being cut at a line end, as an
+    answer given at the time budget is (the rest of the suggestion was still being written)."""
+    if not answer or not first:
+        return answer != first
+    lines, first_lines = answer.split("\n"), first.split("\n")
+    shorter = min(len(lines), len(first_lines))
+    return lines[:shorter] != first_lines[:shorter]
 
 
 class Session:
     """The editing side: documents, episodes of retyping, and the known LSP request."""
 
-    def __init__(self, lsp: RawLsp, rng: random.Random) -> None:
+    def __init__(self, lsp: RawLsp, rng: random.Random, pause: float) -> None:
         self.lsp = lsp
         self.rng = rng
+        self.pause = pause  # the longest the person pauses at a new place
         self.tally = Tally()
         self.open: list[Editor] = []
         self.opened = 0
@@ -111,9 +136,22 @@ class Session:
         self.tally.seconds += editor.seconds[seconds:]
 
     def ask_known(self) -> None:
+        since = self.lsp.request("replitLsp/status")["result"]["completions"]
         self.known.cursor = len(KNOWN_TEXT)
         self.ask(self.known)
-        self.tally.known.append(self.known.shown)
+        self.tally.known.append((self.known_context(since), self.known.shown))
+
+    def known_context(self, since: int) -> tuple[str, ...]:
+        """The workspace context of the known request's prompt, from its record (which a
+        generation leaves once done, even after an answer at the time budget)."""
+        deadline = time.monotonic() + ANSWER_LIMIT
+        while time.monotonic() < deadline:
+            records = self.lsp.request("replitLsp/completions", {"since": since})["result"]
+            mine = [r for r in records if r["uri"] == self.known.uri]
+            if mine:
+                return tuple(mine[0]["context"])
+            time.sleep(0.05)
+        return ("no record",)
 
     def open_file(self) -> None:
         name = self.rng.choice(FILES)
@@ -141,6 +179,8 @@ class Session:
         end = start + sum(len(line) + 1 for line in lines[first : first + count])
         editor.to_type = editor.text[start:end]
         editor.edit(start, end, "")
+        editor.rest()  # the person looks at the place before typing
+        time.sleep(self.rng.uniform(0, self.pause))
         while editor.to_type and time.monotonic() < deadline:
             if not self.keystroke(editor):
                 return
@@ -165,6 +205,7 @@ class Session:
                 editor.send()
         elif roll < 0.32:
             editor.jump(self.rng.randrange(10_000))
+            editor.rest()
             self.ask(editor)
             return False
         else:
@@ -218,7 +259,7 @@ class HttpClient(threading.Thread):
             self.tally.seconds.append(time.perf_counter() - started)
             if known:
                 self.last_known = time.monotonic()
-                self.tally.known.append(text)
+                self.tally.known.append(((), text))
 
 
 class MemorySampler(threading.Thread):
@@ -238,7 +279,7 @@ class MemorySampler(threading.Thread):
             self.sample()
 
 
-def soak(command: list[str], minutes: float, seed: int, http_every: float) -> dict:
+def soak(command: list[str], minutes: float, seed: int, http_every: float, pause: float) -> dict:
     """Runs the session on the server `command` starts; returns what happened."""
     lsp = RawLsp(command)
     port = int(command[command.index("--http-port") + 1])
@@ -250,7 +291,7 @@ def soak(command: list[str], minutes: float, seed: int, http_every: float) -> di
         http_server = ServerProcess(lsp.process, port, devnull, devnull)
         wait_for_health(http_server, 60)
         rng = random.Random(seed)
-        session = Session(lsp, rng)
+        session = Session(lsp, rng, pause)
         session.ask_known()
         memory = MemorySampler(lsp.process.pid, stop)
         memory.sample()
@@ -281,6 +322,7 @@ def soak(command: list[str], minutes: float, seed: int, http_every: float) -> di
         "minutes": minutes,
         "seed": seed,
         "http_every_s": http_every,
+        "pause_s": pause,
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
         "lsp": session.tally.summary()
@@ -307,6 +349,8 @@ def markdown(label: str, result: dict) -> str:
         ("HTTP p50 / p95 ms", f"{http['p50_ms']:.0f} / {http['p95_ms']:.0f}"),
         ("known answer changed (LSP, HTTP)", f"{lsp['known_changed']} of "
          f"{lsp['known_checks']}, {http['known_changed']} of {http['known_checks']}"),
+        ("known LSP prompts (by workspace context), answers cut at the time budget",
+         f"{lsp['known_prompts']}, {lsp['known_first_lines_only']}"),
         ("RSS MiB start / end / max", f"{rss['start']:.0f} / {rss['end']:.0f} / "
          f"{rss['max']:.0f}"),
         ("exit code", str(result["exit_code"])),
@@ -346,6 +390,13 @@ def main() -> None:
     parser.add_argument(
         "--http-every", type=float, default=1.5, help="seconds between HTTP completions"
     )
+    parser.add_argument(
+        "--pause",
+        type=float,
+        default=1.0,
+        help="the longest pause, in seconds, at a new place before typing (the server "
+        "computes the place's prompt meanwhile)",
+    )
     parser.add_argument("--label")
     parser.add_argument("--out", type=Path, default=Path("bench/results/soak"))
     args = parser.parse_args()
@@ -360,10 +411,12 @@ def main() -> None:
         "--quantization-encoding",
         args.quantization_encoding,
         max_length=args.max_length,
-        context_tokens=None,  # the editor's default
+        context_tokens=None,  # the editor's defaults
+        recent_suggestions=None,
+        time_budget_ms=None,
     )
     result = {"label": label, "machine": machine(os.cpu_count() or 1), "command": command[2:]}
-    result |= soak(command, args.minutes, args.seed, args.http_every)
+    result |= soak(command, args.minutes, args.seed, args.http_every, args.pause)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{label}.json").write_text(json.dumps(result, indent=1) + "\n")
     (args.out / f"{label}.md").write_text(markdown(label, result))

@@ -20,12 +20,12 @@ from lsp_server.generation.sampling import (
 from lsp_server.lsp.settings import Settings
 from lsp_server.modes import Mode, ModeConflict, NoMode, choose_mode
 from lsp_server.option import Option
-from lsp_server.options import GROUP_DESCRIPTIONS, OPTIONS, flag, option_named
+from lsp_server.options import GROUP_DESCRIPTIONS, OPTIONS, PROMPT_ENCODING, flag, option_named
 from lsp_server.resident import Options, ResidentModel, build_generator
 from lsp_server.version import PACKAGE
 from model.config import ConfigError
 from model.engine.compiled import CompileError
-from model.engine.options import EngineError, EngineOptions, OptionError
+from model.engine.options import AUTO, EngineError, EngineOptions, OptionError
 from model.hub import ModelNotFoundError, local_model_dir, resolve_model_dir
 
 if TYPE_CHECKING:
@@ -98,9 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def engine_options(args: argparse.Namespace) -> EngineOptions:
+    """The engine the command line asks for. Without an encoding the servers take the one that
+    suits the machine and the model, and `--prompt` the exact model."""
+    encoding = args.quantization_encoding
+    if encoding is None:
+        encoding = PROMPT_ENCODING if args.prompt is not None else AUTO
     return EngineOptions(
         model_dir=resolve_model_dir(args.weight_path, args.model),
-        quantization_encoding=args.quantization_encoding,
+        quantization_encoding=encoding,
         max_length=args.max_length,
         max_cache_batch_size=args.max_cache_batch_size,
         speculative_tokens=args.speculative_tokens,
@@ -231,7 +236,7 @@ def run_servers(args: argparse.Namespace, mode: Mode) -> int:
     )
     defaults = sampling_params(args)
     lsp_port, http_port = ports(args, mode)
-    check_not_negative(args, "context_tokens", "time_budget_ms")
+    check_not_negative(args, "context_tokens", "time_budget_ms", "recent_suggestions")
     if mode.transport is None:
         http_server(args, resident, defaults, http_port).serve_forever()
         return 0
@@ -240,7 +245,10 @@ def run_servers(args: argparse.Namespace, mode: Mode) -> int:
     from lsp_server.lsp.process import run_language_server
 
     settings = Settings.from_defaults(
-        defaults, time_budget_ms=args.time_budget_ms, context_tokens=args.context_tokens
+        defaults,
+        time_budget_ms=args.time_budget_ms,
+        context_tokens=args.context_tokens,
+        recent_suggestions=args.recent_suggestions,
     )
     run_language_server(
         resident, settings, defaults.seed, transport=mode.transport, host=args.host, port=lsp_port

@@ -21,13 +21,15 @@ from typing import Any
 from lsp_server.generation.remote.options import API_KEY_ENV
 from lsp_server.generation.remote.request_fields import parse_extra_fields
 from lsp_server.option import Option
-from model.engine.options import EngineOptions
+from model.engine.options import AUTO, EngineOptions
 from model.hub import DEFAULT_MODEL
 from model.weights.encodings import ENCODINGS
 
 # The engine states its own defaults, which tests and benchmarks build it with; the table
 # reads them from there.
 _ENGINE_DEFAULTS = {f.name: f.default for f in dataclasses.fields(EngineOptions)}
+# The one-shot completion's encoding when none is given: the engine's own default.
+PROMPT_ENCODING = _ENGINE_DEFAULTS["quantization_encoding"]
 
 # The --help sections the flags are listed in.
 RUN = "what to run"
@@ -87,8 +89,10 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "time_budget_ms",
         int,
-        0,
-        "longest an editor completion may take; the complete lines so far (0: no limit)",
+        300,
+        "how long an editor request waits for its whole suggestion: past it, a multi-line "
+        "suggestion is answered as soon as a line is complete, with the complete lines so "
+        "far, and the rest is generated on for the next request (0: wait for all of it)",
         flag="--time-budget-ms",
         setting="timeBudgetMs",
         group=RUN,
@@ -101,6 +105,17 @@ OPTIONS: tuple[Option, ...] = (
         "half the prompt)",
         flag="--context-tokens",
         setting="contextTokens",
+        group=RUN,
+    ),
+    Option(
+        "recent_suggestions",
+        int,
+        16,
+        "suggestions kept per document: a request at the text one was made for, or typing "
+        "what one says, is answered from them with no model run (0: only typing through the "
+        "last one)",
+        flag="--recent-suggestions",
+        setting="recentSuggestions",
         group=RUN,
     ),
     Option(
@@ -126,11 +141,13 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "quantization_encoding",
         str,
-        _ENGINE_DEFAULTS["quantization_encoding"],
-        "how the weights are held",
+        None,
+        f"how the weights are held; {AUTO}: q4_0 on a CPU for a model of a billion weights or "
+        "more (the 3B), bfloat16 on a GPU, float32 for small models (default: auto for the "
+        f"servers, {PROMPT_ENCODING} for --prompt, whose answer is the exact model's)",
         flag="--quantization-encoding",
         group=MODEL,
-        choices=ENCODINGS,
+        choices=(*ENCODINGS, AUTO),
     ),
     Option(
         "max_length",
@@ -291,6 +308,21 @@ OPTIONS: tuple[Option, ...] = (
         "the longest a request waits for its completion: then it is answered empty and the "
         "generation stops, so no state of the workers can leave a request unanswered",
         setting="answerTimeoutSeconds",
+    ),
+    Option(
+        "prewarm",
+        bool,
+        True,
+        "compute the prompt where the cursor rests (the client's replitLsp/cursorIdle), so "
+        "the first keystroke there pays only for its own tokens",
+        setting="prewarm",
+    ),
+    Option(
+        "prefetch_on_accept",
+        bool,
+        True,
+        "start the next suggestion as soon as one is accepted",
+        setting="prefetchOnAccept",
     ),
     Option(
         "context_open_documents",

@@ -41,6 +41,14 @@ class ModelConfig:
     def qkv_size(self) -> int:
         return self.d_model + 2 * self.kv_n_heads * self.head_dim
 
+    @property
+    def weight_count(self) -> int:
+        """The model's weights: the tied embedding, and per layer the attention's and MLP's
+        matrices (norms and biases are too few to matter where this is used)."""
+        attention = self.d_model * (self.qkv_size + self.d_model)
+        mlp = 2 * self.d_model * self.ffn_hidden_size
+        return self.vocab_size * self.d_model + self.n_layers * (attention + mlp)
+
     def alibi_slopes(self) -> list[float]:
         """Per-head ALiBi slopes exactly as MPT computes them (also for non-power-of-two heads)."""
         n = self.n_heads

@@ -112,6 +112,12 @@ class Editor:
 
     # -------------------------------------------------------------- requests
 
+    def rest(self) -> None:
+        """Tells the server the cursor rests here, as the editor clients do after a move."""
+        position = utf16_position(self.text, self.cursor)
+        params = {"textDocument": {"uri": self.uri}, "position": position}
+        self.lsp.notify("replitLsp/cursorIdle", params)
+
     def send(self, cancel: bool = False) -> None:
         """An inline completion request at the cursor, cancelled at once with `cancel`."""
         position = utf16_position(self.text, self.cursor)

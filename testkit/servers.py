@@ -24,11 +24,18 @@ def server_command(
     *args: str,
     max_length: int = TINY_MAX_LENGTH,
     context_tokens: int | None = 0,
+    recent_suggestions: int | None = 0,
+    time_budget_ms: int | None = 0,
 ) -> list[str]:
     """`replit-lsp ARGS` on `model_dir`, with the tests' context length unless told otherwise,
-    and no context from other files: a test's expected answer is the current file's, unless
-    it turns the context on with its settings (None: the server's default)."""
+    no context from other files, no memory of suggestions beyond typing through the last, and
+    no time budget: a test's expected answer is the model's whole answer for the current file,
+    unless it turns these on with its settings (None: the server's default)."""
     context = [] if context_tokens is None else ["--context-tokens", str(context_tokens)]
+    if recent_suggestions is not None:
+        context += ["--recent-suggestions", str(recent_suggestions)]
+    if time_budget_ms is not None:
+        context += ["--time-budget-ms", str(time_budget_ms)]
     return [
         sys.executable,
         "-m",

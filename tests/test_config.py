@@ -2,7 +2,10 @@ import json
 
 import pytest
 
+from lsp_server.cli import build_parser, engine_options
 from model.config import ConfigError, load_config, mpt_config_dict, parse_config
+from model.engine.options import AUTO, machine_encoding
+from testkit.checkpoints import full_width_config
 
 # The published config.json of replit/replit-code-v1_5-3b (fields that matter to the math).
 REPLIT_V1_5_3B = {
@@ -93,3 +96,29 @@ def test_missing_and_broken_config_files_name_the_file(tmp_path):
         load_config(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps(REPLIT_V1_5_3B))
     assert load_config(tmp_path).n_layers == 32
+
+
+@pytest.mark.parametrize(
+    ("layers", "use_gpu", "encoding"),
+    [
+        (32, False, "q4_0"),  # the 3B on a CPU: read-bound decode, quantized
+        (32, True, "bfloat16"),
+        (2, False, "float32"),  # a two-layer slice is small enough to stay exact
+        (2, True, "bfloat16"),
+    ],
+)
+def test_auto_encoding_suits_the_device_and_the_model_size(layers, use_gpu, encoding):
+    config = parse_config(full_width_config(layers))
+    assert machine_encoding(config, use_gpu) == encoding
+    # The real model's count of weights, 3.3 billion as its model card says.
+    if layers == 32:
+        assert round(parse_config(REPLIT_V1_5_3B).weight_count / 1e8) == 33
+
+
+def test_the_servers_default_to_auto_and_prompt_to_the_exact_model(tmp_path):
+    parser = build_parser()
+    stdio = engine_options(parser.parse_args(["--stdio", "--weight-path", str(tmp_path)]))
+    prompt = engine_options(parser.parse_args(["--prompt", "x", "--weight-path", str(tmp_path)]))
+    chosen = parser.parse_args(["--stdio", "--quantization-encoding", "q8_0", "--weight-path", "m"])
+    assert (stdio.quantization_encoding, prompt.quantization_encoding) == (AUTO, "float32")
+    assert chosen.quantization_encoding == "q8_0"

@@ -272,3 +272,32 @@ def test_a_failed_compile_is_an_error_with_the_compilers_words(
     with pytest.raises(CompileError, match=r"compiling the model graph failed \(exit code 1\)"):
         Engine(options)
     assert not list((tmp_path / "cache").glob("*.mef"))
+
+
+def test_a_prefill_caches_the_prompt_so_its_generation_computes_only_what_follows(
+    tiny_engine, tiny_reference
+):
+    prompt = tiny_engine.tokenizer.encode("def prefilled(a, b):\n    total = a + b\n" * 3)
+    params = SamplingParams(max_new_tokens=5)
+    done = tiny_engine.prefill(prompt, lambda: False, chunk=8)
+    assert done.complete and done.computed_tokens + done.reused_tokens == len(prompt) - 1
+    before = tiny_engine.counters
+    with tiny_engine.generate(prompt, params, speculate=False) as warm:
+        tokens = list(warm)
+    assert warm.reused_tokens == len(prompt) - 1
+    steps = len(tokens) + (warm.finish_reason == "stop")
+    assert tiny_engine.counters.computed_tokens - before.computed_tokens == steps
+    assert tokens == tiny_reference.greedy(prompt, 5, tiny_engine.eos_id)
+
+
+def test_a_cancelled_prefill_stops_after_the_chunk_in_progress(tiny_engine):
+    prompt = tiny_engine.tokenizer.encode("class Stopped:\n    value = 1\n" * 4)
+    checks = []
+
+    def cancelled() -> bool:
+        checks.append(True)
+        return len(checks) > 1  # let one chunk run, then stop
+
+    stopped = tiny_engine.prefill(prompt, cancelled, chunk=4)
+    assert not stopped.complete
+    assert stopped.computed_tokens == min(4, len(prompt) - 1 - stopped.reused_tokens)

@@ -10,6 +10,11 @@ from lsp_server.generation.stops import NoStop, StopRule
 from lsp_server.generation.stream import TextStream
 from model.engine.engine import Engine
 from model.engine.execution import EngineCounters
+from model.engine.prefill import Prefill
+
+# Prompt tokens per graph run when bringing a prompt into the cache ahead of a request: a
+# request that arrives meanwhile waits for at most one such run.
+PREWARM_CHUNK = 32
 
 
 class LocalGenerator:
@@ -54,3 +59,7 @@ class LocalGenerator:
             prompt, resolved, cancelled, speculate=speculate, draft_context=draft_context
         )
         return TextStream(tokens, self.tokenizer.stream(), stop or NoStop())
+
+    def prefill(self, prompt: Sequence[int], cancelled: Callable[[], bool]) -> Prefill:
+        """See `TextGenerator.prefill`: in short runs, so a request waits little for it."""
+        return self.engine.prefill(prompt, cancelled, PREWARM_CHUNK)

@@ -17,6 +17,7 @@ from lsp_server.generation.backend import BackendControl
 from lsp_server.generation.sampling import GenerationParams
 from lsp_server.generation.stops import StopRule
 from lsp_server.generation.stream import TextStream
+from model.engine.prefill import Prefill
 
 
 class TextTokenizer(Protocol):
@@ -77,4 +78,10 @@ class TextGenerator(Protocol):
         `GenerationError` while iterated when the generator cannot give it. `speculate`
         and `draft_context` guide the local engine's speculation; a remote server decodes
         as it is set up to."""
+        ...
+
+    def prefill(self, prompt: Sequence[int], cancelled: Callable[[], bool]) -> Prefill | None:
+        """Brings `prompt` into the cache with no generation, stopping soon after
+        `cancelled()` turns true, so that a completion of it (or of more text after it)
+        starts at once; None where the generator keeps no cache of its own."""
         ...

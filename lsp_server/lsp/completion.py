@@ -6,17 +6,17 @@ with the completion rules as its stop rule, and post-processes the text.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from lsp_server.generation.protocol import TextGenerator
 from lsp_server.generation.sampling import GenerationParams
 from lsp_server.generation.stream import GenerationStats
-from lsp_server.lsp.postprocess import postprocess
-from lsp_server.lsp.prompt import build_prompt
+from lsp_server.lsp.postprocess import CompletionContext, postprocess
+from lsp_server.lsp.prompt import Prompt, build_prompt
 from lsp_server.lsp.snapshot import CursorSnapshot
 from lsp_server.lsp.stop_rule import CompletionRules
+from model.engine.prefill import Prefill
 
 
 @dataclass(frozen=True)
@@ -40,27 +40,57 @@ def prompt_budget(max_length: int, max_new_tokens: int) -> int:
     return max_length - min(max_new_tokens, max_length // 2)
 
 
+def completion_prompt(engine: TextGenerator, snapshot: CursorSnapshot) -> Prompt:
+    """The prompt a completion at `snapshot` is made from, within the room its settings leave."""
+    budget = prompt_budget(engine.max_length, snapshot.settings.max_new_tokens)
+    return build_prompt(
+        snapshot.text_before, engine.tokenizer, budget, snapshot.header, snapshot.window_start
+    )
+
+
+@dataclass(frozen=True)
+class PrewarmOutcome:
+    """The prompt window a pre-warm used, and what its prefill did (None where the generator
+    keeps no cache, or there was nothing to compute)."""
+
+    window_start: int | None
+    prefill: Prefill | None
+
+
+def prewarm(
+    engine: TextGenerator, snapshot: CursorSnapshot, cancelled: Callable[[], bool]
+) -> PrewarmOutcome:
+    """Runs on a worker thread: brings the prompt a completion at `snapshot` would use into
+    the cache, with no generation, so the first keystroke there computes only its own tokens."""
+    prompt = completion_prompt(engine, snapshot)
+    if not prompt.ids or cancelled():
+        return PrewarmOutcome(prompt.window_start, None)
+    return PrewarmOutcome(prompt.window_start, engine.prefill(prompt.ids, cancelled))
+
+
+class Progress:
+    """The completion's text as the worker releases it, which the event loop reads while the
+    worker runs (one string replaced at a time, so every read sees a whole one)."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+
 def generate_completion(
     engine: TextGenerator,
     snapshot: CursorSnapshot,
     cancelled: Callable[[], bool],
-    clock: Callable[[], float] = time.monotonic,
+    progress: Progress | None = None,
 ) -> CompletionOutcome:
-    """Runs on a worker thread: builds the prompt and streams the completion, which stops
-    when the completion rules say it is over, or when `cancelled()` turns true."""
+    """Runs on a worker thread: builds the prompt and streams the completion into `progress`,
+    stopping when the completion rules say it is over, or when `cancelled()` turns true. A
+    time budget does not stop it: the server may answer with the lines so far while the rest
+    is still made for the requests that follow."""
+    progress = progress or Progress()
     max_new_tokens = min(snapshot.settings.max_new_tokens, engine.max_length // 2)
-    budget = prompt_budget(engine.max_length, snapshot.settings.max_new_tokens)
-    prompt = build_prompt(
-        snapshot.text_before, engine.tokenizer, budget, snapshot.header, snapshot.window_start
-    )
+    prompt = completion_prompt(engine, snapshot)
     if not prompt.ids or cancelled():
         return CompletionOutcome("", window_start=prompt.window_start)
-    deadline = snapshot.deadline
-
-    def stopped() -> bool:
-        """Cancelled, or out of time: the engine checks between prefill chunks and tokens."""
-        return cancelled() or (deadline is not None and clock() >= deadline)
-
     params = GenerationParams(
         max_new_tokens=max_new_tokens,
         top_k=snapshot.settings.top_k,
@@ -72,14 +102,21 @@ def generate_completion(
     with engine.stream_text(
         prompt.ids,
         params,
-        cancelled=stopped,
+        cancelled=cancelled,
         stop=rules,
         speculate=snapshot.settings.speculation,
         draft_context=draft_context if snapshot.previous_suggestion else (),
     ) as stream:
-        raw = stream.text()
+        for piece in stream:
+            progress.text += piece
     stats = stream.stats
     assert stats is not None
-    if stats.finish_reason == "cancelled" and not snapshot.context.single_line:
-        raw = complete_lines(raw)  # at the deadline: never half a line in multi-line mode
-    return CompletionOutcome(postprocess(raw, snapshot.context), stats, prompt.window_start)
+    return CompletionOutcome(
+        postprocess(progress.text, snapshot.context), stats, prompt.window_start
+    )
+
+
+def early_text(raw: str, context: CompletionContext) -> str:
+    """What of a completion still being generated may be shown now: its complete lines,
+    post-processed; nothing in single-line mode, where the one line is the whole answer."""
+    return "" if context.single_line else postprocess(complete_lines(raw), context)

@@ -4,10 +4,14 @@ request cost and why it ended."""
 from __future__ import annotations
 
 import collections
+import logging
 import threading
 from dataclasses import asdict, dataclass
 
 from lsp_server.generation.stream import GenerationStats
+from model.engine.prefill import Prefill
+
+log = logging.getLogger("replit_lsp.lsp")
 
 # How many completions' statistics `replitLsp/completions` can return.
 RECENT_COMPLETIONS = 512
@@ -24,18 +28,18 @@ class CompletionRecord:
     prompt_tokens: int
     reused_tokens: int
     generated_tokens: int
-    # "end of completion", "stop", "length", "cancelled", "out of time" or "typed through",
-    # with ", superseded" when a newer request replaced it
+    # "end of completion", "stop", "length" or "cancelled" for a generation, with
+    # ", superseded" when a newer request replaced it; "typed through" or "cached" for an
+    # answer from the document's recent suggestions, "joined" for one from a suggestion
+    # already being generated; "prewarm" or "prewarm stopped" for a prompt computed ahead
     finish: str
     milliseconds: float
     context: tuple[str, ...] = ()  # the workspace snippets ahead of the file, `path:lines`
 
 
-def finish_of(stats: GenerationStats, superseded: bool, deadline: float | None) -> str:
+def finish_of(stats: GenerationStats, superseded: bool) -> str:
     """Why a completion ended, in the words of the completion log."""
     finish = "end of completion" if stats.stopped_by_rule else stats.finish_reason
-    if finish == "cancelled" and not superseded and deadline is not None:
-        finish = "out of time"
     if superseded and finish != "cancelled":
         finish += ", superseded"
     return finish
@@ -77,6 +81,27 @@ class CompletionLog:
             self._records.append(record)
         return record
 
+    def add_prefill(
+        self, uri: str, line: int, character: int, prefill: Prefill, milliseconds: float
+    ) -> CompletionRecord:
+        """Records a pre-warm: the prompt computed where the cursor rests."""
+        finish = "prewarm" if prefill.complete else "prewarm stopped"
+        with self._lock:
+            self._count += 1
+            record = CompletionRecord(
+                sequence=self._count,
+                uri=uri,
+                line=line,
+                character=character,
+                prompt_tokens=prefill.prompt_tokens,
+                reused_tokens=prefill.reused_tokens,
+                generated_tokens=0,
+                finish=finish,
+                milliseconds=round(milliseconds, 1),
+            )
+            self._records.append(record)
+        return record
+
     def since(self, sequence: int) -> list[dict[str, object]]:
         """The records numbered after `sequence`, oldest first."""
         with self._lock:
@@ -85,3 +110,18 @@ class CompletionLog:
     @property
     def count(self) -> int:
         return self._count
+
+
+def log_record(record: CompletionRecord) -> None:
+    """Writes one record to the debug log."""
+    log.debug(
+        "completion at %s:%d:%d: reused %d/%d prompt tokens, generated %d tokens (%s), %.1f ms",
+        record.uri,
+        record.line,
+        record.character,
+        record.reused_tokens,
+        record.prompt_tokens,
+        record.generated_tokens,
+        record.finish,
+        record.milliseconds,
+    )

@@ -11,7 +11,7 @@ from typing import NoReturn
 
 from lsp_server.lsp.client_log import ClientLogHandler
 from lsp_server.lsp.framing import serve_stdio, serve_tcp
-from lsp_server.lsp.server import build_server
+from lsp_server.lsp.handlers import build_server
 from lsp_server.lsp.settings import Settings
 from lsp_server.options import option_named
 from lsp_server.resident import ResidentModel

@@ -51,6 +51,9 @@ class Settings:
     context_definitions: bool = _default("context_definitions")
     context_exclude: tuple[str, ...] = _default("context_exclude")
     context_idle_ms: int = _default("context_idle_ms")
+    prewarm: bool = _default("prewarm")
+    recent_suggestions: int = _default("recent_suggestions")
+    prefetch_on_accept: bool = _default("prefetch_on_accept")
 
     @classmethod
     def from_defaults(cls, defaults: GenerationParams, **options: Any) -> Settings:
@@ -154,6 +157,9 @@ _PARSERS: dict[str, tuple[Callable[[object], Any], str]] = {
     "context_definitions": (_boolean, "true or false"),
     "context_exclude": (_globs, "a list of glob patterns"),
     "context_idle_ms": (_non_negative_int, "an integer >= 0"),
+    "prewarm": (_boolean, "true or false"),
+    "recent_suggestions": (_non_negative_int, "an integer >= 0"),
+    "prefetch_on_accept": (_boolean, "true or false"),
 }
 
 # setting name -> (field, parser, what a valid value is); a setting without a parser fails

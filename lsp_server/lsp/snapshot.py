@@ -31,7 +31,6 @@ class CursorSnapshot:
     settings: Settings
     seed: int | None
     window_start: int | None = None  # the document's prompt window so far, kept if it fits
-    deadline: float | None = None  # time.monotonic() by which to answer, from the time budget
     previous_suggestion: str = ""  # drafts for speculation may copy it as well as the prompt
 
 
@@ -42,7 +41,6 @@ def cursor_snapshot(
     seed: int | None = None,
     header: str = "",
     window_start: int | None = None,
-    deadline: float | None = None,
     previous_suggestion: str = "",
 ) -> CursorSnapshot:
     """The snapshot of a document's `text` at `cursor`: the text before it and the context
@@ -56,7 +54,7 @@ def cursor_snapshot(
         indentation=detect_indentation(text_before[-INDENT_SAMPLE_CHARS:]),
     )
     return CursorSnapshot(
-        text_before, header, context, settings, seed, window_start, deadline, previous_suggestion
+        text_before, header, context, settings, seed, window_start, previous_suggestion
     )
 
 
@@ -77,7 +75,6 @@ def snapshot_at(
     display_path: str | None,
     window_start: int | None,
     previous_suggestion: str,
-    deadline: float | None,
 ) -> tuple[CursorSnapshot | None, types.Position]:
     """The snapshot of `document` at an LSP `position` in the negotiated `encoding`, and the
     position clamped to the document (where the answer goes); None when there is nothing
@@ -93,6 +90,6 @@ def snapshot_at(
     if display_path is not None:
         header = path_header(display_path, document.language_id or "")
     snapshot = cursor_snapshot(
-        text, cursor, settings, seed, header, window_start, deadline, previous_suggestion
+        text, cursor, settings, seed, header, window_start, previous_suggestion
     )
     return snapshot, clamped

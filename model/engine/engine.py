@@ -16,9 +16,15 @@ from model.engine.binding import bind_weights
 from model.engine.compiled import default_cache_dir, obtain_compiled
 from model.engine.device import select_device
 from model.engine.execution import EngineCounters, GraphRunner
-from model.engine.generation_loop import Generation, GenerationLoop
+from model.engine.generation_loop import PREFILL_CHUNK, Generation, GenerationLoop
 from model.engine.model_files import read_model_files
-from model.engine.options import EngineOptions, check_counts, graph_encoding
+from model.engine.options import (
+    EngineOptions,
+    check_counts,
+    graph_encoding,
+    resolve_encoding,
+)
+from model.engine.prefill import Prefill
 from model.engine.slots import SlotPool
 from model.engine.speculation import speculative_tokens
 from model.hub import model_name
@@ -35,8 +41,9 @@ class Engine:
     ) -> None:
         started = time.perf_counter()
         check_counts(options)
-        self.options = options
         files = read_model_files(options)
+        options = resolve_encoding(options, files.config)
+        self.options = options
         self.config = files.config
         self.tokenizer = files.tokenizer
         self.eos_id = files.eos_id
@@ -120,6 +127,14 @@ class Engine:
         # speculative acceptance rule to keep their distribution.
         draft_limit = self.speculative_tokens if speculate and params.greedy else 0
         return self._loop.start(prompt, params, cancelled, draft_limit, draft_context)
+
+    def prefill(
+        self, prompt: Sequence[int], cancelled: Callable[[], bool], chunk: int = PREFILL_CHUNK
+    ) -> Prefill:
+        """Computes the cache for `prompt` with no generation (see `GenerationLoop.prefill`):
+        what an editor's cursor resting at a new place is worth before the first keystroke
+        there."""
+        return self._loop.prefill(prompt, cancelled, chunk)
 
     def logits(self, prompt: Sequence[int]) -> np.ndarray:
         """Next-token logits after `prompt`, through the same cache path as generation."""

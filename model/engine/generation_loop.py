@@ -10,6 +10,7 @@ import numpy as np
 
 from model.engine.drafting import draft
 from model.engine.execution import GraphRunner
+from model.engine.prefill import Prefill
 from model.engine.slots import Slot, SlotPool, common_prefix_length
 from model.engine.speculation import accepted_choices
 from model.sampling import Sampler, SamplingParams, check_prompt_fits
@@ -95,6 +96,20 @@ class GenerationLoop:
         finally:
             self._slots.release(slot)
 
+    def prefill(self, prompt: Sequence[int], cancelled: Callable[[], bool], chunk: int) -> Prefill:
+        """Brings a slot's cache to `prompt` without generating, in runs of at most `chunk`
+        tokens, checking `cancelled` before each: a later generation that starts with
+        `prompt` computes only what follows it."""
+        prompt = list(prompt)
+        check_prompt_fits(len(prompt), self._max_length)
+        slot = self._slots.acquire(prompt)
+        try:
+            reused = self._prefill(slot, prompt, cancelled, chunk=chunk)
+            cached = len(slot.tokens)
+        finally:
+            self._slots.release(slot)
+        return Prefill(len(prompt), reused, cached - reused, cached == len(prompt) - 1)
+
     def _run(
         self,
         slot: Slot,
@@ -114,15 +129,16 @@ class GenerationLoop:
         prompt: Sequence[int],
         cancelled: Callable[[], bool],
         generation: Generation | None = None,
+        *,
+        chunk: int = PREFILL_CHUNK,
     ) -> int:
         """Brings the slot's cache to `prompt` minus its last token; returns the reused count."""
         reused = min(common_prefix_length(slot.tokens, prompt), len(prompt) - 1)
         del slot.tokens[reused:]
-        for begin in range(reused, len(prompt) - 1, PREFILL_CHUNK):
+        for begin in range(reused, len(prompt) - 1, chunk):
             if cancelled():
                 break
-            chunk = prompt[begin : min(begin + PREFILL_CHUNK, len(prompt) - 1)]
-            self._run(slot, chunk, generation)
+            self._run(slot, prompt[begin : min(begin + chunk, len(prompt) - 1)], generation)
         return reused
 
     def _steps(

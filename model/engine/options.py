@@ -3,7 +3,7 @@ minutes rather than after it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from max.dtype import DType
@@ -26,6 +26,22 @@ class OptionError(EngineError):
         super().__init__(f"{option} {problem}")
         self.option = option
         self.problem = problem
+
+
+# The encoding chosen for the machine and the model (`machine_encoding`).
+AUTO = "auto"
+# Models with at least this many weights read more per decoded token than any CPU cache
+# holds, so their decode is bound by memory reads, which 4-bit blocks cut to about a seventh.
+QUANTIZE_FROM_WEIGHTS = 1_000_000_000
+
+
+def machine_encoding(config: ModelConfig, use_gpu: bool) -> str:
+    """What `auto` means: bfloat16 on a GPU; on a CPU, q4_0 for a model large enough that
+    memory reads bound its decode (the 3B), float32 for small ones, whose weights stay in the
+    caches, so that quantizing them would cost accuracy for nothing."""
+    if use_gpu:
+        return "bfloat16"
+    return "q4_0" if config.weight_count >= QUANTIZE_FROM_WEIGHTS else "float32"
 
 
 @dataclass(frozen=True)
@@ -63,12 +79,20 @@ def check_max_length(options: EngineOptions, config: ModelConfig) -> None:
         )
 
 
+def resolve_encoding(options: EngineOptions, config: ModelConfig) -> EngineOptions:
+    """`options` with `auto` replaced by the encoding it means for this model and device."""
+    if options.quantization_encoding != AUTO:
+        return options
+    return replace(options, quantization_encoding=machine_encoding(config, options.use_gpu))
+
+
 def graph_encoding(options: EngineOptions, config: ModelConfig) -> tuple[DType, GraphOptions]:
     """The graph's dtype and options for the weight encoding, refused before a compile of
     minutes where the graph cannot take it."""
     encoding = options.quantization_encoding
     if encoding not in ENCODINGS:
-        raise OptionError("quantization_encoding", f"must be one of {', '.join(ENCODINGS)}")
+        choices = ", ".join((*ENCODINGS, AUTO))
+        raise OptionError("quantization_encoding", f"must be one of {choices}")
     dtype, graph = encoding_graph(encoding, options.graph)
     if graph.block_format is not None:
         if options.use_gpu or not graph.cpu_kernels:

@@ -156,6 +156,10 @@ class RemoteEngine:
 
     # ----------------------------------------------------------------- requests
 
+    def prefill(self, prompt: Sequence[int], cancelled: Callable[[], bool]) -> None:
+        """A remote server keeps its own cache, filled by its requests: nothing to do here."""
+        return None
+
     def _headers(self) -> dict[str, str]:
         key = self.options.api_key
         return {"Authorization": f"Bearer {key}"} if key else {}
