@@ -33,7 +33,7 @@ from lsp_server.options import option_named
 from model.hub import resolve_model_dir
 from testkit.servers import server_command
 
-SMOKE_KEYSTROKES = 8
+SMOKE_KEYSTROKES = 16  # enough for the retyping trace to go back to a suggestion
 SMOKE_PAUSE_LIMIT = 10.0
 
 
@@ -50,7 +50,7 @@ def measure_trace(
             continue
         session = Session(command, configuration.settings)
         try:
-            run = run_trace(session, trace, pause, args.pause_limit)
+            run = run_trace(session, trace, pause, args.pause_limit, args.gap_ms / 1000)
         finally:
             exit_code = session.close()
         pause = run.get("pause_seconds", pause)
@@ -110,6 +110,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--pause-limit", type=float, default=60.0, help="most seconds to wait for a pre-warm"
     )
+    parser.add_argument(
+        "--gap-ms", type=float, default=0.0, help="from an answer to the next keystroke"
+    )
     parser.add_argument("--label")
     parser.add_argument("--out", type=Path, default=Path("bench/results/experience"))
     parser.add_argument("--smoke", action="store_true", help="the demo model, a few keystrokes")
@@ -129,6 +132,7 @@ def main() -> None:
         "date": datetime.date.today().isoformat(),
         "machine": machine(os.cpu_count() or 1),
         "keystrokes": args.keystrokes,
+        "gap_ms": args.gap_ms,
         "max_length": args.max_length,
         "baseline": BASELINE,
         "configurations": {c.name: c.settings for c in configurations},
@@ -141,7 +145,8 @@ def main() -> None:
             "--quantization-encoding",
             encoding,
             max_length=args.max_length,
-            context_tokens=None,  # the editor's default
+            context_tokens=None,  # the server's defaults, which the settings override
+            recent_suggestions=None,
         )
         runs = result["models"].setdefault(f"{model_dir.name} {encoding}", [])
         for trace_name in args.traces:

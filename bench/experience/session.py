@@ -116,18 +116,17 @@ def act(editor: Editor, step: Step) -> bool:
 
 
 def run_trace(
-    session: Session, trace: Trace, pause: float | None, pause_limit: float
+    session: Session, trace: Trace, pause: float | None, pause_limit: float, gap: float = 0.0
 ) -> dict[str, Any]:
-    """Drives `trace` in a document of its own. With `trace.jump`, the client says where the
-    cursor rests and pauses: for `pause` seconds, or (None) until the server has pre-warmed
-    there, at most `pause_limit`."""
+    """Drives `trace` in a document of its own, `gap` seconds from each answer to the next
+    step. With `trace.jump`, the client says where the cursor rests and pauses: for `pause`
+    seconds, or (None) until the server has pre-warmed there, at most `pause_limit`."""
     uri = f"file:///experience/{trace.name}/{trace.file}"
     editor = Editor.open(session.lsp, uri, trace.text, trace.cursor, trace.to_type)
     result: dict[str, Any] = {"load_seconds": session.load_seconds}
     if trace.jump:
         position = utf16_position(editor.text, editor.cursor)
-        params = {"textDocument": {"uri": uri}, "position": position}
-        session.lsp.notify("replitLsp/cursorIdle", params)
+        editor.rest()
         if pause is None:
             result["pause_seconds"], result["prewarm"] = wait_for_prewarm(
                 session, uri, position, pause_limit
@@ -142,6 +141,7 @@ def run_trace(
     for step in trace.steps:
         if act(editor, step):
             keystrokes.append(ask(session, editor, step.action, records))
+            time.sleep(gap)
     records.wait(LATE_RECORDS_LIMIT)
     editor.close()
     return result | {"keystrokes": keystrokes, "other_records": records.others}
