@@ -111,7 +111,7 @@ def parse_args() -> argparse.Namespace:
         "--pause-limit", type=float, default=60.0, help="most seconds to wait for a pre-warm"
     )
     parser.add_argument(
-        "--gap-ms", type=float, default=0.0, help="from an answer to the next keystroke"
+        "--gap-ms", type=float, default=0.0, help="from an answer or an accept to the next step"
     )
     parser.add_argument("--label")
     parser.add_argument("--out", type=Path, default=Path("bench/results/experience"))

@@ -100,8 +100,8 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"Measured {result['date']} on {machine['cpu']} ({machine['cores']} cores, "
         f"{machine['memory_gib']:.0f} GiB), MAX {machine['max_version']}; at most "
-        f"{result['keystrokes']} requests per trace, {result['gap_ms']:g} ms from an answer to the "
-        "next keystroke, each run in a fresh server. "
+        f"{result['keystrokes']} requests per trace, {result['gap_ms']:g} ms before each step (a "
+        "person's reaction), each run in a fresh server. "
         "Keystroke times are from the request to its answer, the first request (after opening "
         'or the jump) apart; "no model run" counts keystrokes answered without a graph run '
         "or from the suggestion memory; the last column compares the answers at the texts the "

@@ -100,8 +100,8 @@ def ask(session: Session, editor: Editor, action: str, records: RequestRecords) 
     return request
 
 
-def act(editor: Editor, step: Step) -> bool:
-    """Does what `step` says; False when there is nothing to do (no suggestion to take)."""
+def act(editor: Editor, step: Step) -> None:
+    """Does what `step` says."""
     if step.action in ("type", "retype"):
         editor.type(step.count)
     elif step.action == "backspace":
@@ -109,18 +109,16 @@ def act(editor: Editor, step: Step) -> bool:
         editor.backspace(step.count)
         editor.to_type = removed + editor.to_type  # typed again by the steps after it
     elif step.action == "accept":
-        if not editor.shown:
-            return False
         editor.accept()
-    return True
 
 
 def run_trace(
     session: Session, trace: Trace, pause: float | None, pause_limit: float, gap: float = 0.0
 ) -> dict[str, Any]:
-    """Drives `trace` in a document of its own, `gap` seconds from each answer to the next
-    step. With `trace.jump`, the client says where the cursor rests and pauses: for `pause`
-    seconds, or (None) until the server has pre-warmed there, at most `pause_limit`."""
+    """Drives `trace` in a document of its own, each step `gap` seconds after the one before
+    (the request after taking a suggestion is "after accept"). With `trace.jump`, the client
+    says where the cursor rests and pauses: for `pause` seconds, or (None) until the server
+    has pre-warmed there, at most `pause_limit`."""
     uri = f"file:///experience/{trace.name}/{trace.file}"
     editor = Editor.open(session.lsp, uri, trace.text, trace.cursor, trace.to_type)
     result: dict[str, Any] = {"load_seconds": session.load_seconds}
@@ -138,10 +136,18 @@ def run_trace(
             result["prewarm"] = prewarms[-1] if prewarms else None
     records = RequestRecords(session.records, uri)
     keystrokes = []
+    accepted = False
     for step in trace.steps:
-        if act(editor, step):
-            keystrokes.append(ask(session, editor, step.action, records))
-            time.sleep(gap)
+        if step.action == "accept" and not editor.shown:
+            continue  # nothing to take
+        time.sleep(gap)
+        act(editor, step)
+        if step.action == "accept":
+            accepted = True
+            continue
+        action = "after accept" if accepted else step.action
+        keystrokes.append(ask(session, editor, action, records))
+        accepted = False
     records.wait(LATE_RECORDS_LIMIT)
     editor.close()
     return result | {"keystrokes": keystrokes, "other_records": records.others}

@@ -1,4 +1,5 @@
-"""The editing traces, as the steps a person takes in an editor; every step ends in a request.
+"""The editing traces, as the steps a person takes in an editor; each ends in a request, but
+taking a suggestion: the next keystroke's request comes after it.
 
 They are the editing benchmark's traces (`bench.editing`), whose keystrokes are whole
 documents, turned into edits: the document is opened without the text the trace types, and
@@ -17,9 +18,9 @@ CHARS_PER_STEP = 3
 
 @dataclass(frozen=True)
 class Step:
-    """What the person does before the request: "open" or "jump" (the first request, with
-    nothing typed yet), "type" or "retype" (`count` characters), "backspace" (`count`
-    characters, which are typed again later) or "accept" (Tab, with the item's command)."""
+    """What the person does: "open" or "jump" (the first request, with nothing typed yet),
+    "type" or "retype" (`count` characters), "backspace" (`count` characters, which are typed
+    again later), each with a request, or "accept" (Tab, with the item's command)."""
 
     action: str
     count: int = 0
@@ -38,7 +39,15 @@ class Trace:
     jump: bool = False
 
     def capped(self, requests: int) -> Trace:
-        return replace(self, steps=self.steps[:requests])
+        """The steps up to the `requests`th request."""
+        kept: list[Step] = []
+        for step in self.steps:
+            if step.action != "accept" and sum(s.action != "accept" for s in kept) == requests:
+                break
+            kept.append(step)
+        while kept and kept[-1].action == "accept":  # no request would follow
+            kept.pop()
+        return replace(self, steps=tuple(kept))
 
 
 def from_keystrokes(name: str, file: str, keys: list[Keystroke], jump: bool = False) -> Trace:
@@ -85,8 +94,7 @@ def typing() -> Trace:
 
 
 def accepting() -> Trace:
-    """Every suggestion taken whole, then a request at once (as editors re-trigger after
-    Tab), then a few characters typed from the file."""
+    """Every suggestion taken whole, then a few characters typed from the file after it."""
     keys = accept_trace(rounds=16, typed_between=2 * CHARS_PER_STEP, chars_per_step=CHARS_PER_STEP)
     return from_keystrokes("accepting", "textwrap.py", keys)
 
