@@ -4,7 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format llama-cpp bench-deps bench bench-full soak bench-context clean
+.PHONY: install demo test lint format llama-cpp bench-deps bench bench-full bench-experience soak \
+	bench-context clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +57,12 @@ bench: bench-deps
 # one engine in memory at a time: about an hour, 40 GB of disk for checkpoints and GGUF files.
 bench-full: bench-deps
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.full_size --out bench/results/full
+
+# Keystroke to suggestion through the server process, with its latency features on, off and
+# each off alone, on bench-full's checkpoints of the real shape in Q4_0, Q8_0 and bfloat16
+# (written when missing): hours, one server at a time.
+bench-experience: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.experience --full-size q4_0 q8_0 bfloat16 --label full32
 
 # A half-hour editing session against one server on the demo model: hangs, errors, answers
 # that change and memory over time (`python -m bench.soak --help` for the full-size model).

@@ -93,6 +93,20 @@ def warm_page_cache(files: list[Path]) -> None:
                 pass
 
 
+def full_size_checkpoint(work_dir: Path, encoding: str) -> Path:
+    """The random checkpoint of the real shape in `encoding` under `work_dir`, written when
+    missing. A block encoding's is one GGUF file, which both engines load, quantized from the
+    bfloat16 checkpoint (written first when missing)."""
+    model_dir = work_dir / f"full{REAL_LAYERS}-{encoding}"
+    if not (model_dir / "config.json").exists():
+        print(f"writing the {encoding} checkpoint to {model_dir}", flush=True)
+        if encoding in BLOCK_FORMATS:
+            export_gguf_dir(full_size_checkpoint(work_dir, "bfloat16"), model_dir, encoding)
+        else:
+            full_width_slice(model_dir, REAL_LAYERS, resolve_model_dir(None, "demo"), encoding)
+    return model_dir
+
+
 def measure_round(
     name: str, kwargs: dict, files: list[Path], vocab: int, seed: int, plan: Plan
 ) -> dict:
@@ -234,27 +248,17 @@ def main() -> None:
     }
     print(f"machine: {results['machine']}", flush=True)
     for encoding in ["float32"] if args.smoke else args.encodings:
-        model_dir = args.work_dir / (
-            f"tiny-{encoding}" if args.smoke else f"full{layers}-{encoding}"
-        )
-        if not (model_dir / "config.json").exists():
-            print(f"writing the {encoding} checkpoint to {model_dir}", flush=True)
-            if encoding in BLOCK_FORMATS:
-                # One GGUF file in the blocks, which both engines load, quantized from the
-                # bfloat16 checkpoint (written first when missing).
-                source = args.work_dir / f"full{layers}-bfloat16"
-                if not (source / "config.json").exists():
-                    full_width_slice(source, layers, resolve_model_dir(None, "demo"), "bfloat16")
-                export_gguf_dir(source, model_dir, encoding)
-            elif args.smoke:
+        if args.smoke:
+            model_dir = args.work_dir / f"tiny-{encoding}"
+            if not (model_dir / "config.json").exists():
                 make_random_checkpoint(model_dir)
-            else:
-                full_width_slice(model_dir, layers, resolve_model_dir(None, "demo"), encoding)
+        else:
+            model_dir = full_size_checkpoint(args.work_dir, encoding)
         cache = args.work_dir / "compiled"
         entry = {"restart": measure_restart(model_dir, encoding, plan, cache)}
         print(encoding, entry["restart"], flush=True)
         if encoding in BLOCK_FORMATS and not args.smoke:
-            source = args.work_dir / f"full{layers}-bfloat16"
+            source = full_size_checkpoint(args.work_dir, "bfloat16")
             entry["restart from bfloat16"] = measure_quantizing_restart(
                 source, encoding, plan, cache
             )

@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.experience.configurations import CONFIGURATIONS
+from bench.experience.traces import TRACES
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -79,3 +82,36 @@ def test_full_size_harness_in_miniature(tmp_path: Path) -> None:
     assert round_["suggestion"]["recompute"]["reused_tokens"] == 0
     table = (out / "BENCHMARKS.md").read_text()
     assert "| float32 | MAX |" in table and "| float32 | decode at 96 |" in table
+
+
+def test_experience_harness_in_miniature(tmp_path: Path) -> None:
+    """`make bench-experience`'s own code on the demo model: every trace in each configuration
+    meant for it, each through a server process of its own that exits cleanly, with the
+    server's own records of every request, the pre-warm and the recent suggestions seen at
+    work, and the report files."""
+    command = [sys.executable, "-m", "bench.experience", "--smoke", "--label", "smoke"]
+    subprocess.run([*command, "--out", str(tmp_path)], check=True, timeout=900)
+    result = json.loads((tmp_path / "smoke.json").read_text())
+    (runs,) = result["models"].values()
+    ran = [(run["trace"], run["configuration"]) for run in runs]
+    assert ran == [(t, c.name) for t in TRACES for c in CONFIGURATIONS if c.runs_on(t)]
+    for run in runs:
+        assert run["exit_code"] == 0
+        assert len(run["keystrokes"]) > 1
+        assert all(key["record"] is not None for key in run["keystrokes"])
+    by_name = {(r["trace"], r["configuration"]): r for r in runs}
+    # The pre-warm computed the prompt where the cursor rested, so the first request there
+    # computed less; going back to a text asked before was answered from memory.
+    jump_on, jump_off = by_name["jump", "all on"], by_name["jump", "all off"]
+    assert jump_on["prewarm"]["finish"] == "prewarm" and jump_off["prewarm"] is None
+    first_tokens = [r["summary"]["first_computed_tokens"] for r in (jump_on, jump_off)]
+    assert first_tokens[0] < first_tokens[1]
+
+    def cached(run: dict) -> int:
+        return sum(k["record"]["finish"] == "cached" for k in run["keystrokes"])
+
+    assert cached(by_name["retyping", "all on"]) > 0
+    assert cached(by_name["retyping", "recentSuggestions 0"]) == 0
+    table = (tmp_path / "smoke.md").read_text()
+    assert "| jump | all on |" in table and "| typing | timeBudgetMs 0 |" in table
+    assert (tmp_path / "smoke.png").read_bytes()[:8] == PNG_MAGIC
