@@ -147,6 +147,7 @@ def main() -> None:
             max_length=args.max_length,
             context_tokens=None,  # the server's defaults, which the settings override
             recent_suggestions=None,
+            time_budget_ms=None,
         )
         runs = result["models"].setdefault(f"{model_dir.name} {encoding}", [])
         for trace_name in args.traces:
