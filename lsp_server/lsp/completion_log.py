@@ -64,28 +64,32 @@ class CompletionLog:
         context: tuple[str, ...] = (),
     ) -> CompletionRecord:
         """Records one answer; `stats` is None when the model did not run for it."""
-        with self._lock:
-            self._count += 1
-            record = CompletionRecord(
-                sequence=self._count,
-                uri=uri,
-                line=line,
-                character=character,
-                prompt_tokens=stats.prompt_tokens if stats else 0,
-                reused_tokens=stats.reused_tokens if stats else 0,
-                generated_tokens=stats.generated_tokens if stats else 0,
-                finish=finish,
-                milliseconds=round(milliseconds, 1),
-                context=context,
-            )
-            self._records.append(record)
-        return record
+        tokens = (0, 0, 0)
+        if stats is not None:
+            tokens = (stats.prompt_tokens, stats.reused_tokens, stats.generated_tokens)
+        return self._append(uri, line, character, tokens, finish, milliseconds, context)
 
     def add_prefill(
         self, uri: str, line: int, character: int, prefill: Prefill, milliseconds: float
     ) -> CompletionRecord:
         """Records a pre-warm: the prompt computed where the cursor rests."""
         finish = "prewarm" if prefill.complete else "prewarm stopped"
+        tokens = (prefill.prompt_tokens, prefill.reused_tokens, 0)
+        return self._append(uri, line, character, tokens, finish, milliseconds)
+
+    def _append(
+        self,
+        uri: str,
+        line: int,
+        character: int,
+        tokens: tuple[int, int, int],
+        finish: str,
+        milliseconds: float,
+        context: tuple[str, ...] = (),
+    ) -> CompletionRecord:
+        """Numbers and keeps one record; `tokens` are the prompt's, the reused and the
+        generated ones."""
+        prompt, reused, generated = tokens
         with self._lock:
             self._count += 1
             record = CompletionRecord(
@@ -93,11 +97,12 @@ class CompletionLog:
                 uri=uri,
                 line=line,
                 character=character,
-                prompt_tokens=prefill.prompt_tokens,
-                reused_tokens=prefill.reused_tokens,
-                generated_tokens=0,
+                prompt_tokens=prompt,
+                reused_tokens=reused,
+                generated_tokens=generated,
                 finish=finish,
                 milliseconds=round(milliseconds, 1),
+                context=context,
             )
             self._records.append(record)
         return record
