@@ -14,7 +14,6 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-from lsp_server.lsp.completion import CompletionOutcome
 from lsp_server.lsp.suggestion_job import SuggestionJob
 
 # How often a request past its time budget looks for a complete line in the job's text.
@@ -27,7 +26,6 @@ class JobAnswer:
 
     text: str
     how: str  # "done", "early", "superseded", "timeout"
-    outcome: CompletionOutcome | None = None
 
 
 async def await_job(
@@ -59,10 +57,8 @@ async def await_job(
                 return_when=asyncio.FIRST_COMPLETED,
             )
             if finished.done():
-                outcome = finished.result()  # a GenerationError reaches the caller
-                text = outcome.text
-                rest = text[len(typed) :] if text.startswith(typed) else ""
-                return JobAnswer(rest, "done", outcome)
+                text = finished.result().text  # a GenerationError reaches the caller
+                return JobAnswer(text[len(typed) :] if text.startswith(typed) else "", "done")
             if superseded.is_set():
                 return JobAnswer("", "superseded")
             if time.monotonic() >= give_up:

@@ -9,6 +9,14 @@ import threading
 from dataclasses import dataclass
 
 
+def typed_since(origin: str, origin_header: str, text_before: str, header: str) -> str | None:
+    """What was typed to go from the text before the cursor `origin` to `text_before`, with
+    the same `header` ahead of both in the prompt; None when the prompt changed otherwise."""
+    if header != origin_header or not text_before.startswith(origin):
+        return None
+    return text_before[len(origin) :]
+
+
 @dataclass(frozen=True)
 class Suggestion:
     """A completion made at `text_before` with `header` (workspace context and path line)
@@ -22,10 +30,8 @@ class Suggestion:
         """What is left of the suggestion once the text before the cursor is `text_before`:
         all of it when nothing was typed since, the rest when a prefix of it was typed, and
         None when the prompt differs in any other way or the whole suggestion was typed."""
-        if header != self.header or not text_before.startswith(self.text_before):
-            return None
-        typed = text_before[len(self.text_before) :]
-        if len(typed) >= len(self.text) or not self.text.startswith(typed):
+        typed = typed_since(self.text_before, self.header, text_before, header)
+        if typed is None or len(typed) >= len(self.text) or not self.text.startswith(typed):
             return None
         return self.text[len(typed) :]
 

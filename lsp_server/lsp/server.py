@@ -30,10 +30,7 @@ from lsp_server.generation.errors import GenerationError
 from lsp_server.generation.protocol import TextGenerator
 from lsp_server.lsp.ahead import AheadOfRequests
 from lsp_server.lsp.backend import apply_backend_settings
-from lsp_server.lsp.completion import (
-    CompletionOutcome,
-    generate_completion,
-)
+from lsp_server.lsp.completion import CompletionOutcome, generate_completion
 from lsp_server.lsp.completion_log import CompletionLog, finish_of, log_record
 from lsp_server.lsp.context import (
     choose_context,
@@ -168,9 +165,7 @@ class CompletionServer(LanguageServer):
         )
         if remembered is not None:
             finish = "typed through" if remembered.typed_through else "cached"
-            labels = memory.context.labels if memory.context else ()
-            where = (uri, position.line, position.character)
-            log_record(self.completions.add(*where, finish, 0.0, context=labels))
+            self._record_without_run(uri, position, memory, finish)
             return self._answer(uri, snapshot.text_before, remembered.text, position, started)
         if job is None or typed is None or job.future is None or job.future.done():
             if job is not None and job.future is not None:
@@ -191,19 +186,27 @@ class CompletionServer(LanguageServer):
             return EMPTY
         if answer.how == "timeout":
             log.error(
-                "completion at %s:%d:%d had no result after %.0f s; answered empty and stopped it",
+                "completion at %s:%d:%d had no result after %.0f s (%s); answered empty and "
+                "stopped it",
                 uri,
                 position.line,
                 position.character,
                 settings.answer_timeout_seconds,
+                "generating" if job.future and job.future.running() else "waiting for a worker",
             )
         if typed:
-            labels = memory.context.labels if memory.context else ()
-            where = (uri, position.line, position.character)
-            log_record(self.completions.add(*where, "joined", 0.0, context=labels))
+            self._record_without_run(uri, position, memory, "joined")
         if not answer.text or superseded.is_set():
             return EMPTY
         return self._answer(uri, snapshot.text_before, answer.text, position, started)
+
+    def _record_without_run(
+        self, uri: str, position: types.Position, memory: DocumentMemory, finish: str
+    ) -> None:
+        """Records an answer that took no model run of its own, with the context it was for."""
+        labels = memory.context.labels if memory.context else ()
+        where = (uri, position.line, position.character)
+        log_record(self.completions.add(*where, finish, 0.0, context=labels))
 
     def _stop_unwaited_jobs(self, besides: str) -> None:
         """Stops the suggestions other documents generate for no waiting request (ahead of

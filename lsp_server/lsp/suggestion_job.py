@@ -13,6 +13,7 @@ import threading
 from concurrent.futures import Future
 
 from lsp_server.lsp.completion import CompletionOutcome, Progress, early_text
+from lsp_server.lsp.recent_suggestions import typed_since
 from lsp_server.lsp.snapshot import CursorSnapshot
 
 
@@ -38,11 +39,8 @@ class SuggestionJob:
     def typed_since(self, text_before: str, header: str) -> str | None:
         """What was typed since the job's text, when a request at `text_before` can use its
         output: the same prompt so far, and typed text that the output so far agrees with."""
-        snapshot = self.snapshot
-        if header != snapshot.header or not text_before.startswith(snapshot.text_before):
-            return None
-        typed = text_before[len(snapshot.text_before) :]
-        return typed if self.progress.text.startswith(typed) else None
+        typed = typed_since(self.snapshot.text_before, self.snapshot.header, text_before, header)
+        return typed if typed is not None and self.progress.text.startswith(typed) else None
 
     def early_answer(self, typed: str) -> str:
         """What may be shown now to a request that typed `typed` since the job's text: the
