@@ -455,11 +455,16 @@ def test_quantized_products_match_numpy_on_the_dequantized_weights(
     w = dequantize_blocks(blocks, fmt)  # exact in float32, and what the kernels multiply by
     grouped = group_rows(blocks, BLOCK_FORMATS[fmt])
     y = quantized_models[f"{product}_{fmt}"].execute(x, grouped)[0].to_numpy()
-    expected = x.astype(np.float64) @ w.astype(np.float64).T
     assert y.shape == (m, grouped_rows(n))
     # The rows that pad W to whole groups are zero blocks.
     assert not y[:, n:].any()
-    y = y[:, :n]
+    assert_within_the_products_bound(y[:, :n], x, w)
+
+
+def assert_within_the_products_bound(y: np.ndarray, x: np.ndarray, w: np.ndarray) -> None:
+    """y = x @ w.T as the block products compute it, checked against float64."""
+    m, k = x.shape
+    expected = x.astype(np.float64) @ w.astype(np.float64).T
     # Both products take each value of x to 1/256 of a step of its block's int8 grid (the
     # block's largest |x| / 127), rounding included, multiply in integers and sum the blocks
     # in float32: a bound relative to the sum of magnitudes that a block dropped, taken twice
@@ -470,6 +475,27 @@ def test_quantized_products_match_numpy_on_the_dequantized_weights(
     step = np.repeat(largest / 127 / 256, 32, axis=-1).astype(np.float64)
     bound += step @ magnitudes
     assert np.all(np.abs(y - expected) <= bound)
+
+
+@pytest.mark.parametrize("product", QUANTIZED_PRODUCTS)
+def test_q8_0_products_take_the_extreme_quants(quantized_models, product):
+    # Quants of -128 and 127 against activations at their block's largest or a half step off
+    # the int8 grid: the largest products of bytes either path forms, where a sum of two that
+    # saturated 16 bits, or a negation of -128, would be far off.
+    m, n, k = 5, 37, 256
+    rng = np.random.default_rng(11)
+    quants = rng.choice(np.array([-128, -127, 127], np.int8), size=(n, k // 32, 32))
+    scales = rng.uniform(0.01, 0.1, size=(n, k // 32, 1)).astype(np.float16)
+    blocks = np.concatenate([scales.view(np.uint8), quants.view(np.uint8)], axis=-1)
+    blocks = blocks.reshape(n, -1)
+    d = rng.uniform(0.5, 2.0, size=(m, k // 32, 1))
+    grid = rng.integers(-126, 127, size=(m, k // 32, 32)) + rng.choice(
+        [-0.499, 0.499, 0.0], size=(m, k // 32, 32)
+    )
+    grid[:, :, 0] = 127
+    x = (grid * d).reshape(m, k).astype(np.float32)
+    y = quantized_models[f"{product}_q8_0"].execute(x, group_rows(blocks, BLOCK_FORMATS["q8_0"]))
+    assert_within_the_products_bound(y[0].to_numpy()[:, :n], x, dequantize_blocks(blocks, "q8_0"))
 
 
 @pytest.mark.parametrize("fmt", BLOCK_FORMATS)

@@ -15,9 +15,9 @@ vectors a block, Q4_0 4). A uint8 tensor [N rounded up to 16, K / 32 * block byt
 rounding's rows zero.
 
 The products multiply those bytes with int8 activations by `vpdpbusd` (AVX-512 VNNI: 16 lanes
-of four unsigned-by-signed byte products each), as llama.cpp does: one vector of a group is
-16 rows' products with 4 values of x broadcast, so each block's float32 scaling is done once
-per 16 rows of W, and Q4_0's nibbles are split once per 128 weights. (Read row by row, the
+of four unsigned-by-signed byte products each; AVX2's `vpmaddubsw` where it is missing), as
+llama.cpp does: one vector of a group is 16 rows' products with 4 values of x broadcast, so
+each block's float32 scaling is done once per 16 rows of W, and Q4_0's nibbles are split once per 128 weights. (Read row by row, the
 blocks cost a gather of their scales and a permute of their nibbles per 64 weights, and kept
 Q4_0 decode at about 60% of llama.cpp's rate, bound by its arithmetic rather than by memory.)
 Unlike llama.cpp's one int8 value per activation, each block of 32 activations is split in
@@ -70,8 +70,12 @@ comptime Bytes = SIMD[DType.uint8, VECTOR_BYTES]
 comptime HAS_VNNI = CompilationTarget._has_feature["avx512vnni"]()
 # Without it, AVX2's `vpmaddubsw` sums two products of unsigned and signed bytes into int16
 # lanes (saturating) and `vpmaddwd` pairs those into int32: exact where the unsigned bytes are
-# below 128, as Q4_0's nibbles are, so that no sum of two products can saturate.
+# at most 128, so that no sum of two products can saturate. Q4_0's nibbles are; Q8_0's quants
+# are read as their magnitudes, with x taking their signs (`_dot4_avx2`).
 comptime HAS_AVX2 = CompilationTarget._has_feature["avx2"]()
+# Whether Q8_0's quants are multiplied as signed bytes (AVX2 without VNNI) rather than
+# biased to unsigned ones.
+comptime SIGNED_Q8 = HAS_AVX2 and not HAS_VNNI
 # Rows of x that the one-row products take at once, each vector of W unpacked once for all of
 # them, and the most that `replit_qmatmul` sends there: packing panels costs about as much
 # for 2 rows as for 100.
@@ -109,14 +113,15 @@ def vectors[bits: Int]() -> Int:
 
 @always_inline
 def _dot4[
-    lanes: Int, small: Bool
+    lanes: Int, bits: Int
 ](
     acc: SIMD[DType.int32, lanes],
     u: SIMD[DType.uint8, 4 * lanes],
     s: SIMD[DType.int8, 4 * lanes],
 ) -> SIMD[DType.int32, lanes]:
-    """acc plus, in each lane, the sum of four adjacent products u * s (unsigned by signed);
-    `small` says every u is below 128."""
+    """acc plus, in each lane, the sum of four adjacent products of the weights' bytes u, as
+    `_unpacked` gives them for `bits`, and the activations' bytes s."""
+    comptime signed = bits == 8 and SIGNED_Q8
     comptime if HAS_VNNI and (lanes == 16 or lanes == 8):
         comptime name = "llvm.x86.avx512.vpdpbusd.512" if lanes == 16 else (
             "llvm.x86.avx512.vpdpbusd.256"
@@ -124,22 +129,36 @@ def _dot4[
         return llvm_intrinsic[name, SIMD[DType.int32, lanes]](
             acc, bitcast[DType.int8, 4 * lanes](u), s
         )
-    elif HAS_AVX2 and small and lanes == 16:
-        var low = _dot4_avx2(u.slice[32, offset=0](), s.slice[32, offset=0]())
-        var high = _dot4_avx2(u.slice[32, offset=32](), s.slice[32, offset=32]())
+    elif HAS_AVX2 and lanes == 16:
+        var low = _dot4_avx2[signed](u.slice[32, offset=0](), s.slice[32, offset=0]())
+        var high = _dot4_avx2[signed](u.slice[32, offset=32](), s.slice[32, offset=32]())
         return acc + rebind[SIMD[DType.int32, lanes]](low.join(high))
     else:
-        var products = u.cast[DType.int32]() * s.cast[DType.int32]()
+        var weights = bitcast[DType.int8, 4 * lanes](u).cast[DType.int32]() if signed else (
+            u.cast[DType.int32]()
+        )
+        var products = weights * s.cast[DType.int32]()
         var pairs = products.deinterleave()
         var fours = (pairs[0] + pairs[1]).deinterleave()
         return acc + rebind[SIMD[DType.int32, lanes]](fours[0] + fours[1])
 
 
 @always_inline
-def _dot4_avx2(u: SIMD[DType.uint8, 32], s: SIMD[DType.int8, 32]) -> SIMD[DType.int32, 8]:
-    """In each of 8 lanes, the sum of four adjacent products u * s, with every u below 128."""
+def _dot4_avx2[
+    signed: Bool
+](u: SIMD[DType.uint8, 32], s: SIMD[DType.int8, 32]) -> SIMD[DType.int32, 8]:
+    """In each of 8 lanes, the sum of four adjacent products u * s, with every u at most 128;
+    or, `signed`, of u's bits read as int8 times s, as |u| times s with u's sign (s is never
+    -128, whose negation would not fit a byte: `_split_block`)."""
+    var magnitude = u
+    var x = s
+    comptime if signed:
+        comptime sign = "llvm.x86.avx2.psign.b"
+        var q = bitcast[DType.int8, 32](u)
+        magnitude = bitcast[DType.uint8, 32](llvm_intrinsic[sign, SIMD[DType.int8, 32]](q, q))
+        x = llvm_intrinsic[sign, SIMD[DType.int8, 32]](s, q)
     var pairs = llvm_intrinsic["llvm.x86.avx2.pmadd.ub.sw", SIMD[DType.int16, 16]](
-        bitcast[DType.int8, 32](u), s
+        bitcast[DType.int8, 32](magnitude), x
     )
     return llvm_intrinsic["llvm.x86.avx2.pmadd.wd", SIMD[DType.int32, 8]](
         pairs, SIMD[DType.int16, 16](1)
@@ -148,17 +167,22 @@ def _dot4_avx2(u: SIMD[DType.uint8, 32], s: SIMD[DType.int8, 32]) -> SIMD[DType.
 
 @always_inline
 def _bias[bits: Int]() -> Int32:
-    """What the unsigned bytes the products read add to each weight's quant: Q8_0's int8 q is
-    read as q + 128 (its top bit flipped), Q4_0's n - 8 as its nibble n."""
-    return 128 if bits == 8 else 8
+    """What the bytes the products read add to each weight's quant: Q8_0's int8 q is read as
+    q + 128 (its top bit flipped) unless the products take signed bytes, Q4_0's n - 8 as its
+    nibble n."""
+    comptime if bits == 8:
+        return 0 if SIGNED_Q8 else 128
+    return 8
 
 
 @always_inline
 def _unpacked[bits: Int](vector: Bytes, half: Int) -> Bytes:
-    """A vector's bytes as the unsigned quants of `_bias`: Q8_0's with the top bit flipped;
-    Q4_0's low nibbles (half 0: weights 4v to 4v + 3 of vector v) or high ones (half 1:
-    weights 16 + 4v on)."""
+    """A vector's bytes as the quants of `_bias`: Q8_0's with the top bit flipped (as they
+    are where the products take signed bytes); Q4_0's low nibbles (half 0: weights 4v to
+    4v + 3 of vector v) or high ones (half 1: weights 16 + 4v on)."""
     comptime if bits == 8:
+        comptime if SIGNED_Q8:
+            return vector
         return vector ^ 0x80
     else:
         if half == 0:
@@ -194,8 +218,8 @@ def _scales(at: U8Ptr) -> Floats:
 struct SplitActivations(Movable):
     """Rows of x as two int8 parts per block of 32: x ~ (256 * hi + lo) * d / 256.
 
-    With d the block's largest |x| / 127, hi = round(x / d) and lo the rest in 256ths of d,
-    each value is within d / 512 of x (16 bits of the block's largest), where one int8 part,
+    With d the block's largest |x| / 127, hi = round(x / d) and lo the rest in 256ths of d
+    (both within -127 to 127, so that either negated is a byte), each value is within d / 512 of x (16 bits of the block's largest), where one int8 part,
     as llama.cpp takes, is within d / 2. The weights' bytes are multiplied by both parts in
     int8 products, so the float32 work is one scale per block and row.
 
@@ -226,7 +250,7 @@ def _split_block(
     var inverse = 127 / largest
     var hi = round(xv * inverse).clamp(-127, 127)
     var rest = (-hi).fma(SIMD[DType.float32, QK](d), xv)
-    var lo = round(rest * (inverse * 256)).clamp(-128, 127)
+    var lo = round(rest * (inverse * 256)).clamp(-127, 127)
     return (hi.cast[DType.int8](), lo.cast[DType.int8](), d / 256)
 
 
@@ -298,7 +322,7 @@ def _group_dot[
                     comptime for part in range(2):
                         var four = (hi if part == 0 else lo).unsafe_load(at_x)
                         comptime i = part * 2 * count + chain * count + r
-                        sums[i] = _dot4[GROUP_ROWS, bits == 4](
+                        sums[i] = _dot4[GROUP_ROWS, bits](
                             sums[i], u, bitcast[DType.int8, VECTOR_BYTES](Sums(four))
                         )
         var w_scales = _scales(at)
@@ -443,7 +467,7 @@ def _panel_tile[
                     var xb = bitcast[DType.int8, VECTOR_BYTES](Sums(four))
                     comptime for c in range(V):
                         comptime i = part * rows * V + r * V + c
-                        sums[i] = _dot4[GROUP_ROWS, bits == 4](sums[i], wv[c], xb)
+                        sums[i] = _dot4[GROUP_ROWS, bits](sums[i], wv[c], xb)
         comptime for r in range(rows):
             var block = x_scales.unsafe_offset((r * blocks + b) * 2)
             var d = Floats(block.unsafe_load(0))
