@@ -142,8 +142,9 @@ OPTIONS: tuple[Option, ...] = (
         "quantization_encoding",
         str,
         None,
-        f"how the weights are held; {AUTO}: q4_0 on a CPU for a model of a billion weights or "
-        "more (the 3B), bfloat16 on a GPU, float32 for small models (default: auto for the "
+        f"how the weights are held; {AUTO}: on a CPU, for a model of a billion weights or "
+        "more (the 3B), a Q8_0 or Q4_0 GGUF's blocks as they lie, else q4_0; bfloat16 on a "
+        "GPU; float32 for small models (default: auto for the "
         f"servers, {PROMPT_ENCODING} for --prompt, whose answer is the exact model's)",
         flag="--quantization-encoding",
         group=MODEL,

@@ -99,17 +99,22 @@ def test_missing_and_broken_config_files_name_the_file(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("layers", "use_gpu", "encoding"),
+    ("layers", "use_gpu", "stored", "encoding"),
     [
-        (32, False, "q4_0"),  # the 3B on a CPU: read-bound decode, quantized
-        (32, True, "bfloat16"),
-        (2, False, "float32"),  # a two-layer slice is small enough to stay exact
-        (2, True, "bfloat16"),
+        (32, False, None, "q4_0"),  # the 3B on a CPU: read-bound decode, quantized
+        (32, False, "q8_0", "q8_0"),  # a GGUF's blocks run as they lie
+        (32, True, None, "bfloat16"),
+        (32, True, "q4_0", "bfloat16"),
+        (2, False, None, "float32"),  # a two-layer slice is small enough to stay exact
+        (2, False, "q4_0", "float32"),
+        (2, True, None, "bfloat16"),
     ],
 )
-def test_auto_encoding_suits_the_device_and_the_model_size(layers, use_gpu, encoding):
+def test_auto_encoding_suits_the_device_the_model_size_and_its_blocks(
+    layers, use_gpu, stored, encoding
+):
     config = parse_config(full_width_config(layers))
-    assert machine_encoding(config, use_gpu) == encoding
+    assert machine_encoding(config, use_gpu, stored) == encoding
     # The real model's count of weights, 3.3 billion as its model card says.
     if layers == 32:
         assert round(parse_config(REPLIT_V1_5_3B).weight_count / 1e8) == 33

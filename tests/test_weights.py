@@ -13,7 +13,8 @@ import pytest
 from gguf.quants import dequantize, quantize
 from safetensors.numpy import save_file
 
-from model.config import load_config
+from model.config import load_config, parse_config
+from model.engine.options import AUTO, EngineOptions, resolve_encoding
 from model.training.export import save_bfloat16_safetensors
 from model.weights.encodings import (
     ENCODINGS,
@@ -23,8 +24,9 @@ from model.weights.encodings import (
 )
 from model.weights.files import WeightsError
 from model.weights.gguf_export import export_gguf
+from model.weights.gguf_tensors import gguf_block_format
 from model.weights.loading import load_weights
-from testkit.checkpoints import make_random_checkpoint
+from testkit.checkpoints import full_width_config, make_random_checkpoint
 from testkit.reference import dequantize_blocks
 
 META_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json")
@@ -81,6 +83,7 @@ def test_gguf_gives_the_same_tensors_as_safetensors(tiny_model_dir, tmp_path):
         a = load_weights(tiny_model_dir, config, encoding).tensors
         b = load_weights(gguf_dir, config, encoding).tensors
         assert all(np.array_equal(a[n], b[n]) for n in a), encoding
+    assert gguf_block_format(gguf_dir / "model.gguf") is None  # float32: no blocks to keep
 
 
 def test_bfloat16_checkpoints_load_in_both_encodings(tiny_model_dir, tmp_path):
@@ -337,6 +340,11 @@ def test_block_layouts_are_those_gguf_writes_and_reads(tiny_model_dir, tmp_path,
     kinds = {t.name: t.tensor_type for t in reader.tensors}
     assert kinds["token_embd.weight"] == kinds["blk.0.ffn_down.weight"] == GGML_TYPES[encoding]
     assert kinds["output_norm.weight"] == gguf.GGMLQuantizationType.F32
+    assert gguf_block_format(gguf_dir / "model.gguf") == encoding
+    # `auto` runs a large model's GGUF in the blocks it stores.
+    large = parse_config(full_width_config(32))
+    chosen = resolve_encoding(EngineOptions(gguf_dir, quantization_encoding=AUTO), large)
+    assert chosen.quantization_encoding == encoding
     from_gguf = load_weights(gguf_dir, config, encoding).tensors
     assert all(np.array_equal(loaded[n], from_gguf[n]) for n in loaded)
     widened = load_weights(gguf_dir, config, "float32").tensors

@@ -9,8 +9,10 @@ from pathlib import Path
 from max.dtype import DType
 
 from model.config import ModelConfig
+from model.gguf_metadata import model_gguf
 from model.graph.options import DEFAULT_GRAPH, GraphOptions, encoding_graph
 from model.weights.encodings import ENCODINGS
+from model.weights.gguf_tensors import gguf_block_format
 from model.weights.tensors import BLOCK_FORMATS, stored_shapes
 
 
@@ -35,13 +37,16 @@ AUTO = "auto"
 QUANTIZE_FROM_WEIGHTS = 1_000_000_000
 
 
-def machine_encoding(config: ModelConfig, use_gpu: bool) -> str:
-    """What `auto` means: bfloat16 on a GPU; on a CPU, q4_0 for a model large enough that
-    memory reads bound its decode (the 3B), float32 for small ones, whose weights stay in the
+def machine_encoding(config: ModelConfig, use_gpu: bool, stored_blocks: str | None = None) -> str:
+    """What `auto` means: bfloat16 on a GPU; on a CPU, for a model large enough that memory
+    reads bound its decode (the 3B), the blocks its GGUF file stores (`stored_blocks`), which
+    then run as they lie, else q4_0; float32 for small models, whose weights stay in the
     caches, so that quantizing them would cost accuracy for nothing."""
     if use_gpu:
         return "bfloat16"
-    return "q4_0" if config.weight_count >= QUANTIZE_FROM_WEIGHTS else "float32"
+    if config.weight_count < QUANTIZE_FROM_WEIGHTS:
+        return "float32"
+    return stored_blocks or "q4_0"
 
 
 @dataclass(frozen=True)
@@ -83,7 +88,10 @@ def resolve_encoding(options: EngineOptions, config: ModelConfig) -> EngineOptio
     """`options` with `auto` replaced by the encoding it means for this model and device."""
     if options.quantization_encoding != AUTO:
         return options
-    return replace(options, quantization_encoding=machine_encoding(config, options.use_gpu))
+    gguf_file = model_gguf(options.model_dir)
+    stored = gguf_block_format(gguf_file) if gguf_file is not None else None
+    encoding = machine_encoding(config, options.use_gpu, stored)
+    return replace(options, quantization_encoding=encoding)
 
 
 def graph_encoding(options: EngineOptions, config: ModelConfig) -> tuple[DType, GraphOptions]:

@@ -5,6 +5,7 @@ dequantize) by their Hugging Face names."""
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,3 +46,15 @@ def read_gguf(path: Path) -> Iterator[tuple[str, np.ndarray, str]]:
         else:
             array, holds = dequantize(tensor.data, kind).reshape(shape), kind.name
         yield name, array, holds
+
+
+def gguf_block_format(path: Path) -> str | None:
+    """The block encoding (q8_0, q4_0) that most of a GGUF file's matrices are stored in, if
+    any: the encoding that runs them as they lie, with no requantization."""
+    try:
+        reader = gguf.GGUFReader(str(path))
+    except Exception as error:  # the reader raises assorted errors on corrupt files
+        raise WeightsError(f"{path}: not a readable GGUF file ({error})") from None
+    formats = {kind: name for name, kind in GGML_TYPES.items()}
+    stored = Counter(formats[t.tensor_type] for t in reader.tensors if t.tensor_type in formats)
+    return stored.most_common(1)[0][0] if stored else None
