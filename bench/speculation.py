@@ -31,6 +31,7 @@ Usage: `python -m bench.speculation --model demo --context 950`,
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import time
 from pathlib import Path
@@ -42,6 +43,7 @@ from max.graph import DeviceRef, Module
 
 from bench.keystroke import TRACE_FILE, percentile, start_for_context, suggest, typing_trace
 from bench.suite import WORK_DIR
+from lsp_server.generation.local import LocalGenerator
 from model.config import load_config, parse_config
 from model.engine.engine import Engine
 from model.engine.options import EngineOptions
@@ -79,7 +81,7 @@ def measure_speculation(
     suggestion and kept draft tokens per verify run; and the ratios the targets name."""
     max_length = min(load_config(model_dir).max_seq_len, context + block + new_tokens + 64)
 
-    def engine(reuse: bool, speculate: bool) -> Engine:
+    def engine(reuse: bool, speculate: bool) -> LocalGenerator:
         options = EngineOptions(
             model_dir=model_dir,
             quantization_encoding=encoding,
@@ -88,7 +90,7 @@ def measure_speculation(
             prefix_reuse=reuse,
             speculative_tokens=speculative_tokens if speculate else 0,
         )
-        return Engine(options)
+        return LocalGenerator(Engine(options))
 
     engines = {
         "recompute": engine(False, False),
@@ -193,6 +195,7 @@ def main() -> None:
     parser.add_argument("--agree", action="store_true", help="drafts: the plain suggestion")
     parser.add_argument("--compile-cost", action="store_true")
     parser.add_argument("--layers", type=int, default=2, help="layers for --compile-cost")
+    parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     if args.compile_cost:
         for with_verify in (False, True):
@@ -206,7 +209,7 @@ def main() -> None:
     else:
         model_dir = resolve_model_dir(args.weight_path, args.model)
     print(f"model {model_dir}, {args.quantization_encoding}, trace file {TRACE_FILE.name}")
-    for trace_kind in args.trace:
+    rows = [
         measure_speculation(
             model_dir,
             args.quantization_encoding,
@@ -219,6 +222,10 @@ def main() -> None:
             speculative_tokens=args.speculative_tokens,
             agree=args.agree,
         )
+        for trace_kind in args.trace
+    ]
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":

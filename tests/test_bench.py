@@ -115,3 +115,16 @@ def test_experience_harness_in_miniature(tmp_path: Path) -> None:
     table = (tmp_path / "smoke.md").read_text()
     assert "| jump | all on |" in table and "| typing | timeBudgetMs 0 |" in table
     assert (tmp_path / "smoke.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_speculation_harness_in_miniature(tmp_path: Path) -> None:
+    """`bench.speculation`'s own code on the demo model: the three sides run the same trace,
+    the speculating one through verify runs with drafts."""
+    out = tmp_path / "rows.json"
+    command = [sys.executable, "-m", "bench.speculation", "--model", "demo", "--context", "80"]
+    command += ["--block", "60", "--steps", "2", "--new-tokens", "6", "--json", str(out)]
+    subprocess.run(command, check=True, timeout=900)
+    (row,) = json.loads(out.read_text())
+    assert row["steps"] == 2
+    assert all(row[f"{side}_graph_runs"] > 0 for side in ("recompute", "reuse", "speculate"))
+    assert row["recompute_p50_ms"] > 0 and "speculate_accepted_per_verify" in row

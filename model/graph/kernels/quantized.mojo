@@ -17,15 +17,15 @@ rounding's rows zero.
 The products multiply those bytes with int8 activations by `vpdpbusd` (AVX-512 VNNI: 16 lanes
 of four unsigned-by-signed byte products each; AVX2's `vpmaddubsw` where it is missing), as
 llama.cpp does: one vector of a group is 16 rows' products with 4 values of x broadcast, so
-each block's float32 scaling is done once per 16 rows of W, and Q4_0's nibbles are split once per 128 weights. (Read row by row, the
-blocks cost a gather of their scales and a permute of their nibbles per 64 weights, and kept
-Q4_0 decode at about 60% of llama.cpp's rate, bound by its arithmetic rather than by memory.)
-Unlike llama.cpp's one int8 value per activation, each block of 32 activations is split in
-two int8 parts, x ~ (256 * hi + lo) * d / 256 (`SplitActivations`): each activation within
-1/65,000 of its block's largest, where one part is within 1/254. The products are exact
-integers, so that rounding and the order of the float32 sums are all that differs from the
-dequantized weights' arithmetic, and a step's logits stay within the float32 engine's
-tolerance of the reference's.
+each block's float32 scaling is done once per 16 rows of W, and Q4_0's nibbles are split once
+per 128 weights. (Read row by row, the blocks cost a gather of their scales and a permute of
+their nibbles per 64 weights, and kept Q4_0 decode at about 60% of llama.cpp's rate, bound by
+its arithmetic rather than by memory.) Unlike llama.cpp's one int8 value per activation, each
+block of 32 activations is split in two int8 parts, x ~ (256 * hi + lo) * d / 256
+(`SplitActivations`): each activation within 1/65,000 of its block's largest, where one part is
+within 1/254. The products are exact integers, so that rounding and the order of the float32
+sums are all that differs from the dequantized weights' arithmetic, and a step's logits stay
+within the float32 engine's tolerance of the reference's.
 
 `replit_qgemv` (decode's one-row products, and up to FEW_ROWS rows) reads each group of W
 once, front to back, for all of its rows of x; the cores claim groups in chunks.
@@ -71,11 +71,15 @@ comptime HAS_VNNI = CompilationTarget._has_feature["avx512vnni"]()
 # Without it, AVX2's `vpmaddubsw` sums two products of unsigned and signed bytes into int16
 # lanes (saturating) and `vpmaddwd` pairs those into int32: exact where the unsigned bytes are
 # at most 128, so that no sum of two products can saturate. Q4_0's nibbles are; Q8_0's quants
-# are read as their magnitudes, with x taking their signs (`_dot4_avx2`).
+# are read as their magnitudes, with x taking their signs (`_pairs_avx2`).
 comptime HAS_AVX2 = CompilationTarget._has_feature["avx2"]()
 # Whether Q8_0's quants are multiplied as signed bytes (AVX2 without VNNI) rather than
 # biased to unsigned ones.
 comptime SIGNED_Q8 = HAS_AVX2 and not HAS_VNNI
+# Whether Q4_0's products of a block are summed in the int16 pairs `vpmaddubsw` gives (AVX2
+# without VNNI), widened to int32 once a block (`_widened`) rather than once per four weights:
+# a pair of nibbles by int8 is at most 2 * 15 * 127, so the 8 of a block's 32 weights fit.
+comptime NARROW_Q4 = HAS_AVX2 and not HAS_VNNI
 # Rows of x that the one-row products take at once, each vector of W unpacked once for all of
 # them, and the most that `replit_qmatmul` sends there: packing panels costs about as much
 # for 2 rows as for 100.
@@ -112,6 +116,12 @@ def vectors[bits: Int]() -> Int:
 
 
 @always_inline
+def _narrow[bits: Int]() -> Bool:
+    """Whether `_dot4` sums `bits` products in int16 pairs (`NARROW_Q4`)."""
+    return bits == 4 and NARROW_Q4
+
+
+@always_inline
 def _dot4[
     lanes: Int, bits: Int
 ](
@@ -120,7 +130,8 @@ def _dot4[
     s: SIMD[DType.int8, 4 * lanes],
 ) -> SIMD[DType.int32, lanes]:
     """acc plus, in each lane, the sum of four adjacent products of the weights' bytes u, as
-    `_unpacked` gives them for `bits`, and the activations' bytes s."""
+    `_unpacked` gives them for `bits`, and the activations' bytes s. Where `_narrow[bits]`,
+    acc holds each lane's two int16 sums of pairs, which `_widened` adds up."""
     comptime signed = bits == 8 and SIGNED_Q8
     comptime if HAS_VNNI and (lanes == 16 or lanes == 8):
         comptime name = "llvm.x86.avx512.vpdpbusd.512" if lanes == 16 else (
@@ -130,9 +141,15 @@ def _dot4[
             acc, bitcast[DType.int8, 4 * lanes](u), s
         )
     elif HAS_AVX2 and lanes == 16:
-        var low = _dot4_avx2[signed](u.slice[32, offset=0](), s.slice[32, offset=0]())
-        var high = _dot4_avx2[signed](u.slice[32, offset=32](), s.slice[32, offset=32]())
-        return acc + rebind[SIMD[DType.int32, lanes]](low.join(high))
+        var low = _pairs_avx2[signed](u.slice[32, offset=0](), s.slice[32, offset=0]())
+        var high = _pairs_avx2[signed](u.slice[32, offset=32](), s.slice[32, offset=32]())
+        comptime if _narrow[bits]():
+            var pairs = bitcast[DType.int16, 2 * lanes](acc) + rebind[
+                SIMD[DType.int16, 2 * lanes]
+            ](low.join(high))
+            return bitcast[DType.int32, lanes](pairs)
+        var fours = _pairs_to_int32(low).join(_pairs_to_int32(high))
+        return acc + rebind[SIMD[DType.int32, lanes]](fours)
     else:
         var weights = bitcast[DType.int8, 4 * lanes](u).cast[DType.int32]() if signed else (
             u.cast[DType.int32]()
@@ -144,12 +161,23 @@ def _dot4[
 
 
 @always_inline
-def _dot4_avx2[
+def _widened[bits: Int](acc: Sums) -> Sums:
+    """What `_dot4` summed into acc, as one int32 sum a lane."""
+    comptime if _narrow[bits]():
+        var pairs = bitcast[DType.int16, 2 * GROUP_ROWS](acc)
+        return _pairs_to_int32(pairs.slice[16, offset=0]()).join(
+            _pairs_to_int32(pairs.slice[16, offset=16]())
+        )
+    return acc
+
+
+@always_inline
+def _pairs_avx2[
     signed: Bool
-](u: SIMD[DType.uint8, 32], s: SIMD[DType.int8, 32]) -> SIMD[DType.int32, 8]:
-    """In each of 8 lanes, the sum of four adjacent products u * s, with every u at most 128;
-    or, `signed`, of u's bits read as int8 times s, as |u| times s with u's sign (s is never
-    -128, whose negation would not fit a byte: `_split_block`)."""
+](u: SIMD[DType.uint8, 32], s: SIMD[DType.int8, 32]) -> SIMD[DType.int16, 16]:
+    """In each of 16 int16 lanes, the sum of two adjacent products u * s, with every u at most
+    128; or, `signed`, of u's bits read as int8 times s, as |u| times s with u's sign (s is
+    never -128, whose negation would not fit a byte: `_split_block`)."""
     var magnitude = u
     var x = s
     comptime if signed:
@@ -157,9 +185,14 @@ def _dot4_avx2[
         var q = bitcast[DType.int8, 32](u)
         magnitude = bitcast[DType.uint8, 32](llvm_intrinsic[sign, SIMD[DType.int8, 32]](q, q))
         x = llvm_intrinsic[sign, SIMD[DType.int8, 32]](s, q)
-    var pairs = llvm_intrinsic["llvm.x86.avx2.pmadd.ub.sw", SIMD[DType.int16, 16]](
+    return llvm_intrinsic["llvm.x86.avx2.pmadd.ub.sw", SIMD[DType.int16, 16]](
         bitcast[DType.int8, 32](magnitude), x
     )
+
+
+@always_inline
+def _pairs_to_int32(pairs: SIMD[DType.int16, 16]) -> SIMD[DType.int32, 8]:
+    """Each two adjacent int16 lanes summed into an int32 (`vpmaddwd` by ones)."""
     return llvm_intrinsic["llvm.x86.avx2.pmadd.wd", SIMD[DType.int32, 8]](
         pairs, SIMD[DType.int16, 16](1)
     )
@@ -219,9 +252,10 @@ struct SplitActivations(Movable):
     """Rows of x as two int8 parts per block of 32: x ~ (256 * hi + lo) * d / 256.
 
     With d the block's largest |x| / 127, hi = round(x / d) and lo the rest in 256ths of d
-    (both within -127 to 127, so that either negated is a byte), each value is within d / 512 of x (16 bits of the block's largest), where one int8 part,
-    as llama.cpp takes, is within d / 2. The weights' bytes are multiplied by both parts in
-    int8 products, so the float32 work is one scale per block and row.
+    (both within -127 to 127, so that either negated is a byte), each value is within d / 512
+    of x (16 bits of the block's largest), where one int8 part, as llama.cpp takes, is within d
+    / 2. The weights' bytes are multiplied by both parts in int8 products, so the float32 work
+    is one scale per block and row.
 
     Per row: the parts' bytes, in order; then per block two float32: its d / 256, and what
     `_bias` adds to its products (`_bias` times the sum of its 256 * hi + lo, times d / 256),
@@ -327,8 +361,8 @@ def _group_dot[
                         )
         var w_scales = _scales(at)
         comptime for r in range(count):
-            var high = sums[r] + sums[count + r]
-            var low = sums[2 * count + r] + sums[3 * count + r]
+            var high = _widened[bits](sums[r]) + _widened[bits](sums[count + r])
+            var low = _widened[bits](sums[2 * count + r]) + _widened[bits](sums[3 * count + r])
             var block = scales.unsafe_offset((r * blocks + b) * 2)
             var scaled = ((high << 8) + low).cast[DType.float32]().fma(
                 Floats(block.unsafe_load(0)), Floats(-block.unsafe_load(1))
@@ -473,7 +507,8 @@ def _panel_tile[
             var d = Floats(block.unsafe_load(0))
             var bias = Floats(-block.unsafe_load(1))
             comptime for c in range(V):
-                var whole = (sums[r * V + c] << 8) + sums[rows * V + r * V + c]
+                var high = _widened[bits](sums[r * V + c])
+                var whole = (high << 8) + _widened[bits](sums[rows * V + r * V + c])
                 var scaled = whole.cast[DType.float32]().fma(d, bias)
                 var scale = scales.unsafe_load[width=GROUP_ROWS](b * NC + c * GROUP_ROWS)
                 acc[r * V + c] = scale.fma(scaled, acc[r * V + c])
