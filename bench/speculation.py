@@ -75,6 +75,7 @@ def measure_speculation(
     new_tokens: int = 16,
     speculative_tokens: int = SPECULATIVE_TOKENS,
     agree: bool = False,
+    sides: tuple[str, ...] = SIDES,
     progress=print,
 ) -> dict:
     """One row: per side, p50/p95 milliseconds of a whole suggestion, graph runs per
@@ -92,11 +93,8 @@ def measure_speculation(
         )
         return LocalGenerator(Engine(options))
 
-    engines = {
-        "recompute": engine(False, False),
-        "reuse": engine(True, False),
-        "speculate": engine(True, True),
-    }
+    made = {"recompute": (False, False), "reuse": (True, False), "speculate": (True, True)}
+    engines = {name: engine(*made[name]) for name in sides}
     text = TRACE_FILE.read_text()
     start = start_for_context(engines["reuse"], text, context)
     if trace_kind == "repeat":
@@ -105,12 +103,12 @@ def measure_speculation(
         trace = typing_trace(text, start, steps, chars_per_step)
     for engine_ in engines.values():  # the file was open before typing began
         suggest(engine_, trace[0][:-1], new_tokens)
-    samples: dict[str, list[dict]] = {name: [] for name in SIDES}
+    samples: dict[str, list[dict]] = {name: [] for name in sides}
     previous: list[int] = []
-    same = {"speculate": 0, "recompute": 0}  # suggestions equal to the reuse side's
+    same = {name: 0 for name in sides}  # suggestions equal to the reuse side's
     for prefix in trace:
         suggestions = {}
-        for name in SIDES:
+        for name in sides:
             engine_ = engines[name]
             before = engine_.counters
             options = {}
@@ -131,8 +129,8 @@ def measure_speculation(
                     "tokens": stats.generated_tokens,
                 }
             )
-        same["speculate"] += suggestions["speculate"] == suggestions["reuse"]
-        same["recompute"] += suggestions["recompute"] == suggestions["reuse"]
+        for name in sides:
+            same[name] += suggestions[name] == suggestions["reuse"]
         previous = suggestions["speculate"]
     row: dict = {
         "model": model_dir.name,
@@ -141,9 +139,10 @@ def measure_speculation(
         "trace": trace_kind + (", agreeing drafts" if agree else ""),
         "speculative_tokens": speculative_tokens,
         "steps": len(trace),
-        "speculate_same_as_reuse": same["speculate"],
-        "recompute_same_as_reuse": same["recompute"],
     }
+    for name in sides:
+        if name != "reuse":
+            row[f"{name}_same_as_reuse"] = same[name]
     for name, rows in samples.items():
         times = [r["ms"] for r in rows]
         verify_runs = sum(r["verify_runs"] for r in rows)
@@ -153,7 +152,8 @@ def measure_speculation(
         row[f"{name}_tokens"] = sum(r["tokens"] for r in rows) / len(rows)
         if verify_runs:
             row[f"{name}_accepted_per_verify"] = sum(r["accepted"] for r in rows) / verify_runs
-    row["whole_ratio_vs_recompute"] = row["recompute_p50_ms"] / row["speculate_p50_ms"]
+    if "recompute" in sides:
+        row["whole_ratio_vs_recompute"] = row["recompute_p50_ms"] / row["speculate_p50_ms"]
     row["whole_ratio_vs_reuse"] = row["reuse_p50_ms"] / row["speculate_p50_ms"]
     row["graph_runs_ratio"] = row["reuse_graph_runs"] / row["speculate_graph_runs"]
     progress(str(row))
@@ -196,6 +196,9 @@ def main() -> None:
     parser.add_argument("--compile-cost", action="store_true")
     parser.add_argument("--layers", type=int, default=2, help="layers for --compile-cost")
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument(
+        "--without-recompute", action="store_true", help="only the reuse and speculate sides"
+    )
     args = parser.parse_args()
     if args.compile_cost:
         for with_verify in (False, True):
@@ -221,6 +224,7 @@ def main() -> None:
             new_tokens=args.new_tokens,
             speculative_tokens=args.speculative_tokens,
             agree=args.agree,
+            sides=SIDES[1:] if args.without_recompute else SIDES,
         )
         for trace_kind in args.trace
     ]

@@ -112,6 +112,9 @@ def test_experience_harness_in_miniature(tmp_path: Path) -> None:
 
     assert cached(by_name["retyping", "all on"]) > 0
     assert cached(by_name["retyping", "recentSuggestions 0"]) == 0
+    # Typing what a suggestion shows is answered from it.
+    following = by_name["following", "all on"]["keystrokes"]
+    assert any(k["record"]["finish"] == "typed through" for k in following)
     table = (tmp_path / "smoke.md").read_text()
     assert "| jump | all on |" in table and "| typing | timeBudgetMs 0 |" in table
     assert (tmp_path / "smoke.png").read_bytes()[:8] == PNG_MAGIC

@@ -6,6 +6,8 @@ order of its sums, held to the float32 engine's tolerance. One engine per format
 session; the GGUF engine shares its compiled model.
 """
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -18,6 +20,7 @@ from model.weights.quantized_cache import FROM_CACHE, FROM_CHECKPOINT, QUANTIZED
 from testkit.checkpoints import TINY_MAX_LENGTH, make_random_checkpoint
 from testkit.reference import ReferenceMPT
 from tests.test_engine import PROMPTS, relative_error
+from tests.test_speculation import PLAIN, REPEATING, agreeing_draft, run
 
 BLOCK_ENCODINGS = ("q8_0", "q4_0")
 
@@ -52,6 +55,22 @@ def test_greedy_continuation_equals_the_reference(quantized):
     with engine.generate(ids, SamplingParams(max_new_tokens=16)) as generation:
         tokens = list(generation)
     assert tokens == reference.greedy(ids, 16, engine.eos_id)
+
+
+@pytest.mark.parametrize("text", [REPEATING, PLAIN])
+def test_speculation_on_the_blocks_gives_the_greedy_text(quantized, text):
+    """Blocks do not speculate by default (a verify run's rows cost integer products each),
+    but asked to, they give plain greedy decoding's tokens, drafts kept or not."""
+    engine, reference = quantized
+    assert engine.speculative_tokens == 0
+    speculating = Engine(replace(engine.options, speculative_tokens=3))  # the compiled model
+    prompt = engine.tokenizer.encode(text)
+    expected = reference.greedy(prompt, 24, engine.eos_id)
+    tokens, generation = run(
+        speculating, prompt, 24, draft_context=agreeing_draft(prompt, expected)
+    )
+    assert tokens == expected
+    assert generation.accepted_tokens > 0
 
 
 def test_a_gguf_in_the_blocks_gives_identical_logits(quantized, tiny_model_dir, tmp_path):

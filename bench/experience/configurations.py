@@ -26,7 +26,9 @@ CONFIGURATIONS = (
         {"prewarm": False, "recentSuggestions": 0, "prefetchOnAccept": False, "timeBudgetMs": 0},
     ),
     Configuration("prewarm off", {"prewarm": False}, ("jump",)),
-    Configuration("recentSuggestions 0", {"recentSuggestions": 0}, ("retyping", "accepting")),
-    Configuration("prefetchOnAccept off", {"prefetchOnAccept": False}, ("accepting",)),
+    Configuration(
+        "recentSuggestions 0", {"recentSuggestions": 0}, ("retyping", "accepting", "following")
+    ),
+    Configuration("prefetchOnAccept off", {"prefetchOnAccept": False}, ("accepting", "following")),
     Configuration("timeBudgetMs 0", {"timeBudgetMs": 0}, ("typing",)),
 )

@@ -104,6 +104,11 @@ def act(editor: Editor, step: Step) -> None:
     """Does what `step` says."""
     if step.action in ("type", "retype"):
         editor.type(step.count)
+    elif step.action == "type through":
+        if editor.shown:
+            editor.type_through(step.count)
+        else:
+            editor.type(step.count)
     elif step.action == "backspace":
         removed = editor.text[max(0, editor.cursor - step.count) : editor.cursor]
         editor.backspace(step.count)

@@ -19,8 +19,9 @@ CHARS_PER_STEP = 3
 @dataclass(frozen=True)
 class Step:
     """What the person does: "open" or "jump" (the first request, with nothing typed yet),
-    "type" or "retype" (`count` characters), "backspace" (`count` characters, which are typed
-    again later), each with a request, or "accept" (Tab, with the item's command)."""
+    "type" or "retype" (`count` characters), "type through" (the first `count` characters
+    of the suggestion shown), "backspace" (`count` characters, which are typed again later),
+    each with a request, or "accept" (Tab, with the item's command)."""
 
     action: str
     count: int = 0
@@ -99,6 +100,26 @@ def accepting() -> Trace:
     return from_keystrokes("accepting", "textwrap.py", keys)
 
 
+def following() -> Trace:
+    """A function's body written by reading each suggestion and typing a few characters of
+    it, then taking the rest: what a person does while the suggestions say what they meant."""
+    text = (STDLIB / "textwrap.py").read_text()
+    start = text.index("def dedent(text):")
+    cursor = text.index("\n", start) + 1
+    end = text.index("\ndef ", cursor) + 1
+    steps = [Step("open")]
+    for _ in range(16):
+        steps += [Step("type through", CHARS_PER_STEP)] * 2 + [Step("accept")]
+    return Trace(
+        "following",
+        "textwrap.py",
+        text=text[:cursor] + text[end:],
+        cursor=cursor,
+        to_type=text[cursor:end],  # typed where nothing is shown
+        steps=tuple(steps),
+    )
+
+
 def retyping() -> Trace:
     """A function typed again below itself, with backspaces into what was typed."""
     return with_backspaces(from_keystrokes("retyping", "textwrap.py", repeat_trace(CHARS_PER_STEP)))
@@ -115,4 +136,10 @@ def jump() -> Trace:
     )
 
 
-TRACES = {"typing": typing, "accepting": accepting, "retyping": retyping, "jump": jump}
+TRACES = {
+    "typing": typing,
+    "accepting": accepting,
+    "following": following,
+    "retyping": retyping,
+    "jump": jump,
+}
