@@ -32,21 +32,30 @@ def summarize(run: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _timed_out(key: dict[str, Any]) -> bool:
+    """Whether the server answered at its answer timeout: nothing of the model's to compare."""
+    return key["record"] is not None and key["record"]["finish"] == "cancelled"
+
+
 def agreement(run: dict[str, Any], baseline: dict[str, Any]) -> dict[str, int]:
     """The requests of `run` asked at a text the baseline asked at too: how many, how many
-    answers differ, and how many are a shorter start of the baseline's (a time budget's
-    complete lines)."""
-    answers: dict[str, str] = {}
+    answers differ, how many are a shorter start of the baseline's (a time budget's complete
+    lines), and how many were not compared because either side timed out."""
+    answers: dict[str, dict[str, Any]] = {}
     for key in baseline["keystrokes"]:
-        answers.setdefault(key["at"], key["answer"])
-    counts = {"compared": 0, "differ": 0, "cut_short": 0}
+        answers.setdefault(key["at"], key)
+    counts = {"compared": 0, "differ": 0, "cut_short": 0, "timed_out": 0}
     for key in run["keystrokes"]:
         if key["at"] not in answers:
             continue
-        counts["compared"] += 1
         expected = answers[key["at"]]
-        if key["answer"] != expected:
-            counts["cut_short" if expected.startswith(key["answer"]) else "differ"] += 1
+        if _timed_out(key) or _timed_out(expected):
+            counts["timed_out"] += 1
+            continue
+        counts["compared"] += 1
+        if key["answer"] != expected["answer"]:
+            shorter = expected["answer"].startswith(key["answer"])
+            counts["cut_short" if shorter else "differ"] += 1
     return counts
 
 
@@ -89,8 +98,16 @@ def _row(run: dict[str, Any]) -> list[str]:
         f"{s['computed_tokens_per_keystroke']:.0f}",
         str(s["no_model_run"]),
         "" if pause is None else f"{pause:.1f}" + (" (pre-warmed)" if run.get("prewarm") else ""),
-        "" if agree is None else f"{agree['compared']}: {agree['differ']} ({agree['cut_short']})",
+        _agreement_cell(agree),
     ]
+
+
+def _agreement_cell(agree: dict[str, int] | None) -> str:
+    if agree is None:
+        return ""
+    cell = f"{agree['compared']}: {agree['differ']} ({agree['cut_short']})"
+    timed_out = agree.get("timed_out", 0)
+    return cell + (f", {timed_out} timed out" if timed_out else "")
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -105,7 +122,8 @@ def markdown(result: dict[str, Any]) -> str:
         "Keystroke times are from the request to its answer, the first request (after opening "
         'or the jump) apart; "no model run" counts keystrokes answered without a graph run '
         "or from the suggestion memory; the last column compares the answers at the texts the "
-        f"baseline ({result['baseline']}) was asked at too.",
+        f"baseline ({result['baseline']}) was asked at too, leaving out answers given at the "
+        "server's answer timeout (`answerTimeoutSeconds`).",
     ]
     for model, runs in result["models"].items():
         lines += ["", f"## {model}", "", "| " + " | ".join(HEADER) + " |"]
