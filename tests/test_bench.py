@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from bench.experience.configurations import CONFIGURATIONS
+from bench.experience.report import agreement
 from bench.experience.traces import TRACES
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -131,3 +132,13 @@ def test_speculation_harness_in_miniature(tmp_path: Path) -> None:
     assert row["steps"] == 2
     assert all(row[f"{side}_graph_runs"] > 0 for side in ("recompute", "reuse", "speculate"))
     assert row["recompute_p50_ms"] > 0 and "speculate_accepted_per_verify" in row
+
+
+def test_experience_agreement_leaves_out_answers_at_the_timeout() -> None:
+    def key(at: str, answer: str, finish: str = "length") -> dict:
+        return {"at": at, "answer": answer, "record": {"finish": finish}}
+
+    baseline = {"keystrokes": [key("a", "x = 1\ny = 2"), key("b", "", "cancelled"), key("c", "z")]}
+    run = {"keystrokes": [key("a", "x = 1\n"), key("b", "w"), key("c", "q"), key("d", "r")]}
+    counts = agreement(run, baseline)
+    assert counts == {"compared": 2, "differ": 1, "cut_short": 1, "timed_out": 1}
