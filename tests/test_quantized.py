@@ -20,7 +20,7 @@ from model.weights.quantized_cache import FROM_CACHE, FROM_CHECKPOINT, QUANTIZED
 from testkit.checkpoints import TINY_MAX_LENGTH, make_random_checkpoint
 from testkit.reference import ReferenceMPT
 from tests.test_engine import PROMPTS, relative_error
-from tests.test_speculation import PLAIN, REPEATING, agreeing_draft, run
+from tests.test_speculation import PLAIN, REPEATING, run_with_agreeing_drafts
 
 BLOCK_ENCODINGS = ("q8_0", "q4_0")
 
@@ -64,11 +64,7 @@ def test_speculation_on_the_blocks_gives_the_greedy_text(quantized, text):
     engine, reference = quantized
     assert engine.speculative_tokens == 0
     speculating = Engine(replace(engine.options, speculative_tokens=3))  # the compiled model
-    prompt = engine.tokenizer.encode(text)
-    expected = reference.greedy(prompt, 24, engine.eos_id)
-    tokens, generation = run(
-        speculating, prompt, 24, draft_context=agreeing_draft(prompt, expected)
-    )
+    tokens, expected, generation = run_with_agreeing_drafts(speculating, reference, text, 24)
     assert tokens == expected
     assert generation.accepted_tokens > 0
 

@@ -42,6 +42,16 @@ def run(engine, prompt, new_tokens, **options):
     return tokens, g
 
 
+def run_with_agreeing_drafts(engine, reference, text, new_tokens):
+    """The engine's greedy tokens after `text` with the reference's own continuation as
+    draft context, the reference's tokens, and the generation's statistics."""
+    prompt = engine.tokenizer.encode(text)
+    expected = reference.greedy(prompt, new_tokens, engine.eos_id)
+    draft_context = agreeing_draft(prompt, expected)
+    tokens, generation = run(engine, prompt, new_tokens, draft_context=draft_context)
+    return tokens, expected, generation
+
+
 # ------------------------------------------------------------------ the drafter
 
 
@@ -100,10 +110,8 @@ def test_speculation_gives_plain_decodings_tokens(tiny_engine, plain_engine, tin
 def test_a_draft_the_model_agrees_with_is_kept_in_few_runs(tiny_engine, tiny_reference):
     """The previous suggestion as draft context: when the model would write it again, each
     verify run keeps a whole draft and adds the model's next token."""
-    prompt = tiny_engine.tokenizer.encode(REPEATING)
-    expected = tiny_reference.greedy(prompt, 16, tiny_engine.eos_id)
-    tokens, generation = run(
-        tiny_engine, prompt, 16, draft_context=agreeing_draft(prompt, expected)
+    tokens, expected, generation = run_with_agreeing_drafts(
+        tiny_engine, tiny_reference, REPEATING, 16
     )
     assert tokens == expected
     assert generation.accepted_tokens > 0
