@@ -73,13 +73,12 @@ comptime HAS_VNNI = CompilationTarget._has_feature["avx512vnni"]()
 # at most 128, so that no sum of two products can saturate. Q4_0's nibbles are; Q8_0's quants
 # are read as their magnitudes, with x taking their signs (`_pairs_avx2`).
 comptime HAS_AVX2 = CompilationTarget._has_feature["avx2"]()
-# Whether Q8_0's quants are multiplied as signed bytes (AVX2 without VNNI) rather than
-# biased to unsigned ones.
-comptime SIGNED_Q8 = HAS_AVX2 and not HAS_VNNI
-# Whether Q4_0's products of a block are summed in the int16 pairs `vpmaddubsw` gives (AVX2
-# without VNNI), widened to int32 once a block (`_widened`) rather than once per four weights:
-# a pair of nibbles by int8 is at most 2 * 15 * 127, so the 8 of a block's 32 weights fit.
-comptime NARROW_Q4 = HAS_AVX2 and not HAS_VNNI
+# Whether the products are AVX2's pairs of bytes (no VNNI). Then Q8_0's quants are multiplied
+# as signed bytes rather than biased to unsigned ones, and Q4_0's products of a block are
+# summed in the int16 pairs `vpmaddubsw` gives, widened to int32 once a block (`_widened`)
+# rather than once per four weights: a pair of nibbles by int8 is at most 2 * 15 * 127, so
+# the 8 of a block's 32 weights fit.
+comptime BYTE_PAIRS = HAS_AVX2 and not HAS_VNNI
 # Rows of x that the one-row products take at once, each vector of W unpacked once for all of
 # them, and the most that `replit_qmatmul` sends there: packing panels costs about as much
 # for 2 rows as for 100.
@@ -117,8 +116,8 @@ def vectors[bits: Int]() -> Int:
 
 @always_inline
 def _narrow[bits: Int]() -> Bool:
-    """Whether `_dot4` sums `bits` products in int16 pairs (`NARROW_Q4`)."""
-    return bits == 4 and NARROW_Q4
+    """Whether `_dot4` sums `bits` products in int16 pairs (`BYTE_PAIRS`)."""
+    return bits == 4 and BYTE_PAIRS
 
 
 @always_inline
@@ -132,7 +131,7 @@ def _dot4[
     """acc plus, in each lane, the sum of four adjacent products of the weights' bytes u, as
     `_unpacked` gives them for `bits`, and the activations' bytes s. Where `_narrow[bits]`,
     acc holds each lane's two int16 sums of pairs, which `_widened` adds up."""
-    comptime signed = bits == 8 and SIGNED_Q8
+    comptime signed = bits == 8 and BYTE_PAIRS
     comptime if HAS_VNNI and (lanes == 16 or lanes == 8):
         comptime name = "llvm.x86.avx512.vpdpbusd.512" if lanes == 16 else (
             "llvm.x86.avx512.vpdpbusd.256"
@@ -204,7 +203,7 @@ def _bias[bits: Int]() -> Int32:
     q + 128 (its top bit flipped) unless the products take signed bytes, Q4_0's n - 8 as its
     nibble n."""
     comptime if bits == 8:
-        return 0 if SIGNED_Q8 else 128
+        return 0 if BYTE_PAIRS else 128
     return 8
 
 
@@ -214,7 +213,7 @@ def _unpacked[bits: Int](vector: Bytes, half: Int) -> Bytes:
     are where the products take signed bytes); Q4_0's low nibbles (half 0: weights 4v to
     4v + 3 of vector v) or high ones (half 1: weights 16 + 4v on)."""
     comptime if bits == 8:
-        comptime if SIGNED_Q8:
+        comptime if BYTE_PAIRS:
             return vector
         return vector ^ 0x80
     else:
