@@ -47,7 +47,6 @@ from lsp_server.generation.local import LocalGenerator
 from model.config import load_config, parse_config
 from model.engine.engine import Engine
 from model.engine.options import EngineOptions
-from model.engine.speculation import SPECULATIVE_TOKENS
 from model.graph.builder import build_graph
 from model.graph.options import DEFAULT_GRAPH
 from model.hub import resolve_model_dir
@@ -73,7 +72,7 @@ def measure_speculation(
     steps: int = 20,
     chars_per_step: int = 3,
     new_tokens: int = 16,
-    speculative_tokens: int = SPECULATIVE_TOKENS,
+    speculative_tokens: int | None = None,
     agree: bool = False,
     sides: tuple[str, ...] = SIDES,
     progress=print,
@@ -137,7 +136,8 @@ def measure_speculation(
         "encoding": encoding,
         "context": context,
         "trace": trace_kind + (", agreeing drafts" if agree else ""),
-        "speculative_tokens": speculative_tokens,
+        "speculative_tokens": engines[sides[-1]].engine.drafts.limit,
+        "measured_lengths": engines[sides[-1]].engine.drafts.measured,
         "steps": len(trace),
     }
     for name in sides:
@@ -191,7 +191,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--chars-per-step", type=int, default=3)
     parser.add_argument("--new-tokens", type=int, default=16)
-    parser.add_argument("--speculative-tokens", type=int, default=SPECULATIVE_TOKENS)
+    parser.add_argument(
+        "--speculative-tokens",
+        type=int,
+        help="drafts a verify run checks, every run (default: the engine's, chosen as measured)",
+    )
     parser.add_argument("--agree", action="store_true", help="drafts: the plain suggestion")
     parser.add_argument("--compile-cost", action="store_true")
     parser.add_argument("--layers", type=int, default=2, help="layers for --compile-cost")

@@ -191,8 +191,8 @@ OPTIONS: tuple[Option, ...] = (
         "speculative_tokens",
         int,
         None,
-        "most tokens drafted from the context and checked in one run (greedy); 0: off "
-        "(default: 4 for models whose decode reads weights op by op, 0 for small ones)",
+        "tokens drafted from the context and checked in each run (greedy); 0: off "
+        "(default: up to 4, each run as many as measured to pay; 0 for small models)",
         flag="--speculative-tokens",
         group=MODEL,
     ),

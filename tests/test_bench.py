@@ -127,6 +127,7 @@ def test_speculation_harness_in_miniature(tmp_path: Path) -> None:
     out = tmp_path / "rows.json"
     command = [sys.executable, "-m", "bench.speculation", "--model", "demo", "--context", "80"]
     command += ["--block", "60", "--steps", "2", "--new-tokens", "6", "--json", str(out)]
+    command += ["--speculative-tokens", "4"]  # the demo model does not speculate by default
     subprocess.run(command, check=True, timeout=900)
     (row,) = json.loads(out.read_text())
     assert row["steps"] == 2

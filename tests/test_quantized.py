@@ -13,6 +13,7 @@ import pytest
 
 from model.engine.engine import Engine
 from model.engine.options import EngineOptions, OptionError
+from model.engine.speculation import SPECULATIVE_TOKENS, DraftPlan
 from model.sampling import SamplingParams
 from model.weights.encodings import ENCODINGS
 from model.weights.gguf_export import export_gguf
@@ -59,11 +60,15 @@ def test_greedy_continuation_equals_the_reference(quantized):
 
 @pytest.mark.parametrize("text", [REPEATING, PLAIN])
 def test_speculation_on_the_blocks_gives_the_greedy_text(quantized, text):
-    """Blocks do not speculate by default (a verify run's rows cost integer products each),
-    but asked to, they give plain greedy decoding's tokens, drafts kept or not."""
+    """Blocks draft by default only as much as measured to pay (a verify run's rows cost
+    integer products each), and asked for a length, draft it every run; either way they give
+    plain greedy decoding's tokens, drafts kept or not."""
     engine, reference = quantized
-    assert engine.speculative_tokens == 0
+    assert engine.drafts == DraftPlan(SPECULATIVE_TOKENS, measured=True)
+    tokens, expected, _ = run_with_agreeing_drafts(engine, reference, text, 24)
+    assert tokens == expected
     speculating = Engine(replace(engine.options, speculative_tokens=3))  # the compiled model
+    assert speculating.drafts == DraftPlan(3, measured=False)
     tokens, expected, generation = run_with_agreeing_drafts(speculating, reference, text, 24)
     assert tokens == expected
     assert generation.accepted_tokens > 0

@@ -31,4 +31,6 @@ CONFIGURATIONS = (
     ),
     Configuration("prefetchOnAccept off", {"prefetchOnAccept": False}, ("accepting", "following")),
     Configuration("timeBudgetMs 0", {"timeBudgetMs": 0}, ("typing",)),
+    # Drafting where the engine measures it to pay (on models large enough to speculate).
+    Configuration("speculation off", {"speculation": False}, ("typing", "following")),
 )

@@ -15,6 +15,7 @@ import numpy as np
 from model.engine.binding import bind_weights
 from model.engine.compiled import default_cache_dir, obtain_compiled
 from model.engine.device import select_device
+from model.engine.draft_lengths import FixedLengths
 from model.engine.execution import EngineCounters, GraphRunner
 from model.engine.generation_loop import PREFILL_CHUNK, Generation, GenerationLoop
 from model.engine.model_files import read_model_files
@@ -26,7 +27,7 @@ from model.engine.options import (
 )
 from model.engine.prefill import Prefill
 from model.engine.slots import SlotPool
-from model.engine.speculation import speculative_tokens
+from model.engine.speculation import draft_plan
 from model.hub import model_name
 from model.progress import READY, LoadProgress, ProgressCallback, ignore_progress
 from model.sampling import SamplingParams
@@ -50,7 +51,7 @@ class Engine:
         self.max_length = options.max_length
         dtype, graph_options = graph_encoding(options, self.config)
         self.device = select_device(options.use_gpu)
-        self.speculative_tokens = speculative_tokens(
+        self.drafts = draft_plan(
             options.speculative_tokens, self.config, dtype, self.device, graph_options
         )
 
@@ -78,6 +79,7 @@ class Engine:
             progress,
         )
         self._runner = GraphRunner(models, self.device)
+        self._draft_lengths = self.drafts.lengths(self._runner.run_seconds)
         slots = SlotPool(
             self.config,
             self.max_length,
@@ -116,17 +118,17 @@ class Engine:
     ) -> Generation:
         """Starts a completion of `prompt` (token ids); nothing runs until it is iterated.
 
-        Greedy completions speculate unless `speculate` is False or the engine's
-        `speculative_tokens` is 0 (see EngineOptions); the tokens are the same either way, up
-        to the rounding in which the verify and decode graphs differ (which can flip a near tie
-        of two logits).
+        Greedy completions speculate unless `speculate` is False or the engine's draft plan
+        (`drafts`, from EngineOptions.speculative_tokens) has none; the tokens are the same
+        either way, up to the rounding in which the verify and decode graphs differ (which
+        can flip a near tie of two logits).
         `draft_context` is more tokens to draft from besides the prompt, such as the previous
         suggestion at this spot.
         """
         # Drafts are checked against the greedy choice only: sampled tokens would need the
         # speculative acceptance rule to keep their distribution.
-        draft_limit = self.speculative_tokens if speculate and params.greedy else 0
-        return self._loop.start(prompt, params, cancelled, draft_limit, draft_context)
+        lengths = self._draft_lengths if speculate and params.greedy else FixedLengths(0)
+        return self._loop.start(prompt, params, cancelled, lengths, draft_context)
 
     def prefill(
         self, prompt: Sequence[int], cancelled: Callable[[], bool], chunk: int = PREFILL_CHUNK

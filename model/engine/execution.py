@@ -7,6 +7,7 @@ generations interleave run by run, each in its own slot.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -14,6 +15,7 @@ import numpy as np
 from max.driver import CPU, Buffer, Device
 
 from model.engine.binding import BoundModels
+from model.engine.draft_lengths import RunSeconds
 from model.engine.slots import Slot
 
 
@@ -45,6 +47,7 @@ class GraphRunner:
         self._lock = threading.Lock()
         self._counters = EngineCounters()
         self._counters_lock = threading.Lock()
+        self.run_seconds = RunSeconds()  # decode steps and verify runs, by rows
 
     @property
     def counters(self) -> EngineCounters:
@@ -80,6 +83,7 @@ class GraphRunner:
         if not isinstance(self._device, CPU):
             ids_input, rel_input = ids_input.to(self._device), rel_input.to(self._device)
         with self._lock:
+            started = time.perf_counter()
             try:
                 logits = model.execute(
                     ids_input, Buffer.from_numpy(position), rel_input, *slot.caches
@@ -94,4 +98,7 @@ class GraphRunner:
                 verify_runs=int(every_row),
                 draft_tokens=len(tokens) - 1 if every_row else 0,
             )
-            return logits.to_numpy()
+            logits = logits.to_numpy()
+            if every_row or len(tokens) == 1:
+                self.run_seconds.record(len(tokens), time.perf_counter() - started)
+            return logits

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
+from model.engine.draft_lengths import DraftLengths
 from model.engine.drafting import draft
 from model.engine.execution import GraphRunner
 from model.engine.prefill import Prefill
@@ -73,16 +74,16 @@ class GenerationLoop:
         prompt: Sequence[int],
         params: SamplingParams,
         cancelled: Callable[[], bool],
-        draft_limit: int,
+        lengths: DraftLengths,
         draft_context: Sequence[int],
     ) -> Generation:
-        """A completion of `prompt` that drafts at most `draft_limit` tokens a run; nothing
-        runs until it is iterated."""
+        """A completion of `prompt` whose runs check as many drafted tokens as `lengths`
+        chooses; nothing runs until it is iterated."""
         prompt = list(prompt)
         check_prompt_fits(len(prompt), self._max_length)
         generation = Generation(len(prompt))
         generation._steps = self._steps(
-            generation, prompt, params, cancelled, draft_limit, list(draft_context)
+            generation, prompt, params, cancelled, lengths, list(draft_context)
         )
         return generation
 
@@ -147,7 +148,7 @@ class GenerationLoop:
         prompt: list[int],
         params: SamplingParams,
         cancelled: Callable[[], bool],
-        draft_limit: int,
+        lengths: DraftLengths,
         draft_context: list[int],
     ) -> Iterator[int]:
         # The caller's limit, and the cache's: a slot holds `max_length` tokens.
@@ -165,7 +166,8 @@ class GenerationLoop:
                 # A verify run yields at most one token more than it drafted, so the budget
                 # (and with it the cache's capacity) bounds the draft.
                 left = budget - len(generation.tokens)
-                guess = draft(history, min(draft_limit, left - 1), draft_context)
+                drafted = draft(history, min(lengths.limit, left - 1), draft_context)
+                guess = drafted[: lengths.choose(len(drafted))]
                 inputs = [history[-1], *guess]
                 if guess:
                     rows = self._run(slot, inputs, generation, every_row=True)
@@ -174,6 +176,7 @@ class GenerationLoop:
                 if not generation.tokens:
                     generation.prefill_seconds = time.perf_counter() - started
                 chosen = self._accept(slot, generation, guess, rows, sample)
+                lengths.observe(drafted, len(guess), chosen)
                 for index, token in enumerate(chosen):
                     if index and cancelled():
                         generation.finish_reason = "cancelled"

@@ -60,8 +60,9 @@ class EngineOptions:
     save_to_serialized_model_path: Path | None = None
     cache_dir: Path | None = None  # compiled models and weights quantized at load
     prefix_reuse: bool = True
-    # Most drafted tokens checked in one verify run of greedy generation; 0 turns speculation
-    # off. None: the default for the graph that decodes (`model.engine.speculation`).
+    # Drafted tokens checked in each verify run of greedy generation; 0 turns speculation off.
+    # None: the default for the graph that decodes, up to 4 a run as measured to pay
+    # (`model.engine.speculation`).
     speculative_tokens: int | None = None
     graph: GraphOptions = DEFAULT_GRAPH
 

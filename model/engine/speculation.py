@@ -4,16 +4,20 @@ Greedy generation speculates: where the last tokens occur earlier in the context
 that followed them there (`model.engine.drafting`) are checked in one verify run with the last
 accepted token, and every drafted token that equals the model's own greedy choice is kept,
 plus the model's choice after the last one kept. A decode step is bound by reading the
-weights, so such a run costs about one step and can yield several tokens.
+weights, so such a run can cost little more than a step and yield several tokens; how many
+drafts each run checks is `model.engine.draft_lengths`'s choice.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from max.driver import Device
 from max.dtype import DType
 
 from model.config import ModelConfig
+from model.engine.draft_lengths import DraftLengths, FixedLengths, MeasuredLengths, RunSeconds
 from model.graph.ops import decodes_whole_blocks
 from model.graph.options import GraphOptions
 from model.sampling import Sampler
@@ -22,25 +26,39 @@ from model.sampling import Sampler
 SPECULATIVE_TOKENS = 4
 
 
-def speculative_tokens(
+@dataclass(frozen=True)
+class DraftPlan:
+    """The most drafted tokens a verify run checks (0: no speculation), and whether each
+    run's length is chosen from measured costs (`MeasuredLengths`) or is the most on offer."""
+
+    limit: int
+    measured: bool
+
+    def lengths(self, seconds: RunSeconds) -> DraftLengths:
+        """The engine's lengths, which its generations share (measured: what they learn)."""
+        if self.measured and self.limit:
+            return MeasuredLengths(self.limit, seconds)
+        return FixedLengths(self.limit)
+
+
+def draft_plan(
     asked: int | None,
     config: ModelConfig,
     dtype: DType,
     device: Device,
     graph: GraphOptions,
-) -> int:
-    """`asked`, else the default for the graph that decodes: SPECULATIVE_TOKENS where a decode
-    step reads the weights op by op (a large model, where a verify run of a few rows costs
-    about one step); 0 where each block decodes as one kernel (a small model, where the verify
-    run's many ops cost more than the steps it saves, though it needs fewer graph runs); and 0
-    for Q8_0 and Q4_0 blocks, where every row of a verify run past the first costs its own
-    integer products, so that even drafts that agree make decoding slower, the more so the
-    more tokens are drafted."""
+) -> DraftPlan:
+    """`asked` drafted tokens a run, always; else the default for the graph that decodes: none
+    where each block decodes as one kernel (a small model, where the verify run's many ops
+    cost more than the steps it saves), and otherwise up to SPECULATIVE_TOKENS, each run's
+    length chosen from what runs cost and what drafts keep on this machine: float weights read
+    op by op give verify runs of a few rows at about a step's cost, while every row of a Q8_0
+    or Q4_0 verify run costs its own integer products, so that only drafts kept often pay."""
     if asked is not None:
-        return asked
-    fused = decodes_whole_blocks(config, dtype, device, graph)
-    blocks = graph.block_format is not None
-    return 0 if fused or blocks else SPECULATIVE_TOKENS
+        return DraftPlan(asked, measured=False)
+    if decodes_whole_blocks(config, dtype, device, graph):
+        return DraftPlan(0, measured=False)
+    return DraftPlan(SPECULATIVE_TOKENS, measured=True)
 
 
 def accepted_choices(
