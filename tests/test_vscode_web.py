@@ -30,6 +30,7 @@ import pytest
 from lsprotocol import types
 from pytest_lsp import client_capabilities, make_test_lsp_client
 
+from model.engine.engine import Engine
 from testkit.checkpoints import TINY_MAX_LENGTH
 from testkit.servers import lsp_server_command
 from testkit.vscode_web import CHROMIUM, DRIVER, Tools, ToolsUnavailable, ensure_tools
@@ -228,7 +229,11 @@ def tools() -> Tools:
 
 
 @pytest.mark.timeout(BUILD_TIMEOUT + DRIVER_TIMEOUT + 600)
-def test_ghost_text_in_vscode(tools: Tools, tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_ghost_text_in_vscode(
+    tools: Tools, tiny_model_dir: Path, tiny_engine: Engine, tmp_path: Path
+) -> None:
+    # `tiny_engine` has put the server's compiled model in the cache, so that the first ghost
+    # text waits for a model load, not a cold compile, when this test runs alone.
     vsix = build_vsix(tools)
     home = tmp_path / "home"
     env = tools.env({**SERVER_ENV, "HOME": str(home)})
