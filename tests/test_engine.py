@@ -10,6 +10,7 @@ from model.engine.compiled import CompileError, SerializedModelError
 from model.engine.engine import Engine
 from model.engine.execution import relative_positions
 from model.engine.options import EngineOptions
+from model.engine.slots import common_prefix_length
 from model.graph.options import GraphOptions
 from model.sampling import SamplingParams
 from model.weights.gguf_export import export_gguf
@@ -301,3 +302,24 @@ def test_a_cancelled_prefill_stops_after_the_chunk_in_progress(tiny_engine):
     stopped = tiny_engine.prefill(prompt, cancelled, chunk=4)
     assert not stopped.complete
     assert stopped.computed_tokens == min(4, len(prompt) - 1 - stopped.reused_tokens)
+
+
+def test_a_prompt_sharing_only_its_start_with_a_cached_one_leaves_it_cached(tiny_engine):
+    """Two files whose prompts begin with the same header line: asking in one must not wipe
+    the other's cache for the few tokens they share (tiny_engine has two slots)."""
+    header = "# project/package/module.py\n"
+    long = tiny_engine.tokenizer.encode(header + "def double(a):\n    return a * 2\n\n\n" * 4)
+    other = tiny_engine.tokenizer.encode(header + "class Other:\n    pass\n")
+    shared = common_prefix_length(long, other)
+    assert 0 < shared < len(long) // 4
+
+    def reused(ids):
+        with tiny_engine.generate(ids, SamplingParams(max_new_tokens=1)) as generation:
+            list(generation)
+        return generation.reused_tokens
+
+    reused(long)
+    assert reused(other) < len(other) - 1
+    assert reused(long) == len(long) - 1
+    # A prompt that shares most of the cached one still takes its slot (a backspace).
+    assert reused(long[:-2]) == len(long) - 3

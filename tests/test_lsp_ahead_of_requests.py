@@ -14,6 +14,8 @@ import pytest
 from lsprotocol import types
 from pytest_lsp import LanguageClient
 
+from lsp_server.lsp.completion_log import CompletionRecord
+from lsp_server.lsp.prompt import WINDOW_SLACK
 from testkit.lsp_client import (
     MAX_NEW_TOKENS,
     ClientSetup,
@@ -172,3 +174,62 @@ async def test_accepting_a_suggestion_starts_the_next_one(
     assert following == expected_completion(
         tiny_model_dir, tiny_reference, text, end.line, end.character
     )
+
+
+async def prompt_after_typing(
+    client: LanguageClient, uri: str, version: int, at: types.Position, text: str
+) -> tuple[types.Position, CompletionRecord]:
+    """Types `text` at `at` and asks there: the cursor after it, and the request's record."""
+    insert(client, uri, version, at, text)
+    at = after(at, text)
+    since = await completion_count(client)
+    await complete(client, uri, at.line, at.character)
+    (record,) = [r for r in await completion_stats(client, since) if r.generated_tokens]
+    return at, record
+
+
+async def test_a_pause_in_a_nearly_full_window_prepares_the_window_it_moves_to(
+    lsp_client: LanguageClient,
+) -> None:
+    """Typing at the end of a file longer than the prompt: the window keeps its start while
+    the text fits, then must move on. A pause where it is nearly full computes the next
+    window too, and the keystroke that outgrows the window reuses it."""
+    uri = "file:///work/window.py"
+    lines = [f"total_{i} = total_{i - 1} + {i}\n" for i in range(1, 90)]
+    text = "".join(lines)
+    open_document(lsp_client, uri, text)
+    at = types.Position(line=len(lines), character=0)
+    since = await completion_count(lsp_client)
+    await complete(lsp_client, uri, at.line, at.character)
+    (first,) = await completion_stats(lsp_client, since)
+    # The first window leaves a quarter of the room free; the room is about first / 0.75.
+    nearly_full = first.prompt_tokens / (1 - WINDOW_SLACK) * (1 - WINDOW_SLACK / 4)
+    version, record, number = 2, first, 90
+    while record.prompt_tokens < nearly_full:
+        at, record = await prompt_after_typing(
+            lsp_client, uri, version, at, f"step_{number} = {number}\n"
+        )
+        assert record.prompt_tokens > first.prompt_tokens, "the window moved before it was full"
+        version, number = version + 1, number + 1
+    since = await completion_count(lsp_client)
+    cursor_idle(lsp_client, uri, at)
+    deadline = time.monotonic() + 30
+    while len(warm := await completion_stats(lsp_client, since)) < 2:
+        assert time.monotonic() < deadline, f"no second pre-warm record in {warm}"
+        await asyncio.sleep(0.05)
+    current, upcoming = warm
+    assert current.finish == upcoming.finish == "prewarm"
+    assert current.prompt_tokens == record.prompt_tokens
+    assert upcoming.prompt_tokens < current.prompt_tokens
+    # Typing on until the window must move: the request starts where the pause prepared.
+    while True:
+        at, moved = await prompt_after_typing(
+            lsp_client, uri, version, at, f"step_{number} = {number}\n"
+        )
+        version, number = version + 1, number + 1
+        if moved.prompt_tokens < record.prompt_tokens:
+            break
+        record = moved
+    assert moved.reused_tokens >= upcoming.prompt_tokens - 1
+    typed = moved.prompt_tokens - upcoming.prompt_tokens
+    assert 0 < typed < upcoming.prompt_tokens

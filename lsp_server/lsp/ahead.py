@@ -61,14 +61,17 @@ class AheadOfRequests:
             if future.cancelled() or future.exception() is not None:
                 return
             outcome = future.result()
-            memory.window_start = outcome.window_start
-            if outcome.prefill is not None:
-                milliseconds = 1000 * (time.perf_counter() - started)
-                log_record(
-                    server.completions.add_prefill(
-                        uri, position.line, position.character, outcome.prefill, milliseconds
+            memory.move_window(outcome.window_start)
+            if outcome.next_window_start is not None:
+                memory.next_window_start = outcome.next_window_start
+            milliseconds = 1000 * (time.perf_counter() - started)
+            for prefill in (outcome.prefill, outcome.next_prefill):
+                if prefill is not None:
+                    log_record(
+                        server.completions.add_prefill(
+                            uri, position.line, position.character, prefill, milliseconds
+                        )
                     )
-                )
 
         warm.future = server.executor(engine).submit(prewarm, engine, snapshot, warm.cancel.is_set)
         warm.future.add_done_callback(finished)

@@ -7,13 +7,13 @@ with the completion rules as its stop rule, and post-processes the text.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from lsp_server.generation.protocol import TextGenerator
 from lsp_server.generation.sampling import GenerationParams
 from lsp_server.generation.stream import GenerationStats
 from lsp_server.lsp.postprocess import CompletionContext, postprocess
-from lsp_server.lsp.prompt import Prompt, build_prompt
+from lsp_server.lsp.prompt import Prompt, build_prompt, next_window
 from lsp_server.lsp.snapshot import CursorSnapshot
 from lsp_server.lsp.stop_rule import CompletionRules
 from model.engine.prefill import Prefill
@@ -40,32 +40,55 @@ def prompt_budget(max_length: int, max_new_tokens: int) -> int:
     return max_length - min(max_new_tokens, max_length // 2)
 
 
+def _budget(engine: TextGenerator, snapshot: CursorSnapshot) -> int:
+    return prompt_budget(engine.max_length, snapshot.settings.max_new_tokens)
+
+
 def completion_prompt(engine: TextGenerator, snapshot: CursorSnapshot) -> Prompt:
     """The prompt a completion at `snapshot` is made from, within the room its settings leave."""
-    budget = prompt_budget(engine.max_length, snapshot.settings.max_new_tokens)
     return build_prompt(
-        snapshot.text_before, engine.tokenizer, budget, snapshot.header, snapshot.window_start
+        snapshot.text_before,
+        engine.tokenizer,
+        _budget(engine, snapshot),
+        snapshot.header,
+        snapshot.window_start,
+        snapshot.next_window_start,
     )
 
 
 @dataclass(frozen=True)
 class PrewarmOutcome:
-    """The prompt window a pre-warm used, and what its prefill did (None where the generator
-    keeps no cache, or there was nothing to compute)."""
+    """The prompt window a pre-warm used and what its prefill did (None where the generator
+    keeps no cache, or there was nothing to compute); and, where the window is nearly full,
+    the next window's start and what its prefill did."""
 
     window_start: int | None
     prefill: Prefill | None
+    next_window_start: int | None = None
+    next_prefill: Prefill | None = None
 
 
 def prewarm(
     engine: TextGenerator, snapshot: CursorSnapshot, cancelled: Callable[[], bool]
 ) -> PrewarmOutcome:
     """Runs on a worker thread: brings the prompt a completion at `snapshot` would use into
-    the cache, with no generation, so the first keystroke there computes only its own tokens."""
+    the cache, with no generation, so the first keystroke there computes only its own tokens.
+    Where that prompt nearly fills the window, the window the text will move to next is
+    brought into the cache too (another slot), so that the keystroke that outgrows the
+    window does not compute a whole window."""
     prompt = completion_prompt(engine, snapshot)
     if not prompt.ids or cancelled():
         return PrewarmOutcome(prompt.window_start, None)
-    return PrewarmOutcome(prompt.window_start, engine.prefill(prompt.ids, cancelled))
+    prefill = engine.prefill(prompt.ids, cancelled)
+    outcome = PrewarmOutcome(prompt.window_start, prefill)
+    if prefill is None or not prefill.complete or cancelled():
+        return outcome
+    budget = _budget(engine, snapshot)
+    upcoming = next_window(snapshot.text_before, engine.tokenizer, budget, snapshot.header, prompt)
+    if upcoming is None:
+        return outcome
+    next_prefill = engine.prefill(upcoming.ids, cancelled)
+    return replace(outcome, next_window_start=upcoming.window_start, next_prefill=next_prefill)
 
 
 class Progress:

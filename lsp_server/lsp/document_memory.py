@@ -21,6 +21,7 @@ class DocumentMemory:
 
     def __init__(self) -> None:
         self.window_start: int | None = None
+        self.next_window_start: int | None = None  # prepared by a pre-warm
         self.suggestions = RecentSuggestions()
         self.context: ContextBlock | None = None
         self.context_sources: Hashable = None  # what the context was chosen from
@@ -34,10 +35,17 @@ class DocumentMemory:
             return True
         return now - self.last_request >= idle_seconds and sources != self.context_sources
 
+    def move_window(self, start: int | None) -> None:
+        """Keeps the prompt window a request used; the prepared next one is spent once the
+        window has moved."""
+        if start != self.window_start:
+            self.next_window_start = None
+        self.window_start = start
+
     def remember(self, snapshot: CursorSnapshot, outcome: CompletionOutcome, keep: int) -> None:
         """Keeps the window a completion used and, when it suggested anything, the suggestion
         (with the newest `keep` others)."""
-        self.window_start = outcome.window_start
+        self.move_window(outcome.window_start)
         if outcome.text:
             suggestion = Suggestion(snapshot.text_before, snapshot.header, outcome.text)
             self.suggestions.add(suggestion, keep)

@@ -169,39 +169,77 @@ class Prompt:
     window_start: int | None
 
 
+def _header_ids(header: str, tokenizer: Encoder, budget: int) -> list[int]:
+    """The header's tokens; none when they would take more than half the budget (a path
+    longer than half the room is not worth it)."""
+    header_ids = tokenizer.encode(header) if header else []
+    return [] if len(header_ids) * 2 > budget else header_ids
+
+
 def build_prompt(
     text_before: str,
     tokenizer: Encoder,
     budget: int,
     header: str = "",
     window_start: int | None = None,
+    next_start: int | None = None,
 ) -> Prompt:
     """The prompt: the optional header, then the text before the cursor from the window's
     start. Keeps the previous `window_start` while the text from it still fits, so that
     each keystroke's prompt extends the previous one (and reuses its cached K/V); else moves
-    it to the line that leaves WINDOW_SLACK of the budget free. Empty when there is no text
-    before the cursor: a completion of nothing is not asked for."""
-    header_ids = tokenizer.encode(header) if header else []
-    if len(header_ids) * 2 > budget:  # a path longer than half the room is not worth it
-        header_ids = []
+    it to `next_start` (the window prepared while the cursor rested, `next_window`) if the
+    text from there fits, else to the line that leaves WINDOW_SLACK of the budget free.
+    Empty when there is no text before the cursor: a completion of nothing is not asked
+    for."""
+    header_ids = _header_ids(header, tokenizer, budget)
     room = budget - len(header_ids)
     if not text_before or room < 1:
         return Prompt([], None)
-    start, body = _kept_window(text_before, tokenizer, room, window_start)
+    start, body = _kept_window(text_before, tokenizer, room, window_start, next_start)
     return Prompt(header_ids + body if body else [], start)
 
 
+def next_window(
+    text_before: str, tokenizer: Encoder, budget: int, header: str, prompt: Prompt
+) -> Prompt | None:
+    """The prompt the window will move to once the text outgrows `prompt` (which
+    `build_prompt` made), prepared ahead: None until less than half of WINDOW_SLACK of the
+    room is left. It is cut so that, when the current window is full, WINDOW_SLACK of the
+    room is free in it, and it starts after the current window's start."""
+    header_ids = _header_ids(header, tokenizer, budget)
+    room = budget - len(header_ids)
+    free = room - (len(prompt.ids) - len(header_ids))
+    if prompt.window_start is None or free * 2 > room * WINDOW_SLACK:
+        return None
+    start, body = _fitting_tail(
+        text_before, tokenizer, max(1, room - int(room * WINDOW_SLACK) - free)
+    )
+    if start is None or start <= prompt.window_start or not body:
+        return None
+    return Prompt(header_ids + body, start)
+
+
+def _fits_from(text: str, tokenizer: Encoder, room: int, start: int) -> list[int] | None:
+    """The tokens of `text` from `start`, where they fit in `room`."""
+    # Every token covers at most MAX_CHARS_PER_TOKEN characters: longer text cannot fit.
+    if len(text) - start > room * MAX_CHARS_PER_TOKEN:
+        return None
+    ids = tokenizer.encode(text[start:].encode("utf-8", "replace").decode())
+    return ids if len(ids) <= room else None
+
+
 def _kept_window(
-    text: str, tokenizer: Encoder, room: int, window_start: int | None
+    text: str, tokenizer: Encoder, room: int, window_start: int | None, next_start: int | None
 ) -> tuple[int | None, list[int]]:
     """The window to use: the previous one while it fits, else (with no usable previous one)
-    the whole text if it fits, else a new one with slack."""
+    the whole text if it fits, else the prepared next one if it fits, else a new one with
+    slack."""
     if window_start is None or not _on_line_start(text, window_start):
         window_start = 0
-    # Every token covers at most MAX_CHARS_PER_TOKEN characters: longer text cannot fit.
-    if len(text) - window_start <= room * MAX_CHARS_PER_TOKEN:
-        ids = tokenizer.encode(text[window_start:].encode("utf-8", "replace").decode())
-        if len(ids) <= room:
-            return window_start, ids
+    for start in (window_start, next_start):
+        if start is not None and _on_line_start(text, start):
+            ids = _fits_from(text, tokenizer, room, start)
+            if ids:
+                return start, ids
     slack_room = max(1, room - int(room * WINDOW_SLACK))
     return _fitting_tail(text, tokenizer, slack_room)

@@ -271,7 +271,11 @@ class CompletionServer(LanguageServer):
             )
         memory.last_request = now
         context = memory.context or NO_CONTEXT
-        snapshot = dataclasses.replace(snapshot, header=context.text + snapshot.header)
+        snapshot = dataclasses.replace(
+            snapshot,
+            header=context.text + snapshot.header,
+            next_window_start=memory.next_window_start,
+        )
         return snapshot, position, memory
 
     def start_job(

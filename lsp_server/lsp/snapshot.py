@@ -31,6 +31,7 @@ class CursorSnapshot:
     settings: Settings
     seed: int | None
     window_start: int | None = None  # the document's prompt window so far, kept if it fits
+    next_window_start: int | None = None  # where it moves to when it no longer fits, if ready
     previous_suggestion: str = ""  # drafts for speculation may copy it as well as the prompt
 
 

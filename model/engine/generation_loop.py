@@ -140,6 +140,7 @@ class GenerationLoop:
             if cancelled():
                 break
             self._run(slot, prompt[begin : min(begin + chunk, len(prompt) - 1)], generation)
+        slot.prompt_tokens = len(slot.tokens)
         return reused
 
     def _steps(

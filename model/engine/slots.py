@@ -24,6 +24,8 @@ class Slot:
 
     caches: list[Buffer]
     tokens: list[int] = field(default_factory=list)
+    # How many of `tokens` were its last prompt's (the rest were generated after it).
+    prompt_tokens: int = 0
 
 
 def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
@@ -63,7 +65,10 @@ class SlotPool:
         return self._all[-1]
 
     def acquire(self, prompt: Sequence[int]) -> Slot:
-        """The idle slot sharing the longest prefix, else a fresh one, else the LRU idle one."""
+        """The idle slot sharing the longest prefix, unless that prefix is shorter than the
+        prompt tokens it would drop from the slot (a prompt that starts with the same header
+        or context as another, or a window moved on, must not wipe the other's cache); else
+        a fresh one, else the LRU idle one (which keeps what it shares with the prompt)."""
         with self._changed:
             while True:
                 best_index, best_length = None, 0
@@ -72,12 +77,15 @@ class SlotPool:
                     if length > best_length:
                         best_index, best_length = index, length
                 if best_index is not None and self._prefix_reuse:
-                    return self._idle.pop(best_index)
+                    dropped = self._all[best_index].prompt_tokens - best_length
+                    if best_length >= dropped:
+                        return self._idle.pop(best_index)
                 if len(self._all) < self._capacity:
                     return self._new_slot()
                 if self._idle:
                     _, slot = self._idle.popitem()
-                    slot.tokens.clear()
+                    if not self._prefix_reuse:
+                        slot.tokens.clear()
                     return slot
                 self._changed.wait()
 
