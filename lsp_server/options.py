@@ -315,7 +315,8 @@ OPTIONS: tuple[Option, ...] = (
         bool,
         True,
         "compute the prompt where the cursor rests (the client's replitLsp/cursorIdle), so "
-        "the first keystroke there pays only for its own tokens",
+        "the first keystroke there pays only for its own tokens; and, where the prompt nearly "
+        "fills its window, the window it moves to next (also after a pause in typing)",
         setting="prewarm",
     ),
     Option(
@@ -357,7 +358,7 @@ OPTIONS: tuple[Option, ...] = (
         "context_idle_ms",
         int,
         1000,
-        "the pause after which the context is chosen again",
+        "the pause after which the context is chosen again (and the next prompt window prepared)",
         setting="contextIdleMs",
     ),
 )

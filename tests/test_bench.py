@@ -143,3 +143,17 @@ def test_experience_agreement_leaves_out_answers_at_the_timeout() -> None:
     run = {"keystrokes": [key("a", "x = 1\n"), key("b", "w"), key("c", "q"), key("d", "r")]}
     counts = agreement(run, baseline)
     assert counts == {"compared": 2, "differ": 1, "cut_short": 1, "timed_out": 1}
+
+
+def test_window_move_harness_in_miniature(tmp_path: Path) -> None:
+    """`bench.window_move` on the demo model: with pre-warm on, the request that moves the
+    window reuses the next window prepared in the pause; with it off, it computes it."""
+    out = tmp_path / "runs.json"
+    command = [sys.executable, "-m", "bench.window_move", "--json", str(out)]
+    subprocess.run(command, check=True, timeout=900)
+    on, off = json.loads(out.read_text())
+    assert (on["prewarm"], off["prewarm"]) == (True, False)
+    assert on["prewarm_records"] >= 1 and off["prewarm_records"] == 0
+    assert on["moved"]["prompt_tokens"] < on["full"]["prompt_tokens"]
+    assert on["moved"]["reused_tokens"] > off["moved"]["reused_tokens"] == 0
+    assert on["moved"]["computed_tokens"] < off["moved"]["computed_tokens"]

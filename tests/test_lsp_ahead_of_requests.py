@@ -188,48 +188,76 @@ async def prompt_after_typing(
     return at, record
 
 
-async def test_a_pause_in_a_nearly_full_window_prepares_the_window_it_moves_to(
+async def fill_the_window(
+    client: LanguageClient, uri: str
+) -> tuple[types.Position, int, CompletionRecord]:
+    """Opens a file longer than the prompt with the cursor at its end, and types lines there
+    (a request after each, with no pause) until less than an eighth of the window is free:
+    the cursor then, the document's version and the last request's record."""
+    lines = [f"total_{i} = total_{i - 1} + {i}\n" for i in range(1, 90)]
+    open_document(client, uri, "".join(lines))
+    at = types.Position(line=len(lines), character=0)
+    since = await completion_count(client)
+    await complete(client, uri, at.line, at.character)
+    (first,) = await completion_stats(client, since)
+    # The first window leaves a quarter of the room free; the room is about first / 0.75.
+    nearly_full = first.prompt_tokens / (1 - WINDOW_SLACK) * (1 - WINDOW_SLACK / 4)
+    version, record = 2, first
+    while record.prompt_tokens < nearly_full:
+        at, record = await prompt_after_typing(client, uri, version, at, f"step_{version} = 0\n")
+        assert record.prompt_tokens > first.prompt_tokens, "the window moved before it was full"
+        version += 1
+    return at, version, record
+
+
+async def type_until_the_window_moves(
+    client: LanguageClient, uri: str, version: int, at: types.Position, full: CompletionRecord
+) -> CompletionRecord:
+    """Types lines at `at` until a request's prompt is shorter than `full`'s: the record of
+    the request whose window moved on."""
+    record = full
+    while True:
+        at, moved = await prompt_after_typing(client, uri, version, at, f"step_{version} = 0\n")
+        version += 1
+        if moved.prompt_tokens < record.prompt_tokens:
+            return moved
+        record = moved
+
+
+async def prewarm_records(client: LanguageClient, since: int, count: int) -> list:
+    deadline = time.monotonic() + 30
+    while len(records := await completion_stats(client, since)) < count:
+        assert time.monotonic() < deadline, f"fewer than {count} pre-warm records: {records}"
+        await asyncio.sleep(0.05)
+    assert all(r.finish == "prewarm" and not r.generated_tokens for r in records)
+    return records
+
+
+async def test_a_pause_after_a_suggestion_prepares_the_window_the_text_moves_to(
     lsp_client: LanguageClient,
 ) -> None:
     """Typing at the end of a file longer than the prompt: the window keeps its start while
-    the text fits, then must move on. A pause where it is nearly full computes the next
-    window too, and the keystroke that outgrows the window reuses it."""
+    the text fits, then must move on. A pause after a suggestion where the window is nearly
+    full computes the next window, and the keystroke that outgrows the window reuses it."""
     uri = "file:///work/window.py"
-    lines = [f"total_{i} = total_{i - 1} + {i}\n" for i in range(1, 90)]
-    text = "".join(lines)
-    open_document(lsp_client, uri, text)
-    at = types.Position(line=len(lines), character=0)
-    since = await completion_count(lsp_client)
-    await complete(lsp_client, uri, at.line, at.character)
-    (first,) = await completion_stats(lsp_client, since)
-    # The first window leaves a quarter of the room free; the room is about first / 0.75.
-    nearly_full = first.prompt_tokens / (1 - WINDOW_SLACK) * (1 - WINDOW_SLACK / 4)
-    version, record, number = 2, first, 90
-    while record.prompt_tokens < nearly_full:
-        at, record = await prompt_after_typing(
-            lsp_client, uri, version, at, f"step_{number} = {number}\n"
-        )
-        assert record.prompt_tokens > first.prompt_tokens, "the window moved before it was full"
-        version, number = version + 1, number + 1
-    since = await completion_count(lsp_client)
-    cursor_idle(lsp_client, uri, at)
-    deadline = time.monotonic() + 30
-    while len(warm := await completion_stats(lsp_client, since)) < 2:
-        assert time.monotonic() < deadline, f"no second pre-warm record in {warm}"
-        await asyncio.sleep(0.05)
-    current, upcoming = warm
-    assert current.finish == upcoming.finish == "prewarm"
-    assert current.prompt_tokens == record.prompt_tokens
-    assert upcoming.prompt_tokens < current.prompt_tokens
-    # Typing on until the window must move: the request starts where the pause prepared.
-    while True:
-        at, moved = await prompt_after_typing(
-            lsp_client, uri, version, at, f"step_{number} = {number}\n"
-        )
-        version, number = version + 1, number + 1
-        if moved.prompt_tokens < record.prompt_tokens:
-            break
-        record = moved
+    at, version, full = await fill_the_window(lsp_client, uri)
+    (upcoming,) = await prewarm_records(lsp_client, full.sequence, 1)
+    assert upcoming.prompt_tokens < full.prompt_tokens
+    moved = await type_until_the_window_moves(lsp_client, uri, version, at, full)
     assert moved.reused_tokens >= upcoming.prompt_tokens - 1
-    typed = moved.prompt_tokens - upcoming.prompt_tokens
-    assert 0 < typed < upcoming.prompt_tokens
+    assert 0 < moved.prompt_tokens - upcoming.prompt_tokens < upcoming.prompt_tokens
+
+
+async def test_the_cursor_resting_in_a_nearly_full_window_prepares_the_next_one(
+    lsp_client: LanguageClient,
+) -> None:
+    uri = "file:///work/resting.py"
+    at, version, full = await fill_the_window(lsp_client, uri)
+    since = await completion_count(lsp_client)
+    cursor_idle(lsp_client, uri, at)  # before the pause after the suggestion ends
+    current, upcoming = (await prewarm_records(lsp_client, since, 2))[:2]
+    assert current.prompt_tokens == full.prompt_tokens
+    assert current.reused_tokens == full.prompt_tokens - 1
+    assert upcoming.prompt_tokens < current.prompt_tokens
+    moved = await type_until_the_window_moves(lsp_client, uri, version, at, full)
+    assert moved.reused_tokens >= upcoming.prompt_tokens - 1

@@ -25,13 +25,12 @@ from typing import Any
 
 from bench.experience.configurations import BASELINE, CONFIGURATIONS, Configuration
 from bench.experience.report import agreement, markdown, plot, summarize
-from bench.experience.session import Session, run_trace
+from bench.experience.session import Session, default_server, run_trace
 from bench.experience.traces import TRACES
 from bench.full_size import full_size_checkpoint
 from bench.suite import WORK_DIR, machine
 from lsp_server.options import option_named
 from model.hub import resolve_model_dir
-from testkit.servers import server_command
 
 SMOKE_KEYSTROKES = 16  # enough for the retyping trace to go back to a suggestion
 SMOKE_PAUSE_LIMIT = 10.0
@@ -139,16 +138,7 @@ def main() -> None:
         "models": {},
     }
     for model_dir, encoding in models:
-        command = server_command(
-            model_dir,
-            "--stdio",
-            "--quantization-encoding",
-            encoding,
-            max_length=args.max_length,
-            context_tokens=None,  # the server's defaults, which the settings override
-            recent_suggestions=None,
-            time_budget_ms=None,
-        )
+        command = default_server(model_dir, encoding, args.max_length)
         runs = result["models"].setdefault(f"{model_dir.name} {encoding}", [])
         for trace_name in args.traces:
             runs += measure_trace(command, trace_name, configurations, args)

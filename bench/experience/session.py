@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from pathlib import Path
 from typing import Any
 
 from bench.experience.records import (
@@ -22,11 +23,27 @@ from bench.experience.records import (
 from bench.experience.traces import Step, Trace
 from testkit.editor import Editor, utf16_position
 from testkit.raw_lsp import RawLsp
+from testkit.servers import server_command
 
 ANSWER_LIMIT = 900.0  # seconds; a full-size suggestion takes tens of them
 LOAD_LIMIT = 1800.0  # seconds; the first start of a full-size model compiles it
 COUNTERS = ("graph_runs", "computed_tokens")
 LATE_RECORDS_LIMIT = 60.0  # seconds a trace's end waits for the records of its generations
+
+
+def default_server(model_dir: Path, encoding: str, max_length: int) -> list[str]:
+    """`replit-lsp --stdio` on `model_dir` in `encoding` with the server's own defaults, as
+    an editor user gets it (the client's settings override them)."""
+    return server_command(
+        model_dir,
+        "--stdio",
+        "--quantization-encoding",
+        encoding,
+        max_length=max_length,
+        context_tokens=None,
+        recent_suggestions=None,
+        time_budget_ms=None,
+    )
 
 
 def place(text: str, cursor: int) -> str:

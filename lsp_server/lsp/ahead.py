@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
@@ -18,12 +19,15 @@ from cachetools import LRUCache
 from lsprotocol import types
 
 from lsp_server.feedback import REMEMBERED
-from lsp_server.lsp.completion import PrewarmOutcome, prewarm
+from lsp_server.lsp.completion import PrewarmOutcome, prewarm, prewarm_next_window
 from lsp_server.lsp.completion_log import log_record
 from lsp_server.lsp.cursor_idle import Prewarm
 
 if TYPE_CHECKING:
+    from lsp_server.generation.protocol import TextGenerator
+    from lsp_server.lsp.document_memory import DocumentMemory
     from lsp_server.lsp.server import CompletionServer
+    from lsp_server.lsp.snapshot import CursorSnapshot
 
 # How long a request waits for a stopped pre-warm to let go of its cache slot (it stops
 # after its current prefill run; this only bounds a pathological case).
@@ -52,8 +56,57 @@ class AheadOfRequests:
         found = await server.snapshot(uri, at, server.settings, engine) if engine else None
         if engine is None or found is None or uri in server.requests:
             return
-        snapshot, position, memory = found
         await self.stop_prewarm()
+        self._start_prewarm(prewarm, engine, uri, found)
+
+    def suggestion_done(
+        self,
+        engine: TextGenerator,
+        uri: str,
+        snapshot: CursorSnapshot,
+        position: types.Position,
+        memory: DocumentMemory,
+    ) -> None:
+        """A suggestion at `snapshot` is done: if the document then has no request for a
+        pause (`contextIdleMs`), prepares the window its prompt moves to next, where the
+        prompt nearly fills it (`prewarm_next_window`). Waiting for the pause keeps this
+        from holding up a keystroke while the user types on."""
+        server = self._server
+        if not server.settings.prewarm or server.loop is None:
+            return
+        if memory.next_window_start is not None:
+            return  # prepared already for this window
+        asked = memory.last_request
+
+        def after_pause() -> None:
+            job = server.jobs.get(uri)
+            busy = self._prewarm is not None and not self._prewarm_done()
+            if memory.last_request != asked or uri in server.requests or busy:
+                return
+            if job is not None and job.running:
+                return
+            self._start_prewarm(prewarm_next_window, engine, uri, (snapshot, position, memory))
+
+        server.loop.call_soon_threadsafe(
+            server.loop.call_later, server.settings.context_idle_ms / 1000, after_pause
+        )
+
+    def _prewarm_done(self) -> bool:
+        warm = self._prewarm
+        return warm is None or warm.future is None or warm.future.done()
+
+    def _start_prewarm(
+        self,
+        work: Callable[[TextGenerator, CursorSnapshot, Callable[[], bool]], PrewarmOutcome],
+        engine: TextGenerator,
+        uri: str,
+        found: tuple[CursorSnapshot, types.Position, DocumentMemory],
+    ) -> None:
+        """Runs `work` (a pre-warm) on a worker for the snapshot, position and memory `found`
+        (as `CompletionServer.snapshot` gives them), keeping the windows it used in the
+        memory and its prefills in the completion records."""
+        server = self._server
+        snapshot, position, memory = found
         warm = self._prewarm = Prewarm(uri)
         started = time.perf_counter()
 
@@ -73,7 +126,7 @@ class AheadOfRequests:
                         )
                     )
 
-        warm.future = server.executor(engine).submit(prewarm, engine, snapshot, warm.cancel.is_set)
+        warm.future = server.executor(engine).submit(work, engine, snapshot, warm.cancel.is_set)
         warm.future.add_done_callback(finished)
 
     async def stop_prewarm(self) -> None:

@@ -74,20 +74,43 @@ def prewarm(
     """Runs on a worker thread: brings the prompt a completion at `snapshot` would use into
     the cache, with no generation, so the first keystroke there computes only its own tokens.
     Where that prompt nearly fills the window, the window the text will move to next is
-    brought into the cache too (another slot), so that the keystroke that outgrows the
-    window does not compute a whole window."""
+    brought into the cache too (`prewarm_next_window`)."""
     prompt = completion_prompt(engine, snapshot)
     if not prompt.ids or cancelled():
         return PrewarmOutcome(prompt.window_start, None)
     prefill = engine.prefill(prompt.ids, cancelled)
     outcome = PrewarmOutcome(prompt.window_start, prefill)
-    if prefill is None or not prefill.complete or cancelled():
+    if prefill is None or not prefill.complete:
         return outcome
+    return _with_next_window(engine, snapshot, prompt, outcome, cancelled)
+
+
+def prewarm_next_window(
+    engine: TextGenerator, snapshot: CursorSnapshot, cancelled: Callable[[], bool]
+) -> PrewarmOutcome:
+    """Runs on a worker thread, after a suggestion at `snapshot` (whose prompt is cached):
+    where its prompt nearly fills the window, brings the window the text will move to next
+    into the cache, in another slot, so that the keystroke that outgrows the current window
+    does not compute a whole window."""
+    prompt = completion_prompt(engine, snapshot)
+    outcome = PrewarmOutcome(prompt.window_start, None)
+    return _with_next_window(engine, snapshot, prompt, outcome, cancelled)
+
+
+def _with_next_window(
+    engine: TextGenerator,
+    snapshot: CursorSnapshot,
+    prompt: Prompt,
+    outcome: PrewarmOutcome,
+    cancelled: Callable[[], bool],
+) -> PrewarmOutcome:
     budget = _budget(engine, snapshot)
     upcoming = next_window(snapshot.text_before, engine.tokenizer, budget, snapshot.header, prompt)
-    if upcoming is None:
+    if upcoming is None or cancelled():
         return outcome
     next_prefill = engine.prefill(upcoming.ids, cancelled)
+    if next_prefill is None:
+        return outcome
     return replace(outcome, next_window_start=upcoming.window_start, next_prefill=next_prefill)
 
 

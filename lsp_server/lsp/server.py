@@ -299,6 +299,8 @@ class CompletionServer(LanguageServer):
             outcome = future.result()
             memory.remember(snapshot, outcome, keep)
             if outcome.stats is not None:  # the model ran
+                if not job.cancel.is_set():
+                    self.ahead.suggestion_done(engine, uri, snapshot, position, memory)
                 finish = finish_of(outcome.stats, job.cancel.is_set())
                 milliseconds = 1000 * (time.perf_counter() - started)
                 log_record(
