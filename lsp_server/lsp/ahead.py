@@ -83,6 +83,8 @@ class AheadOfRequests:
             busy = self._prewarm is not None and not self._prewarm_done()
             if memory.last_request != asked or uri in server.requests or busy:
                 return
+            if server.protocol.documents.get(uri) is None:
+                return  # closed in the meantime
             if job is not None and job.running:
                 return
             self._start_prewarm(prewarm_next_window, engine, uri, (snapshot, position, memory))
