@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 from tokenizers import Tokenizer
 
 from bench.editing import STDLIB
-from bench.experience.records import POLL_SECONDS, PREWARM, at_place
-from bench.experience.session import ANSWER_LIMIT, Session, default_server
+from bench.experience.records import RequestRecords
+from bench.experience.session import ANSWER_LIMIT, Session, default_server, pause_for_prewarm
 from bench.full_size import full_size_checkpoint
 from bench.suite import WORK_DIR
 from lsp_server.lsp.prompt import WINDOW_SLACK
@@ -41,37 +40,29 @@ OPENED_LINES = 1200  # the file as opened ends after this many lines
 FILL = 1 - WINDOW_SLACK / 8  # of the first window's room, after the paste
 
 
-def request(session: Session, editor: Editor) -> dict[str, Any]:
-    """A request at the cursor, answered, and its record once its generation is done."""
+def request(session: Session, editor: Editor, records: RequestRecords) -> dict[str, Any]:
+    """A request at the cursor, answered; its tokens once its generation is done."""
     position = utf16_position(editor.text, editor.cursor)
     before = session.counters()
     editor.send()
     editor.collect(ANSWER_LIMIT)
-    seconds = editor.seconds[-1]
-    deadline = time.monotonic() + ANSWER_LIMIT
-    while True:
-        mine = [
-            r
-            for r in session.records()
-            if at_place(r, editor.uri, position) and not r["finish"].startswith(PREWARM)
-        ]
-        if mine:
-            break
-        assert time.monotonic() < deadline, "no record of the request"
-        time.sleep(POLL_SECONDS)
+    asked: dict[str, Any] = {"ms": 1000 * editor.seconds[-1]}
+    records.give(asked, position)
+    records.wait(ANSWER_LIMIT)
+    assert asked["record"] is not None, "no record of the request"
     after = session.counters()
     return {
-        "ms": 1000 * seconds,
+        "ms": asked["ms"],
         "computed_tokens": after["computed_tokens"] - before["computed_tokens"],
-        "prompt_tokens": mine[0]["prompt_tokens"],
-        "reused_tokens": mine[0]["reused_tokens"],
+        "prompt_tokens": asked["record"]["prompt_tokens"],
+        "reused_tokens": asked["record"]["reused_tokens"],
     }
 
 
-def next_line(editor: Editor) -> str:
-    """The file's next line (at least one character), as the person types it next."""
-    end = editor.to_type.find("\n") + 1 or len(editor.to_type)
-    return editor.to_type[:end]
+def next_line(text: str) -> str:
+    """The first line of `text` with its line break (all of it when it has none)."""
+    end = text.find("\n") + 1 or len(text)
+    return text[:end]
 
 
 def run(
@@ -88,37 +79,32 @@ def run(
         cut = sum(len(line) for line in lines[:OPENED_LINES])
         uri = f"file:///window-move/{FILE}"
         editor = Editor.open(session.lsp, uri, text[:cut], cut, text[cut:])
-        first = request(session, editor)
+        records = RequestRecords(session.records, uri)
+        first = request(session, editor, records)
         room = first["prompt_tokens"] / (1 - WINDOW_SLACK)
         # The paste: whole lines, about as many tokens as fill the window to FILL.
         paste = ""
         while len(tokenizer.encode(paste).ids) < room * FILL - first["prompt_tokens"]:
-            paste += editor.to_type[len(paste) :].split("\n", 1)[0] + "\n"
+            paste += next_line(editor.to_type[len(paste) :])
         editor.type(len(paste))
-        full = request(session, editor)
+        full = request(session, editor, records)
         assert full["prompt_tokens"] > first["prompt_tokens"], "the paste moved the window"
-        started = time.perf_counter()
-        prewarms = 0
-        while time.perf_counter() - started < (pause if pause is not None else pause_limit):
-            prewarms += sum(r["finish"] == PREWARM for r in session.records())
-            if pause is None and prewarms:
-                break
-            time.sleep(POLL_SECONDS)
-        waited = time.perf_counter() - started
+        position = utf16_position(editor.text, editor.cursor)
+        waited, warm = pause_for_prewarm(session, uri, position, pause, pause_limit)
         # A request answered from a suggestion (the model wrote the line typed) ran no model
         # and says nothing of the window.
         steps, previous = [], full["prompt_tokens"]
         while not steps or not 0 < steps[-1]["prompt_tokens"] < previous:
             if steps and steps[-1]["prompt_tokens"]:
                 previous = steps[-1]["prompt_tokens"]
-            editor.type(len(next_line(editor)))
-            steps.append(request(session, editor))
+            editor.type(len(next_line(editor.to_type)))
+            steps.append(request(session, editor, records))
         return {
             "prewarm": prewarm,
             "first": first,
             "full": full,
             "pause_seconds": waited,
-            "prewarm_records": prewarms,
+            "prewarm_records": int(warm is not None),
             "typed_lines": len(steps),
             "moved": steps[-1],
             "before_moving": steps[:-1],

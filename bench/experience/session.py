@@ -97,6 +97,18 @@ def wait_for_prewarm(
     return limit, None
 
 
+def pause_for_prewarm(
+    session: Session, uri: str, position: dict[str, int], pause: float | None, limit: float
+) -> tuple[float, Record | None]:
+    """The person pauses: for `pause` seconds, or (None) until the server records a pre-warm
+    at `position`, at most `limit`. The seconds paused, and the last pre-warm recorded."""
+    if pause is None:
+        return wait_for_prewarm(session, uri, position, limit)
+    time.sleep(pause)
+    prewarms = [r for r in session.records() if r["finish"].startswith(PREWARM)]
+    return pause, prewarms[-1] if prewarms else None
+
+
 def ask(session: Session, editor: Editor, action: str, records: RequestRecords) -> dict[str, Any]:
     """One request at the cursor, answered, with what it cost."""
     position = utf16_position(editor.text, editor.cursor)
@@ -147,15 +159,9 @@ def run_trace(
     if trace.jump:
         position = utf16_position(editor.text, editor.cursor)
         editor.rest()
-        if pause is None:
-            result["pause_seconds"], result["prewarm"] = wait_for_prewarm(
-                session, uri, position, pause_limit
-            )
-        else:
-            time.sleep(pause)
-            result["pause_seconds"] = pause
-            prewarms = [r for r in session.records() if r["finish"].startswith(PREWARM)]
-            result["prewarm"] = prewarms[-1] if prewarms else None
+        result["pause_seconds"], result["prewarm"] = pause_for_prewarm(
+            session, uri, position, pause, pause_limit
+        )
     records = RequestRecords(session.records, uri)
     keystrokes = []
     accepted = False

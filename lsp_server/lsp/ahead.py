@@ -47,10 +47,7 @@ class AheadOfRequests:
         """The cursor rests at `at`: computes the prompt a request there would use, unless
         the document has a request or a suggestion on the way."""
         server = self._server
-        if not server.settings.prewarm or uri in server.requests:
-            return
-        job = server.jobs.get(uri)
-        if job is not None and job.running:
+        if not server.settings.prewarm or self._busy(uri):
             return
         engine = await server.engine_for(uri, 0)
         found = await server.snapshot(uri, at, server.settings, engine) if engine else None
@@ -79,19 +76,21 @@ class AheadOfRequests:
         asked = memory.last_request
 
         def after_pause() -> None:
-            job = server.jobs.get(uri)
-            busy = self._prewarm is not None and not self._prewarm_done()
-            if memory.last_request != asked or uri in server.requests or busy:
+            warming = self._prewarm is not None and not self._prewarm_done()
+            if memory.last_request != asked or warming or self._busy(uri):
                 return
             if server.protocol.documents.get(uri) is None:
                 return  # closed in the meantime
-            if job is not None and job.running:
-                return
             self._start_prewarm(prewarm_next_window, engine, uri, (snapshot, position, memory))
 
         server.loop.call_soon_threadsafe(
             server.loop.call_later, server.settings.context_idle_ms / 1000, after_pause
         )
+
+    def _busy(self, uri: str) -> bool:
+        """Whether the document has a request, or a suggestion on the way."""
+        job = self._server.jobs.get(uri)
+        return uri in self._server.requests or (job is not None and job.running)
 
     def _prewarm_done(self) -> bool:
         warm = self._prewarm

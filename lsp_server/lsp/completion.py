@@ -105,7 +105,7 @@ def _with_next_window(
     cancelled: Callable[[], bool],
 ) -> PrewarmOutcome:
     budget = _budget(engine, snapshot)
-    upcoming = next_window(snapshot.text_before, engine.tokenizer, budget, snapshot.header, prompt)
+    upcoming = next_window(snapshot.text_before, engine.tokenizer, budget, prompt)
     if upcoming is None or cancelled():
         return outcome
     next_prefill = engine.prefill(upcoming.ids, cancelled)

@@ -167,13 +167,7 @@ class Prompt:
 
     ids: list[int]
     window_start: int | None
-
-
-def _header_ids(header: str, tokenizer: Encoder, budget: int) -> list[int]:
-    """The header's tokens; none when they would take more than half the budget (a path
-    longer than half the room is not worth it)."""
-    header_ids = tokenizer.encode(header) if header else []
-    return [] if len(header_ids) * 2 > budget else header_ids
+    header_tokens: int = 0  # the first of `ids`, the header's
 
 
 def build_prompt(
@@ -191,32 +185,34 @@ def build_prompt(
     text from there fits, else to the line that leaves WINDOW_SLACK of the budget free.
     Empty when there is no text before the cursor: a completion of nothing is not asked
     for."""
-    header_ids = _header_ids(header, tokenizer, budget)
+    header_ids = tokenizer.encode(header) if header else []
+    if len(header_ids) * 2 > budget:  # a path longer than half the room is not worth it
+        header_ids = []
     room = budget - len(header_ids)
     if not text_before or room < 1:
         return Prompt([], None)
     start, body = _kept_window(text_before, tokenizer, room, window_start, next_start)
-    return Prompt(header_ids + body if body else [], start)
+    if not body:
+        return Prompt([], start)
+    return Prompt(header_ids + body, start, len(header_ids))
 
 
-def next_window(
-    text_before: str, tokenizer: Encoder, budget: int, header: str, prompt: Prompt
-) -> Prompt | None:
+def next_window(text_before: str, tokenizer: Encoder, budget: int, prompt: Prompt) -> Prompt | None:
     """The prompt the window will move to once the text outgrows `prompt` (which
-    `build_prompt` made), prepared ahead: None until less than half of WINDOW_SLACK of the
-    room is left. It is cut so that, when the current window is full, WINDOW_SLACK of the
-    room is free in it, and it starts after the current window's start."""
-    header_ids = _header_ids(header, tokenizer, budget)
-    room = budget - len(header_ids)
-    free = room - (len(prompt.ids) - len(header_ids))
-    if prompt.window_start is None or free * 2 > room * WINDOW_SLACK:
+    `build_prompt` made within `budget`), prepared ahead: None until less than half of
+    WINDOW_SLACK of the room is left. It is cut so that, when the current window is full,
+    WINDOW_SLACK of the room is free in it, and it starts after the current window's start."""
+    room = budget - prompt.header_tokens
+    free = budget - len(prompt.ids)
+    if prompt.window_start is None or not prompt.ids or free * 2 > room * WINDOW_SLACK:
         return None
     start, body = _fitting_tail(
         text_before, tokenizer, max(1, room - int(room * WINDOW_SLACK) - free)
     )
     if start is None or start <= prompt.window_start or not body:
         return None
-    return Prompt(header_ids + body, start)
+    header_ids = prompt.ids[: prompt.header_tokens]
+    return Prompt(header_ids + body, start, prompt.header_tokens)
 
 
 def _fits_from(text: str, tokenizer: Encoder, room: int, start: int) -> list[int] | None:

@@ -74,6 +74,10 @@ class FixedLengths:
         pass
 
 
+# For generations that do not speculate (sampled ones, or with speculation off).
+NO_DRAFTS = FixedLengths(0)
+
+
 class MeasuredLengths:
     """The length with the most expected tokens per measured second, up to `limit`."""
 

@@ -15,7 +15,7 @@ import numpy as np
 from model.engine.binding import bind_weights
 from model.engine.compiled import default_cache_dir, obtain_compiled
 from model.engine.device import select_device
-from model.engine.draft_lengths import FixedLengths
+from model.engine.draft_lengths import NO_DRAFTS
 from model.engine.execution import EngineCounters, GraphRunner
 from model.engine.generation_loop import PREFILL_CHUNK, Generation, GenerationLoop
 from model.engine.model_files import read_model_files
@@ -127,7 +127,7 @@ class Engine:
         """
         # Drafts are checked against the greedy choice only: sampled tokens would need the
         # speculative acceptance rule to keep their distribution.
-        lengths = self._draft_lengths if speculate and params.greedy else FixedLengths(0)
+        lengths = self._draft_lengths if speculate and params.greedy else NO_DRAFTS
         return self._loop.start(prompt, params, cancelled, lengths, draft_context)
 
     def prefill(
